@@ -1,0 +1,37 @@
+//! # batch-core
+//!
+//! A pure, sans-IO protocol core for OpenAI's asynchronous Batch API.
+//!
+//! ## In scope
+//! - Wire types for everything the Files and Batches API exchanges ([`api`]).
+//! - The input model (items sharing a system prompt, or raw request lines for
+//!   any endpoint) and a validating JSONL encoder ([`input`], [`jsonl`]).
+//! - A chunk-tolerant JSONL line decoder and result-line parsing ([`jsonl`],
+//!   [`results`]): a result file is decoded as it streams, in memory bounded
+//!   by its longest line.
+//!
+//! ## Out of scope
+//! This crate does no IO. It does not open sockets, read files, read the
+//! clock, sleep or spawn threads. Time is passed in as [`UnixMillis`];
+//! bytes are passed in as slices. Transports (`batch-blocking`,
+//! `batch-async`) execute what the core asks for.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub use http;
+
+pub mod api;
+mod error;
+pub mod input;
+pub mod jsonl;
+pub mod results;
+mod time;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
+pub use api::Endpoint;
+pub use error::{InputError, Problem};
+pub use time::UnixMillis;
