@@ -1,0 +1,1385 @@
+//! The Job: a state machine that runs a whole batch job, from planned shards
+//! to one outcome per request.
+//!
+//! Rules of this module:
+//! 1. Every transition of the job lives in this file. The other files of
+//!    `job/` hold plain data (plan, checkpoint, public types) and the
+//!    download bookkeeping; none of them decides what happens next.
+//! 2. Nothing here reads a clock or does IO. Time comes in as `now`; bytes
+//!    come in through `handle_*`; requests leave through [`Step::Send`].
+//! 3. A shard's next operation is derived from its state (file id? batch id?
+//!    terminal status? files left to download?), never stored as a "next
+//!    step" field. That is what makes resume from a checkpoint trivial: the
+//!    checkpoint is the state.
+//! 4. Every operation with an outside effect (upload, create) is armed and
+//!    persisted before it is sent. An armed effect found in a checkpoint
+//!    means "may have happened": the job looks for its result (files by name,
+//!    batches by metadata) before it would do it again.
+//!
+//! Phases of a shard:
+//!
+//! ```text
+//!   upload ──► create ──► poll ◄─┐──► download output ──► download errors ──► finish
+//!     │  ▲       │  ▲       │    │         (Range resume on cut-off)            │
+//!     ▼  │       ▼  │       └────┘                                              ▼
+//!  find file   find batch      (token_limit_exceeded: wait, create again)   not-processed
+//!  (unknown     (unknown                                                     outcomes for
+//!   outcome)     outcome)                                                    every id unseen
+//! ```
+
+mod checkpoint;
+mod download;
+mod plan;
+mod types;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
+pub use plan::{JobPlan, PlanBuilder, PlanDigest, Placement, ShardLimits, ShardPlan};
+pub use types::{
+    ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed, OnTimeout,
+    ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals, WaitReason,
+};
+
+use crate::api::{self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, Outgoing, RequestCounts, ShardRef};
+use crate::results::{FailureReason, Outcome, ResultRecord};
+use crate::retry::{JitterRng, StatusClass, classify_status, retry_after};
+use crate::time::UnixMillis;
+use download::{Download, DownloadEvent};
+
+/// Metadata key naming the job on each batch it creates.
+pub const META_JOB: &str = "openai_batch_job";
+/// Metadata key naming the shard on each batch.
+pub const META_SHARD: &str = "openai_batch_shard";
+/// Metadata key naming the create attempt on each batch.
+pub const META_ATTEMPT: &str = "openai_batch_attempt";
+
+/// How many pages of `GET /batches` or `GET /files` are searched when
+/// looking for the result of a create or upload whose outcome is unknown.
+const MAX_RECONCILE_PAGES: u32 = 50;
+
+/// A whole batch job as a state machine.
+///
+/// # Driver contract
+/// - Call [`poll`](Self::poll) and act on each [`Step`]; after any `handle_*`
+///   call, call `poll` again until it returns `Send`, `Wait` or `Done`.
+/// - For each `Step::Send`, report exactly one of: `handle_head` followed by
+///   any number of `handle_body` and one `handle_end`; or `handle_failure`
+///   (at any point, also after `handle_head`).
+/// - Drain every [`BodyFeed`] before the next chunk (undrained results come
+///   out of `poll` as [`Step::Result`], so nothing is lost either way).
+/// - `now` must not go backwards; if it does, the job clamps it. Waking up
+///   early or late is harmless.
+/// - On `Step::Persist`, first make every result delivered so far durable,
+///   then store the checkpoint. Results are keyed by request index, so a
+///   resumed job that delivers a shard's results again overwrites them.
+#[derive(Debug)]
+pub struct Job {
+    cfg: JobConfig,
+    plan: JobPlan,
+    created_at: UnixMillis,
+    deadline: Option<UnixMillis>,
+    now: UnixMillis,
+    rng: JitterRng,
+    next_exchange: u64,
+    shards: Vec<Shard>,
+    inflight: BTreeMap<ExchangeId, Inflight>,
+    /// Results of a body not yet taken from a `BodyFeed`.
+    fed: VecDeque<JobResult>,
+    /// Events and synthesized results waiting to be returned by `poll`.
+    out: VecDeque<Step>,
+    dirty: bool,
+    cancel_requested: bool,
+    timed_out: bool,
+    fatal: Option<String>,
+    poisoned: bool,
+    cursor: usize,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct Shard {
+    plan: ShardPlan,
+    file_id: Option<String>,
+    upload: Effect,
+    batch_id: Option<String>,
+    create_attempt: u32,
+    create: Effect,
+    requeues: u32,
+    status: Option<BatchStatus>,
+    counts: Option<RequestCounts>,
+    batch: Option<Batch>,
+    cancel_sent: bool,
+    /// Set when a status poll has happened since (re)start, for `StopAfter::Polled`.
+    polled: bool,
+    /// Files still to download, in order.
+    downloads: VecDeque<String>,
+    /// The download in progress (kept across interruptions for Range resume).
+    download: Option<Download>,
+    /// Which requests of the shard have an outcome.
+    seen: BitSet,
+    tally: Tally,
+    /// No operation before this instant.
+    not_before: UnixMillis,
+    wait_reason: Option<WaitReason>,
+    /// Consecutive failed attempts of the current operation.
+    attempts: u32,
+    last_error: Option<String>,
+    /// Reconciliation cursor (`after`) and pages searched.
+    search_after: Option<String>,
+    search_pages: u32,
+    /// Emitting not-processed outcomes for the ids not seen: next offset in the shard.
+    finishing: Option<Finishing>,
+    end: Option<ShardEnd>,
+    started: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Idle,
+    /// Persisted as maybe-sent, about to be sent.
+    Armed,
+    InFlight,
+    /// May have happened: look before doing it again.
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Finishing {
+    next: u64,
+    code: String,
+    message: String,
+    end: ShardEnd,
+    /// Per-line reasons from a failed batch's validation errors (offset in shard → reason).
+    per_line: BTreeMap<u64, NotProcessed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Upload,
+    FindUpload,
+    Create,
+    FindBatch,
+    Poll,
+    Cancel,
+    Download { file_id: String },
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Upload => "upload",
+            Op::FindUpload => "find upload",
+            Op::Create => "create",
+            Op::FindBatch => "find batch",
+            Op::Poll => "poll",
+            Op::Cancel => "cancel",
+            Op::Download { .. } => "download",
+        }
+    }
+    fn has_effect(&self) -> bool {
+        matches!(self, Op::Upload | Op::Create)
+    }
+}
+
+#[derive(Debug)]
+struct Inflight {
+    shard: usize,
+    op: Op,
+    head: Option<http::response::Parts>,
+    body: Vec<u8>,
+    too_large: bool,
+    ended: bool,
+}
+
+/// Results decoded from one body chunk, lent to the transport.
+///
+/// Drain it with [`next_result`](Self::next_result) before feeding the next
+/// chunk. Results left in it are not lost: `poll` returns them as
+/// [`Step::Result`].
+#[must_use = "drain the feed before reading the next chunk"]
+#[derive(Debug)]
+pub struct BodyFeed<'a> {
+    job: &'a mut Job,
+}
+
+impl BodyFeed<'_> {
+    /// The next result decoded from the chunk, if any.
+    pub fn next_result(&mut self) -> Option<JobResult> {
+        self.job.fed.pop_front()
+    }
+}
+
+impl Iterator for BodyFeed<'_> {
+    type Item = JobResult;
+    fn next(&mut self) -> Option<JobResult> {
+        self.next_result()
+    }
+}
+
+/// Why a checkpoint cannot be resumed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// The checkpoint was written by another format version.
+    #[error("checkpoint version {found} is not supported (expected {expected})")]
+    Version {
+        /// Found.
+        found: u32,
+        /// Supported.
+        expected: u32,
+    },
+    /// The plan given is not the plan the checkpoint was made for.
+    #[error("the input does not match the checkpoint (job {job_id}): it changed since the job started")]
+    PlanMismatch {
+        /// The job.
+        job_id: String,
+    },
+}
+
+impl Job {
+    /// A new job for `plan`, started at `now`.
+    pub fn new(cfg: JobConfig, plan: JobPlan, now: UnixMillis) -> Job {
+        let shards = plan.shards().iter().map(|p| Shard::new(p.clone())).collect();
+        let deadline = cfg.max_wait.map(|w| now.saturating_add(w));
+        let rng = JitterRng::new(cfg.seed);
+        Job {
+            cfg,
+            plan,
+            created_at: now,
+            deadline,
+            now,
+            rng,
+            next_exchange: 1,
+            shards,
+            inflight: BTreeMap::new(),
+            fed: VecDeque::new(),
+            out: VecDeque::new(),
+            dirty: true,
+            cancel_requested: false,
+            timed_out: false,
+            fatal: None,
+            poisoned: false,
+            cursor: 0,
+            done: false,
+        }
+    }
+
+    /// Continues a job from its last persisted checkpoint, given the same plan.
+    ///
+    /// Shards whose results were all delivered stay finished. Shards that
+    /// were stopped (timeout, repeated failures) are picked up again. An
+    /// upload or create that may have been sent is looked for before it is
+    /// done again. A shard interrupted while downloading downloads its
+    /// results again (they are keyed by request index, so a sink overwrites
+    /// them). A new `max_wait` in `cfg` starts counting at `now`.
+    ///
+    /// # Errors
+    /// Fails if the checkpoint's version is unknown or `plan` is not the
+    /// plan it was made for.
+    pub fn resume(cfg: JobConfig, plan: JobPlan, cp: Checkpoint, now: UnixMillis) -> Result<Job, ResumeError> {
+        if cp.version != CHECKPOINT_VERSION {
+            return Err(ResumeError::Version { found: cp.version, expected: CHECKPOINT_VERSION });
+        }
+        if cp.job_id != plan.job_id() || cp.plan != plan.digest() || cp.shards.len() != plan.shards().len() {
+            return Err(ResumeError::PlanMismatch { job_id: cp.job_id });
+        }
+        let mut job = Job::new(cfg, plan, now);
+        job.created_at = cp.created_at;
+        job.rng = cp.rng;
+        job.cancel_requested = cp.cancel_requested;
+        for (shard, saved) in job.shards.iter_mut().zip(cp.shards) {
+            shard.file_id = saved.file_id;
+            shard.upload = effect_from(saved.upload);
+            shard.batch_id = saved.batch_id;
+            shard.create_attempt = saved.create_attempt;
+            shard.create = effect_from(saved.create);
+            shard.requeues = saved.requeues;
+            shard.status = saved.status;
+            shard.counts = saved.counts;
+            shard.cancel_sent = saved.cancel_sent;
+            shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
+            match saved.end {
+                Some(ShardEnd::Stopped) | None => {
+                    // Resumed: if the batch had reached a terminal status, polling
+                    // it again finds that status and the files to download.
+                    shard.status = shard.status.take().filter(|s| !s.is_terminal());
+                }
+                Some(end) => {
+                    shard.end = Some(end);
+                    shard.tally = saved.tally;
+                }
+            }
+        }
+        Ok(job)
+    }
+
+    /// The plan this job runs.
+    pub fn plan(&self) -> &JobPlan {
+        &self.plan
+    }
+
+    /// The job's configuration.
+    pub fn config(&self) -> &JobConfig {
+        &self.cfg
+    }
+
+    /// Asks the job to cancel: batches already created are cancelled (their
+    /// partial results are still collected), shards not yet submitted are
+    /// reported as not processed.
+    pub fn cancel(&mut self, now: UnixMillis) {
+        self.tick(now);
+        if !self.cancel_requested {
+            self.cancel_requested = true;
+            self.dirty = true;
+        }
+    }
+
+    /// Whether the job has returned [`Step::Done`].
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// A snapshot of the durable state.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            job_id: self.plan.job_id().to_owned(),
+            plan: self.plan.digest(),
+            created_at: self.created_at,
+            deadline: self.deadline,
+            rng: self.rng.clone(),
+            cancel_requested: self.cancel_requested,
+            shards: self.shards.iter().map(Shard::checkpoint).collect(),
+        }
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> JobSummary {
+        let mut s = JobSummary {
+            job_id: self.plan.job_id().to_owned(),
+            requests: self.plan.len(),
+            succeeded: 0,
+            failed: 0,
+            not_processed: 0,
+            usage: UsageTotals::default(),
+            bad_lines: 0,
+            shards: Vec::with_capacity(self.shards.len()),
+            timed_out: self.timed_out,
+            cancelled: self.cancel_requested,
+            complete: false,
+            error: self.fatal.clone(),
+        };
+        for sh in &self.shards {
+            s.succeeded += sh.tally.succeeded;
+            s.failed += sh.tally.failed;
+            s.not_processed += sh.tally.not_processed;
+            s.bad_lines += sh.tally.bad_lines;
+            s.usage.input_tokens += sh.tally.usage.input_tokens;
+            s.usage.output_tokens += sh.tally.usage.output_tokens;
+            s.usage.cached_tokens += sh.tally.usage.cached_tokens;
+            s.usage.reasoning_tokens += sh.tally.usage.reasoning_tokens;
+            s.shards.push(sh.summary());
+        }
+        s.complete = s.succeeded + s.failed + s.not_processed == s.requests
+            && self.shards.iter().all(|sh| matches!(sh.end, Some(ShardEnd::Finished | ShardEnd::NotSubmitted)));
+        s
+    }
+
+    /// The next thing the transport must do.
+    ///
+    /// Call after: creating or resuming the job, any `handle_*`, a `Wait`
+    /// elapsing, and after acting on any other step.
+    pub fn poll(&mut self, now: UnixMillis) -> Step {
+        self.tick(now);
+        if self.done {
+            return Step::Done(self.summary());
+        }
+        if let Some(r) = self.fed.pop_front() {
+            return Step::Result(r);
+        }
+        if let Some(step) = self.out.pop_front() {
+            return step;
+        }
+        if self.dirty {
+            self.dirty = false;
+            return Step::Persist(self.checkpoint());
+        }
+        if self.poisoned {
+            return self.finish_job();
+        }
+        self.check_deadline();
+        // Emit not-processed outcomes of finishing shards, one per poll.
+        for i in 0..self.shards.len() {
+            if let Some(step) = self.finishing_step(i) {
+                return step;
+            }
+        }
+        if self.stop_point_reached() {
+            return self.finish_job();
+        }
+        self.start_shards();
+        let n = self.shards.len();
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            if let Some(step) = self.shard_step(i) {
+                self.cursor = (i + 1) % n;
+                return step;
+            }
+        }
+        // Anything left to emit from a shard that just decided to finish?
+        if let Some(step) = self.out.pop_front() {
+            return step;
+        }
+        if self.dirty {
+            self.dirty = false;
+            return Step::Persist(self.checkpoint());
+        }
+        if self.stop_point_reached() {
+            return self.finish_job();
+        }
+        let mut next: Option<(UnixMillis, WaitReason)> = None;
+        for (i, sh) in self.shards.iter().enumerate() {
+            if sh.end.is_some() || !sh.started || self.shard_busy(i) {
+                continue;
+            }
+            let reason = sh.wait_reason.clone().unwrap_or(WaitReason::PollBatch { shard: sh.plan.index });
+            if next.as_ref().is_none_or(|(t, _)| sh.not_before < *t) {
+                next = Some((sh.not_before, reason));
+            }
+        }
+        if let (Some(deadline), false) = (self.deadline, self.timed_out) {
+            if next.as_ref().is_none_or(|(t, _)| deadline < *t) {
+                next = Some((deadline, WaitReason::InFlight));
+            }
+        }
+        match next {
+            Some((until, reason)) => Step::Wait { until: until.max(self.now), reason },
+            None => Step::Wait { until: self.now.saturating_add(self.cfg.poll_interval), reason: WaitReason::InFlight },
+        }
+    }
+
+    /// The response head of exchange `id` arrived.
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight or already has a head.
+    pub fn handle_head(&mut self, id: ExchangeId, head: http::response::Parts, now: UnixMillis) -> Result<(), UsageError> {
+        self.tick(now);
+        self.check_poisoned()?;
+        let Some(ex) = self.inflight.get_mut(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id));
+        };
+        if ex.head.is_some() {
+            return self.misuse(UsageError::HeadTwice(id));
+        }
+        let shard_idx = ex.shard;
+        let op = ex.op.clone();
+        let is_download = matches!(op, Op::Download { .. }) && head.status.is_success();
+        ex.head = Some(head);
+        if is_download {
+            let head = self.inflight.get(&id).and_then(|e| e.head.as_ref()).expect("head just stored");
+            let sh = &mut self.shards[shard_idx];
+            let dl = sh.download.as_mut().expect("a download op has a download");
+            if let Err(message) = dl.start_response(head) {
+                self.warn(shard_idx, message);
+            }
+        }
+        Ok(())
+    }
+
+    /// A chunk of the body of exchange `id` arrived.
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight, has no head yet, or has ended.
+    pub fn handle_body(&mut self, id: ExchangeId, chunk: &[u8]) -> Result<BodyFeed<'_>, UsageError> {
+        self.check_poisoned()?;
+        let Some(ex) = self.inflight.get_mut(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id)).map(|()| unreachable!());
+        };
+        let Some(head) = ex.head.as_ref() else {
+            return self.misuse(UsageError::BodyBeforeHead(id)).map(|()| unreachable!());
+        };
+        let shard_idx = ex.shard;
+        if matches!(ex.op, Op::Download { .. }) && head.status.is_success() {
+            let mut events = Vec::new();
+            if let Some(dl) = self.shards[shard_idx].download.as_mut() {
+                dl.feed(chunk, &mut events);
+            }
+            self.take_download_events(shard_idx, events);
+        } else if ex.body.len() + chunk.len() > self.cfg.max_json_body {
+            ex.too_large = true;
+        } else {
+            ex.body.extend_from_slice(chunk);
+        }
+        Ok(BodyFeed { job: self })
+    }
+
+    /// The body of exchange `id` is complete.
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight or has no head.
+    pub fn handle_end(&mut self, id: ExchangeId, now: UnixMillis) -> Result<(), UsageError> {
+        self.tick(now);
+        self.check_poisoned()?;
+        let Some(ex) = self.inflight.remove(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id));
+        };
+        let Some(head) = ex.head else {
+            return self.misuse(UsageError::BodyBeforeHead(id));
+        };
+        let Inflight { shard, op, body, too_large, .. } = ex;
+        let _ = ex.ended;
+        self.complete(shard, op, head, &body, too_large);
+        Ok(())
+    }
+
+    /// Exchange `id` failed in the transport (before a head, or mid-body).
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight.
+    pub fn handle_failure(&mut self, id: ExchangeId, failure: TransportFailure, now: UnixMillis) -> Result<(), UsageError> {
+        self.tick(now);
+        self.check_poisoned()?;
+        let Some(ex) = self.inflight.remove(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id));
+        };
+        let kind = if ex.head.is_some() && failure.kind == FailureKind::NotSent {
+            FailureKind::BodyInterrupted
+        } else {
+            failure.kind
+        };
+        self.transport_failed(ex.shard, ex.op, kind, &failure.detail, ex.head.as_ref());
+        Ok(())
+    }
+
+    // ----- internals: time, misuse, persistence -----
+
+    fn tick(&mut self, now: UnixMillis) {
+        self.now = self.now.max(now);
+    }
+
+    fn check_poisoned(&self) -> Result<(), UsageError> {
+        if self.poisoned { Err(UsageError::Poisoned) } else { Ok(()) }
+    }
+
+    fn misuse(&mut self, e: UsageError) -> Result<(), UsageError> {
+        self.poisoned = true;
+        self.fatal = Some(format!("driver misuse: {e}"));
+        Err(e)
+    }
+
+    fn shard_busy(&self, i: usize) -> bool {
+        self.inflight.values().any(|e| e.shard == i)
+    }
+
+    fn warn(&mut self, i: usize, message: String) {
+        self.out.push_back(Step::Event(JobEvent::Warning { shard: self.shards[i].plan.index, message }));
+    }
+
+    fn event(&mut self, ev: JobEvent) {
+        self.out.push_back(Step::Event(ev));
+    }
+
+    fn finish_job(&mut self) -> Step {
+        self.done = true;
+        Step::Done(self.summary())
+    }
+
+    fn stop_point_reached(&self) -> bool {
+        if !self.inflight.is_empty() || !self.out.is_empty() || !self.fed.is_empty() {
+            return false;
+        }
+        let all_ended = self.shards.iter().all(|s| s.end.is_some());
+        if all_ended {
+            return true;
+        }
+        match self.cfg.stop_after {
+            StopAfter::Finished => false,
+            StopAfter::Submitted => self.shards.iter().all(|s| s.end.is_some() || s.batch_id.is_some()),
+            StopAfter::Polled => self.shards.iter().all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled)),
+        }
+    }
+
+    fn check_deadline(&mut self) {
+        let Some(deadline) = self.deadline else { return };
+        if self.timed_out || self.now < deadline {
+            return;
+        }
+        self.timed_out = true;
+        match self.cfg.on_timeout {
+            OnTimeout::Cancel => self.cancel_requested = true,
+            OnTimeout::LeaveRunning => {}
+        }
+        self.dirty = true;
+    }
+
+    /// Opens new shards while fewer than `max_parallel` are in flight.
+    fn start_shards(&mut self) {
+        let active = self.shards.iter().filter(|s| s.started && s.end.is_none() && s.finishing.is_none()).count();
+        let mut room = self.cfg.max_parallel.max(1).saturating_sub(active);
+        for sh in &mut self.shards {
+            if room == 0 {
+                break;
+            }
+            if !sh.started && sh.end.is_none() && sh.finishing.is_none() {
+                sh.started = true;
+                sh.not_before = self.now;
+                room -= 1;
+            }
+        }
+    }
+
+    // ----- the transitions -----
+
+    /// Decides what shard `i` does next, if anything now.
+    fn shard_step(&mut self, i: usize) -> Option<Step> {
+        if self.shard_busy(i) {
+            return None;
+        }
+        let now = self.now;
+        let cancel = self.cancel_requested;
+        let stopping = self.timed_out && self.cfg.on_timeout == OnTimeout::LeaveRunning;
+        let fatal = self.fatal.clone();
+        let sh = &mut self.shards[i];
+        if sh.end.is_some() || sh.finishing.is_some() {
+            return None;
+        }
+        if !sh.started {
+            if cancel {
+                self.begin_finishing(i, "job_cancelled", "the job was cancelled before this request was submitted".into(), ShardEnd::NotSubmitted);
+            } else if let Some(msg) = fatal {
+                self.begin_finishing(i, "job_stopped", msg, ShardEnd::Stopped);
+            }
+            return None;
+        }
+        let effect_unknown = sh.upload == Effect::Unknown || sh.create == Effect::Unknown;
+        if let Some(msg) = fatal {
+            self.begin_finishing(i, "job_stopped", msg, ShardEnd::Stopped);
+            return None;
+        }
+        if stopping && !effect_unknown {
+            let message = match &sh.batch_id {
+                Some(b) => format!("stopped waiting after the maximum wait; batch {b} is still {}", status_str(sh.status.as_ref())),
+                None => "stopped waiting after the maximum wait before the batch was created".to_owned(),
+            };
+            self.begin_finishing(i, "timed_out", message, ShardEnd::Stopped);
+            return None;
+        }
+        if cancel && sh.batch_id.is_none() && !effect_unknown {
+            self.begin_finishing(i, "job_cancelled", "the job was cancelled before this request's batch was created".into(), ShardEnd::NotSubmitted);
+            return None;
+        }
+        if now < sh.not_before {
+            return None;
+        }
+        let op = if sh.file_id.is_none() {
+            if sh.upload == Effect::Unknown { Op::FindUpload } else { Op::Upload }
+        } else if sh.batch_id.is_none() {
+            if sh.create == Effect::Unknown { Op::FindBatch } else { Op::Create }
+        } else if sh.status.as_ref().is_none_or(|s| !s.is_terminal()) {
+            if cancel && !sh.cancel_sent && sh.status.is_some() { Op::Cancel } else { Op::Poll }
+        } else if let Some(file_id) = sh.downloads.front().cloned() {
+            Op::Download { file_id }
+        } else {
+            self.finish_after_results(i);
+            return None;
+        };
+        // Write-ahead: arm and persist before an operation with an outside effect.
+        if op.has_effect() {
+            let effect = if op == Op::Upload { &mut sh.upload } else { &mut sh.create };
+            if *effect == Effect::Idle {
+                *effect = Effect::Armed;
+                if op == Op::Create {
+                    sh.create_attempt += 1;
+                }
+                self.dirty = false;
+                return Some(Step::Persist(self.checkpoint()));
+            }
+        }
+        Some(self.send(i, op))
+    }
+
+    fn send(&mut self, i: usize, op: Op) -> Step {
+        let request = match self.build(i, &op) {
+            Ok(r) => r,
+            Err(message) => {
+                // A request we cannot even build (an invalid id from the server) is final.
+                self.op_failed_final(i, &op, message);
+                return self.poll(self.now);
+            }
+        };
+        let sh = &mut self.shards[i];
+        match op {
+            Op::Upload => sh.upload = Effect::InFlight,
+            Op::Create => sh.create = Effect::InFlight,
+            _ => {}
+        }
+        let id = ExchangeId(self.next_exchange);
+        self.next_exchange += 1;
+        self.inflight.insert(id, Inflight { shard: i, op, head: None, body: Vec::new(), too_large: false, ended: false });
+        Step::Send { id, request }
+    }
+
+    fn build(&mut self, i: usize, op: &Op) -> Result<http::Request<Outgoing>, String> {
+        let api = &self.cfg.api;
+        let sh = &mut self.shards[i];
+        let shard_ref = ShardRef { index: sh.plan.index, len: sh.plan.bytes };
+        let built = match op {
+            Op::Upload => api::upload_file(api, shard_ref, &shard_filename(self.plan.job_id(), sh.plan.index), None),
+            Op::FindUpload => api::list_files(api, Some("batch"), Some(1000), sh.search_after.as_deref()),
+            Op::Create => {
+                let mut metadata = self.cfg.metadata.clone();
+                metadata.insert(META_JOB.into(), self.plan.job_id().into());
+                metadata.insert(META_SHARD.into(), sh.plan.index.to_string());
+                metadata.insert(META_ATTEMPT.into(), sh.create_attempt.to_string());
+                let body = CreateBatch {
+                    input_file_id: sh.file_id.clone().unwrap_or_default(),
+                    endpoint: self.plan.endpoint().clone(),
+                    completion_window: "24h".into(),
+                    metadata: Some(metadata),
+                    output_expires_after: self.cfg.output_expires_after.map(|seconds| ExpiresAfter { anchor: "created_at".into(), seconds }),
+                };
+                api::create_batch(api, &body)
+            }
+            Op::FindBatch => api::list_batches(api, Some(100), sh.search_after.as_deref()),
+            Op::Poll => api::retrieve_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
+            Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
+            Op::Download { file_id } => {
+                let dl = sh.download.get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
+                let (offset, etag) = dl.resume_point();
+                api::file_content(api, file_id, offset, etag)
+            }
+        };
+        built.map_err(|e| e.to_string())
+    }
+
+    /// A response arrived in full.
+    fn complete(&mut self, i: usize, op: Op, head: http::response::Parts, body: &[u8], too_large: bool) {
+        let class = classify_status(head.status);
+        if class != StatusClass::Success {
+            let err = ApiError::from_response(head.status, &head.headers, body);
+            self.api_failed(i, op, class, err, &head);
+            return;
+        }
+        if too_large {
+            self.op_failed_final(i, &op, format!("the response to {} was larger than {} bytes", op.name(), self.cfg.max_json_body));
+            return;
+        }
+        let now = self.now;
+        self.shards[i].attempts = 0;
+        self.shards[i].last_error = None;
+        self.shards[i].wait_reason = None;
+        match op {
+            Op::Upload => match api::parse_file(&head, body) {
+                Ok(file) => {
+                    let sh = &mut self.shards[i];
+                    sh.file_id = Some(file.id.clone());
+                    sh.upload = Effect::Idle;
+                    self.dirty = true;
+                    self.event(JobEvent::Uploaded { shard: sh.plan.index, file_id: file.id });
+                }
+                Err(e) => self.effect_unknown(i, &Op::Upload, format!("unreadable upload response: {e}")),
+            },
+            Op::FindUpload => match api::parse_file_list(&head, body) {
+                Ok(page) => {
+                    let sh = &mut self.shards[i];
+                    let name = shard_filename(self.plan.job_id(), sh.plan.index);
+                    let found = page.data.iter().find(|f| f.filename == name && f.bytes == sh.plan.bytes);
+                    if let Some(f) = found {
+                        sh.file_id = Some(f.id.clone());
+                        sh.upload = Effect::Idle;
+                        sh.search_after = None;
+                        sh.search_pages = 0;
+                        self.dirty = true;
+                        let ev = JobEvent::Uploaded { shard: sh.plan.index, file_id: f.id.clone() };
+                        self.event(ev);
+                    } else if page.has_more && sh.search_pages + 1 < MAX_RECONCILE_PAGES && page.data.last().is_some() {
+                        sh.search_pages += 1;
+                        sh.search_after = page.last_id.clone().or_else(|| page.data.last().map(|f| f.id.clone()));
+                    } else {
+                        // Never landed: upload again.
+                        sh.upload = Effect::Idle;
+                        sh.search_after = None;
+                        sh.search_pages = 0;
+                    }
+                }
+                Err(e) => self.retry_later(i, &Op::FindUpload, e.to_string(), None),
+            },
+            Op::Create => match api::parse_batch(&head, body) {
+                Ok(batch) => {
+                    self.shards[i].create = Effect::Idle;
+                    self.adopt_batch(i, batch);
+                }
+                Err(e) => self.effect_unknown(i, &Op::Create, format!("unreadable create response: {e}")),
+            },
+            Op::FindBatch => match api::parse_batch_list(&head, body) {
+                Ok(page) => {
+                    let job_id = self.plan.job_id().to_owned();
+                    let created_floor = i64::try_from(self.created_at.as_secs()).unwrap_or(i64::MAX) - 3600;
+                    let sh = &mut self.shards[i];
+                    let shard_s = sh.plan.index.to_string();
+                    let attempt_s = sh.create_attempt.to_string();
+                    let found = page.data.iter().find(|b| {
+                        b.metadata.as_ref().is_some_and(|m| {
+                            m.get(META_JOB) == Some(&job_id)
+                                && m.get(META_SHARD) == Some(&shard_s)
+                                && m.get(META_ATTEMPT) == Some(&attempt_s)
+                        })
+                    });
+                    if let Some(b) = found.cloned() {
+                        sh.create = Effect::Idle;
+                        sh.search_after = None;
+                        sh.search_pages = 0;
+                        self.adopt_batch(i, b);
+                    } else {
+                        let older = page.data.last().is_some_and(|b| b.created_at < created_floor);
+                        if page.has_more && !older && sh.search_pages + 1 < MAX_RECONCILE_PAGES && !page.data.is_empty() {
+                            sh.search_pages += 1;
+                            sh.search_after = page.last_id.clone().or_else(|| page.data.last().map(|b| b.id.clone()));
+                        } else {
+                            sh.create = Effect::Idle;
+                            sh.search_after = None;
+                            sh.search_pages = 0;
+                        }
+                    }
+                }
+                Err(e) => self.retry_later(i, &Op::FindBatch, e.to_string(), None),
+            },
+            Op::Poll | Op::Cancel => match api::parse_batch(&head, body) {
+                Ok(batch) => {
+                    if op == Op::Cancel {
+                        self.shards[i].cancel_sent = true;
+                        self.dirty = true;
+                    }
+                    self.observe(i, batch);
+                }
+                Err(e) => self.retry_later(i, &op, e.to_string(), None),
+            },
+            Op::Download { file_id } => {
+                let sh = &mut self.shards[i];
+                let mut events = Vec::new();
+                let complete = sh.download.as_mut().is_some_and(|dl| dl.end(&mut events));
+                self.take_download_events(i, events);
+                let sh = &mut self.shards[i];
+                if complete {
+                    sh.download = None;
+                    sh.downloads.pop_front();
+                    sh.not_before = now;
+                } else {
+                    let offset = sh.download.as_ref().map_or(0, |d| d.resume_point().0);
+                    self.retry_later(i, &Op::Download { file_id: file_id.clone() }, "the body ended before its announced length".into(), None);
+                    let shard = self.shards[i].plan.index;
+                    self.event(JobEvent::DownloadResumed { shard, file_id, offset });
+                }
+            }
+        }
+    }
+
+    /// A batch was created or found: record it and start polling.
+    fn adopt_batch(&mut self, i: usize, batch: Batch) {
+        let sh = &mut self.shards[i];
+        sh.batch_id = Some(batch.id.clone());
+        sh.cancel_sent = false;
+        sh.not_before = self.now.saturating_add(self.cfg.poll_interval);
+        self.dirty = true;
+        let shard = sh.plan.index;
+        self.event(JobEvent::Submitted { shard, batch_id: batch.id.clone() });
+        self.observe(i, batch);
+    }
+
+    /// A fresh view of the shard's batch.
+    fn observe(&mut self, i: usize, batch: Batch) {
+        let now = self.now;
+        let poll_interval = self.cfg.poll_interval;
+        let sh = &mut self.shards[i];
+        sh.polled = true;
+        let status = batch.status.clone();
+        let counts = batch.request_counts.clone().unwrap_or_default();
+        if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
+            let ev = JobEvent::Progress { shard: sh.plan.index, batch_id: batch.id.clone(), status: status.clone(), counts: counts.clone() };
+            sh.status = Some(status.clone());
+            sh.counts = Some(counts);
+            self.event(ev);
+        }
+        let sh = &mut self.shards[i];
+        if !status.is_terminal() {
+            sh.batch = Some(batch);
+            sh.not_before = now.saturating_add(poll_interval);
+            sh.wait_reason = Some(WaitReason::PollBatch { shard: sh.plan.index });
+            return;
+        }
+        if status == BatchStatus::Failed && is_token_limit(&batch) && !self.cancel_requested {
+            if sh.requeues < self.cfg.max_requeues {
+                sh.requeues += 1;
+                let shift = sh.requeues.saturating_sub(1).min(16);
+                let delay = self.cfg.requeue_delay.saturating_mul(1 << shift).min(Duration::from_secs(1800));
+                let at = now.saturating_add(delay);
+                sh.batch_id = None;
+                sh.status = None;
+                sh.counts = None;
+                sh.batch = None;
+                sh.not_before = at;
+                sh.wait_reason = Some(WaitReason::Requeue { shard: sh.plan.index });
+                self.dirty = true;
+                let reason = first_error_message(&batch).unwrap_or_else(|| "enqueued token limit reached".into());
+                let shard = self.shards[i].plan.index;
+                self.event(JobEvent::Requeued { shard, at, reason });
+                return;
+            }
+        }
+        sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()].into_iter().flatten().collect();
+        sh.batch = Some(batch);
+        sh.not_before = now;
+        self.dirty = true;
+    }
+
+    /// Every result file of a terminal batch is read: account for the rest.
+    fn finish_after_results(&mut self, i: usize) {
+        let sh = &self.shards[i];
+        let batch = sh.batch.as_ref();
+        let status = sh.status.clone();
+        let seen_results = sh.tally.succeeded + sh.tally.failed;
+        if let Some(counts) = sh.counts.as_ref() {
+            let reported = counts.completed + counts.failed;
+            if reported > seen_results {
+                let msg = format!("the batch reports {reported} finished requests but its files held {seen_results}");
+                self.warn(i, msg);
+            }
+        }
+        let sh = &self.shards[i];
+        let batch_id = sh.batch_id.clone().unwrap_or_default();
+        let (code, message) = match status {
+            Some(BatchStatus::Expired) => ("batch_expired", format!("batch {batch_id} expired before this request was processed")),
+            Some(BatchStatus::Cancelled) => ("batch_cancelled", format!("batch {batch_id} was cancelled before this request was processed")),
+            Some(BatchStatus::Failed) => {
+                let why = batch.and_then(first_error_message).unwrap_or_else(|| "no reason given".into());
+                ("batch_failed", format!("batch {batch_id} failed: {why}"))
+            }
+            _ => ("missing_result", format!("batch {batch_id} finished without a result line for this request")),
+        };
+        let mut per_line = BTreeMap::new();
+        if let Some(errors) = batch.and_then(|b| b.errors.as_ref()) {
+            for e in &errors.data {
+                if let Some(line) = e.line.and_then(|l| u64::try_from(l).ok()).filter(|l| *l >= 1) {
+                    per_line.insert(line - 1, NotProcessed {
+                        code: e.code.clone().unwrap_or_else(|| "batch_failed".into()),
+                        message: format!(
+                            "batch {batch_id} failed validation at line {line} of its input file: {}",
+                            e.message.clone().unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        self.begin_finishing(i, code, message, ShardEnd::Finished);
+        if let Some(f) = self.shards[i].finishing.as_mut() {
+            f.per_line = per_line;
+        }
+    }
+
+    fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
+        let sh = &mut self.shards[i];
+        sh.download = None;
+        sh.finishing = Some(Finishing { next: 0, code: code.to_owned(), message, end, per_line: BTreeMap::new() });
+    }
+
+    /// The next not-processed outcome of a finishing shard, or its end.
+    fn finishing_step(&mut self, i: usize) -> Option<Step> {
+        let sh = &mut self.shards[i];
+        let fin = sh.finishing.as_mut()?;
+        while fin.next < sh.plan.requests {
+            let offset = fin.next;
+            fin.next += 1;
+            if sh.seen.get(offset) {
+                continue;
+            }
+            sh.seen.set(offset);
+            sh.tally.not_processed += 1;
+            let reason = fin.per_line.get(&offset).cloned().unwrap_or_else(|| NotProcessed { code: fin.code.clone(), message: fin.message.clone() });
+            let index = sh.plan.start + offset;
+            return Some(Step::Result(JobResult {
+                index,
+                shard: sh.plan.index,
+                custom_id: self.plan.custom_id(index).to_owned(),
+                outcome: JobOutcome::NotProcessed(reason),
+            }));
+        }
+        let fin = sh.finishing.take().expect("finishing");
+        sh.end = Some(fin.end);
+        self.dirty = true;
+        let summary = sh.summary();
+        Some(Step::Event(JobEvent::ShardFinished { shard: summary.shard, summary }))
+    }
+
+    fn take_download_events(&mut self, i: usize, events: Vec<DownloadEvent>) {
+        for ev in events {
+            match ev {
+                DownloadEvent::Record(rec) => self.accept_record(i, rec),
+                DownloadEvent::BadLine { line, custom_id, error } => {
+                    let sh = &mut self.shards[i];
+                    sh.tally.bad_lines += 1;
+                    let salvage = custom_id.as_deref().and_then(|id| self.plan.index_of(id)).filter(|ix| sh.plan.range().contains(ix));
+                    match salvage {
+                        Some(index) if !sh.seen.get(index - sh.plan.start) => {
+                            sh.seen.set(index - sh.plan.start);
+                            sh.tally.not_processed += 1;
+                            let r = JobResult {
+                                index,
+                                shard: sh.plan.index,
+                                custom_id: self.plan.custom_id(index).to_owned(),
+                                outcome: JobOutcome::NotProcessed(NotProcessed {
+                                    code: "unreadable_result".into(),
+                                    message: format!("its result line {line} could not be read: {error}"),
+                                }),
+                            };
+                            self.fed.push_back(r);
+                        }
+                        _ => {
+                            let file = sh.downloads.front().cloned().unwrap_or_default();
+                            self.warn(i, format!("line {line} of file {file} could not be read: {error}"));
+                        }
+                    }
+                }
+                DownloadEvent::Warning(message) => self.warn(i, message),
+            }
+        }
+    }
+
+    fn accept_record(&mut self, i: usize, rec: ResultRecord) {
+        let sh = &mut self.shards[i];
+        let Some(index) = self.plan.index_of(&rec.custom_id).filter(|ix| sh.plan.range().contains(ix)) else {
+            let msg = format!("result line {} has custom_id {:?}, which is not in this shard", rec.line, rec.custom_id);
+            self.warn(i, msg);
+            return;
+        };
+        let offset = index - sh.plan.start;
+        if sh.seen.get(offset) {
+            let msg = format!("result line {} repeats custom_id {:?}; the first result is kept", rec.line, rec.custom_id);
+            self.warn(i, msg);
+            return;
+        }
+        sh.seen.set(offset);
+        let outcome = match &rec.outcome {
+            Outcome::Success(s) => {
+                if let Some(u) = s.usage.as_ref() {
+                    add_usage(&mut sh.tally.usage, u);
+                }
+                sh.tally.succeeded += 1;
+                JobOutcome::Succeeded(Box::new(rec))
+            }
+            Outcome::Failure(f) if f.is_not_processed() => {
+                sh.tally.not_processed += 1;
+                JobOutcome::NotProcessed(not_processed_from(f))
+            }
+            Outcome::Failure(_) => {
+                sh.tally.failed += 1;
+                JobOutcome::Failed(Box::new(rec))
+            }
+        };
+        let r = JobResult { index, shard: sh.plan.index, custom_id: self.plan.custom_id(index).to_owned(), outcome };
+        self.fed.push_back(r);
+    }
+
+    /// A non-2xx answer.
+    fn api_failed(&mut self, i: usize, op: Op, class: StatusClass, err: ApiError, head: &http::response::Parts) {
+        let status = head.status.as_u16();
+        if status == 401 || status == 403 {
+            // The key or its permissions are wrong: nothing else will work either.
+            self.fatal = Some(format!("authentication failed: {err}"));
+            self.restore_effect(i, &op, status);
+            return;
+        }
+        if let Op::Download { file_id } = &op {
+            if status == 416 {
+                // Our offset is at (or past) the end: what we have is the whole file.
+                let sh = &mut self.shards[i];
+                let mut events = Vec::new();
+                if let Some(dl) = sh.download.as_mut() {
+                    dl.finish_at_eof(&mut events);
+                }
+                self.take_download_events(i, events);
+                let sh = &mut self.shards[i];
+                sh.download = None;
+                sh.downloads.pop_front();
+                return;
+            }
+            if class == StatusClass::Final {
+                let msg = format!("file {file_id} could not be downloaded: {err}");
+                self.warn(i, msg);
+                let sh = &mut self.shards[i];
+                sh.download = None;
+                sh.downloads.pop_front();
+                return;
+            }
+        }
+        match class {
+            StatusClass::Transient => {
+                let floor = retry_after(&head.headers, self.now);
+                // A 429 means the server did not act; a 5xx on a create may hide one that did.
+                if op.has_effect() && status != 429 {
+                    self.set_effect(i, &op, Effect::Unknown);
+                } else {
+                    self.restore_effect(i, &op, status);
+                }
+                self.retry_later(i, &op, err.to_string(), floor);
+            }
+            _ => {
+                self.restore_effect(i, &op, status);
+                if op == Op::Cancel {
+                    // The batch can no longer be cancelled (already finishing): keep polling.
+                    self.shards[i].cancel_sent = true;
+                    self.dirty = true;
+                    self.warn(i, format!("cancel was refused: {err}"));
+                    return;
+                }
+                self.op_failed_final(i, &op, err.to_string());
+            }
+        }
+    }
+
+    fn transport_failed(&mut self, i: usize, op: Op, kind: FailureKind, detail: &str, head: Option<&http::response::Parts>) {
+        match kind {
+            FailureKind::NotSent => {
+                self.restore_effect(i, &op, 0);
+                self.retry_later(i, &op, format!("not sent: {detail}"), None);
+            }
+            FailureKind::OutcomeUnknown | FailureKind::BodyInterrupted => {
+                if let Op::Download { file_id } = &op {
+                    let got_head = head.is_some_and(|h| h.status.is_success());
+                    let sh = &mut self.shards[i];
+                    let offset = sh.download.as_mut().map_or(0, |d| {
+                        d.interrupted();
+                        d.resume_point().0
+                    });
+                    // Progress resets the attempt count: a flaky link that keeps
+                    // delivering more of the file is not given up on.
+                    if got_head && offset > 0 {
+                        sh.attempts = 0;
+                    }
+                    let shard = sh.plan.index;
+                    self.retry_later(i, &op, format!("download interrupted: {detail}"), None);
+                    if offset > 0 {
+                        self.event(JobEvent::DownloadResumed { shard, file_id: file_id.clone(), offset });
+                    }
+                    return;
+                }
+                if op.has_effect() {
+                    self.set_effect(i, &op, Effect::Unknown);
+                    self.dirty = true;
+                }
+                self.retry_later(i, &op, format!("{kind}: {detail}"), None);
+            }
+        }
+    }
+
+    /// The answer to an effect was lost: look for its result next.
+    fn effect_unknown(&mut self, i: usize, op: &Op, message: String) {
+        self.set_effect(i, op, Effect::Unknown);
+        self.dirty = true;
+        self.retry_later(i, op, message, None);
+    }
+
+    fn set_effect(&mut self, i: usize, op: &Op, e: Effect) {
+        let sh = &mut self.shards[i];
+        match op {
+            Op::Upload => sh.upload = e,
+            Op::Create => sh.create = e,
+            _ => {}
+        }
+    }
+
+    /// The server answered and did not act (or we never sent): the effect is idle again.
+    fn restore_effect(&mut self, i: usize, op: &Op, _status: u16) {
+        self.set_effect(i, op, Effect::Idle);
+        self.dirty = true;
+    }
+
+    /// Schedules another attempt, or gives up after the policy's limit.
+    fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
+        let now = self.now;
+        let sh = &mut self.shards[i];
+        sh.attempts += 1;
+        sh.last_error = Some(reason.clone());
+        if !self.cfg.retry.allows(sh.attempts) {
+            let message = format!("gave up on {} after {} attempts: {reason}", op.name(), sh.attempts);
+            sh.attempts = 0;
+            self.begin_finishing(i, "gave_up", message, ShardEnd::Stopped);
+            self.dirty = true;
+            return;
+        }
+        let at = self.cfg.retry.retry_at(sh.attempts, floor, &mut self.rng, now);
+        let sh = &mut self.shards[i];
+        sh.not_before = at;
+        sh.wait_reason = Some(if floor.is_some() {
+            WaitReason::RateLimit { shard: sh.plan.index }
+        } else {
+            WaitReason::Backoff { shard: sh.plan.index, attempt: sh.attempts + 1 }
+        });
+        let ev = JobEvent::Retrying { shard: sh.plan.index, op: op.name(), attempt: sh.attempts + 1, at, reason };
+        self.event(ev);
+    }
+
+    /// The operation cannot succeed: report the shard's requests.
+    fn op_failed_final(&mut self, i: usize, op: &Op, message: String) {
+        let sh = &mut self.shards[i];
+        sh.attempts = 0;
+        match op {
+            Op::Upload | Op::FindUpload => {
+                self.begin_finishing(i, "upload_failed", format!("the shard's file could not be uploaded: {message}"), ShardEnd::NotSubmitted);
+            }
+            Op::Create | Op::FindBatch => {
+                self.begin_finishing(i, "create_failed", format!("the shard's batch could not be created: {message}"), ShardEnd::NotSubmitted);
+            }
+            Op::Poll | Op::Cancel => {
+                let batch = sh.batch_id.clone().unwrap_or_default();
+                self.begin_finishing(i, "batch_unavailable", format!("batch {batch} could not be read: {message}"), ShardEnd::Stopped);
+            }
+            Op::Download { file_id } => {
+                let msg = format!("file {file_id} could not be downloaded: {message}");
+                self.warn(i, msg);
+                let sh = &mut self.shards[i];
+                sh.download = None;
+                sh.downloads.pop_front();
+            }
+        }
+        self.dirty = true;
+    }
+}
+
+impl Shard {
+    fn new(plan: ShardPlan) -> Shard {
+        let n = plan.requests;
+        Shard {
+            plan,
+            file_id: None,
+            upload: Effect::Idle,
+            batch_id: None,
+            create_attempt: 0,
+            create: Effect::Idle,
+            requeues: 0,
+            status: None,
+            counts: None,
+            batch: None,
+            cancel_sent: false,
+            polled: false,
+            downloads: VecDeque::new(),
+            download: None,
+            seen: BitSet::new(n),
+            tally: Tally::default(),
+            not_before: UnixMillis::ZERO,
+            wait_reason: None,
+            attempts: 0,
+            last_error: None,
+            search_after: None,
+            search_pages: 0,
+            finishing: None,
+            end: None,
+            started: false,
+        }
+    }
+
+    fn checkpoint(&self) -> ShardCheckpoint {
+        ShardCheckpoint {
+            file_id: self.file_id.clone(),
+            upload: effect_to(self.upload),
+            batch_id: self.batch_id.clone(),
+            create_attempt: self.create_attempt,
+            create: effect_to(self.create),
+            requeues: self.requeues,
+            status: self.status.clone(),
+            counts: self.counts.clone(),
+            cancel_sent: self.cancel_sent,
+            end: self.end.clone(),
+            tally: if self.end.is_some() { self.tally } else { Tally::default() },
+        }
+    }
+
+    fn summary(&self) -> ShardSummary {
+        ShardSummary {
+            shard: self.plan.index,
+            requests: self.plan.requests,
+            file_id: self.file_id.clone(),
+            batch_id: self.batch_id.clone(),
+            status: self.status.clone(),
+            counts: self.counts.clone(),
+            end: self.end.clone(),
+            succeeded: self.tally.succeeded,
+            failed: self.tally.failed,
+            not_processed: self.tally.not_processed,
+        }
+    }
+}
+
+fn effect_to(e: Effect) -> EffectState {
+    match e {
+        Effect::Idle => EffectState::NotSent,
+        Effect::Armed | Effect::InFlight | Effect::Unknown => EffectState::MaybeSent,
+    }
+}
+
+fn effect_from(e: EffectState) -> Effect {
+    match e {
+        EffectState::NotSent => Effect::Idle,
+        EffectState::MaybeSent => Effect::Unknown,
+    }
+}
+
+/// The name a shard's file is uploaded under; reconciliation finds it by this name.
+pub fn shard_filename(job_id: &str, shard: u32) -> String {
+    format!("{job_id}-shard-{shard:05}.jsonl")
+}
+
+fn status_str(s: Option<&BatchStatus>) -> String {
+    s.map_or_else(|| "in an unknown state".to_owned(), |s| s.as_str().to_owned())
+}
+
+fn is_token_limit(batch: &Batch) -> bool {
+    batch.errors.as_ref().is_some_and(|e| e.data.iter().any(|d| d.code.as_deref() == Some("token_limit_exceeded")))
+}
+
+fn first_error_message(batch: &Batch) -> Option<String> {
+    let e = batch.errors.as_ref()?.data.first()?;
+    let code = e.code.as_deref().unwrap_or("error");
+    let msg = e.message.as_deref().unwrap_or("");
+    Some(match e.line {
+        Some(line) => format!("{code} at line {line}: {msg}"),
+        None => format!("{code}: {msg}"),
+    })
+}
+
+fn not_processed_from(f: &FailureReason) -> NotProcessed {
+    NotProcessed {
+        code: f.code.clone().unwrap_or_else(|| "not_processed".into()),
+        message: f.message.clone(),
+    }
+}
+
+fn add_usage(t: &mut UsageTotals, u: &crate::results::Usage) {
+    t.input_tokens += u.input_tokens.unwrap_or(0);
+    t.output_tokens += u.output_tokens.unwrap_or(0);
+    t.cached_tokens += u.cached_tokens.unwrap_or(0);
+    t.reasoning_tokens += u.reasoning_tokens.unwrap_or(0);
+}
+
+/// A fixed-size set of small integers.
+#[derive(Debug, Clone)]
+struct BitSet {
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    fn new(n: u64) -> BitSet {
+        BitSet { words: vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)] }
+    }
+    fn get(&self, i: u64) -> bool {
+        let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);
+        self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+    fn set(&mut self, i: u64) {
+        let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);
+        if let Some(x) = self.words.get_mut(w) {
+            *x |= 1 << b;
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The plan of a job: which requests go into which shard.
+//!
+//! Shards are contiguous runs of the input, in input order, each under the
+//! per-file limits (requests and bytes). Every request is known by its global
+//! input index, so results can be placed by index (no sorting, no map from
+//! ids to results). The ids themselves are kept in one compact arena with a
+//! sorted permutation for lookup: about `len(id) + 8` bytes per request.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Endpoint;
+use crate::error::{InputError, Problem};
+
+/// Limits for splitting input into shards (spec summary §2: at most 50,000
+/// requests and 200 MB per batch input file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ShardLimits {
+    /// Requests per shard.
+    pub max_requests: u64,
+    /// Bytes per shard file (JSONL, newlines included).
+    pub max_bytes: u64,
+}
+
+impl Default for ShardLimits {
+    /// 50,000 requests and 200 MB (200 × 1024 × 1024 bytes).
+    fn default() -> Self {
+        ShardLimits { max_requests: 50_000, max_bytes: 200 * 1024 * 1024 }
+    }
+}
+
+impl ShardLimits {
+    /// Limits of `max_requests` requests and `max_bytes` bytes per shard.
+    pub fn new(max_requests: u64, max_bytes: u64) -> Self {
+        ShardLimits { max_requests, max_bytes }
+    }
+}
+
+/// One shard of a plan: requests `start..start + requests` of the input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    /// The shard's position in the plan, from 0.
+    pub index: u32,
+    /// The global input index of its first request.
+    pub start: u64,
+    /// How many requests it holds.
+    pub requests: u64,
+    /// The exact byte length of its JSONL file.
+    pub bytes: u64,
+}
+
+impl ShardPlan {
+    /// The global indexes of its requests.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.start..self.start + self.requests
+    }
+}
+
+/// Which shard a request was placed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// The request's global input index.
+    pub index: u64,
+    /// The shard it goes into.
+    pub shard: u32,
+    /// True when this request opens a new shard: the caller starts a new file.
+    pub new_shard: bool,
+}
+
+/// Builds a [`JobPlan`] one request at a time, deciding the shard boundaries.
+#[derive(Debug)]
+pub struct PlanBuilder {
+    job_id: String,
+    endpoint: Endpoint,
+    limits: ShardLimits,
+    source: String,
+    ids: String,
+    ends: Vec<u64>,
+    lines: Vec<u64>,
+    shards: Vec<ShardPlan>,
+}
+
+impl PlanBuilder {
+    /// Starts a plan for the job `job_id` targeting `endpoint`. `source` names
+    /// the input in error messages.
+    pub fn new(job_id: impl Into<String>, endpoint: Endpoint, limits: ShardLimits, source: impl Into<String>) -> Self {
+        PlanBuilder {
+            job_id: job_id.into(),
+            endpoint,
+            limits,
+            source: source.into(),
+            ids: String::new(),
+            ends: Vec::new(),
+            lines: Vec::new(),
+            shards: Vec::new(),
+        }
+    }
+
+    /// Places one encoded request line of `line_bytes` bytes (newline
+    /// included) with id `custom_id`, read from input line `line`.
+    ///
+    /// # Errors
+    /// Fails if `custom_id` is empty, or if the line alone exceeds the
+    /// per-shard byte limit.
+    pub fn place(&mut self, custom_id: &str, line: u64, line_bytes: u64) -> Result<Placement, InputError> {
+        if custom_id.is_empty() {
+            return Err(InputError::new(&self.source, line, "custom_id", Problem::Empty));
+        }
+        if line_bytes > self.limits.max_bytes {
+            return Err(InputError::new(&self.source, line, "body", Problem::TooManyBytes { max: self.limits.max_bytes }));
+        }
+        let index = self.ends.len() as u64;
+        let fits = self.shards.last().is_some_and(|s| {
+            s.requests < self.limits.max_requests && s.bytes + line_bytes <= self.limits.max_bytes
+        });
+        let new_shard = !fits;
+        if new_shard {
+            let next = u32::try_from(self.shards.len()).unwrap_or(u32::MAX);
+            self.shards.push(ShardPlan { index: next, start: index, requests: 0, bytes: 0 });
+        }
+        let shard = self.shards.last_mut().expect("a shard was just ensured");
+        shard.requests += 1;
+        shard.bytes += line_bytes;
+        self.ids.push_str(custom_id);
+        self.ends.push(self.ids.len() as u64);
+        self.lines.push(line);
+        Ok(Placement { index, shard: shard.index, new_shard })
+    }
+
+    /// How many requests have been placed.
+    pub fn len(&self) -> u64 {
+        self.ends.len() as u64
+    }
+
+    /// Whether no request has been placed.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Finishes the plan.
+    ///
+    /// # Errors
+    /// Fails if the input was empty, or if a `custom_id` appears twice in the
+    /// whole input (results are matched by `custom_id`, so ids must be unique
+    /// across all shards); the error names the later line and the first one.
+    pub fn finish(self) -> Result<JobPlan, InputError> {
+        if self.ends.is_empty() {
+            return Err(InputError::new(&self.source, 0, "custom_id", Problem::Invalid("the input holds no requests".into())));
+        }
+        let ids = IdTable::new(self.ids, self.ends);
+        if let Some((a, b)) = ids.first_duplicate() {
+            let (first, later) = if a < b { (a, b) } else { (b, a) };
+            let lines = &self.lines;
+            return Err(InputError::new(
+                &self.source,
+                lines[usize::try_from(later).unwrap_or(0)],
+                "custom_id",
+                Problem::Duplicate {
+                    value: ids.get(later).to_owned(),
+                    first_line: lines[usize::try_from(first).unwrap_or(0)],
+                },
+            ));
+        }
+        Ok(JobPlan { job_id: self.job_id, endpoint: self.endpoint, ids, shards: self.shards })
+    }
+}
+
+/// The whole job: its id, endpoint, shards and every request's `custom_id`.
+///
+/// Build it with [`PlanBuilder`]. It is not part of the checkpoint: a resumed
+/// job is given the same plan again (rebuilt from the same input), and the
+/// checkpoint's [`PlanDigest`] proves it is the same.
+#[derive(Clone, Debug)]
+pub struct JobPlan {
+    job_id: String,
+    endpoint: Endpoint,
+    ids: IdTable,
+    shards: Vec<ShardPlan>,
+}
+
+impl JobPlan {
+    /// The job's id, stamped into each batch's metadata.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+    /// The endpoint every request targets.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+    /// The shards, in order.
+    pub fn shards(&self) -> &[ShardPlan] {
+        &self.shards
+    }
+    /// The number of requests.
+    pub fn len(&self) -> u64 {
+        self.ids.len()
+    }
+    /// Whether the plan has no requests (never true for a finished plan).
+    pub fn is_empty(&self) -> bool {
+        self.ids.len() == 0
+    }
+    /// The `custom_id` of request `index`.
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    pub fn custom_id(&self, index: u64) -> &str {
+        self.ids.get(index)
+    }
+    /// The global index of `custom_id`, if the plan has it.
+    pub fn index_of(&self, custom_id: &str) -> Option<u64> {
+        self.ids.find(custom_id)
+    }
+    /// A digest that identifies this plan in a checkpoint.
+    pub fn digest(&self) -> PlanDigest {
+        let mut h = Fnv64::new();
+        h.write(self.job_id.as_bytes());
+        h.write(self.endpoint.as_str().as_bytes());
+        h.write(self.ids.arena.as_bytes());
+        for e in &self.ids.ends {
+            h.write(&e.to_le_bytes());
+        }
+        for s in &self.shards {
+            h.write(&s.start.to_le_bytes());
+            h.write(&s.requests.to_le_bytes());
+            h.write(&s.bytes.to_le_bytes());
+        }
+        PlanDigest { requests: self.len(), shards: self.shards.len() as u64, hash: format!("{:016x}", h.finish()) }
+    }
+}
+
+/// Identifies a plan: request and shard counts and a hash of ids and shard boundaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDigest {
+    /// The number of requests.
+    pub requests: u64,
+    /// The number of shards.
+    pub shards: u64,
+    /// FNV-1a 64 of the job id, endpoint, ids and shard boundaries, in hex.
+    pub hash: String,
+}
+
+/// Every `custom_id` in one arena, with a sorted permutation for lookup.
+#[derive(Clone, Debug)]
+struct IdTable {
+    arena: String,
+    ends: Vec<u64>,
+    sorted: Vec<u64>,
+}
+
+impl IdTable {
+    fn new(arena: String, ends: Vec<u64>) -> Self {
+        let mut t = IdTable { arena, ends, sorted: Vec::new() };
+        let mut sorted: Vec<u64> = (0..t.ends.len() as u64).collect();
+        sorted.sort_unstable_by(|a, b| t.get(*a).cmp(t.get(*b)).then(a.cmp(b)));
+        t.sorted = sorted;
+        t
+    }
+
+    fn len(&self) -> u64 {
+        self.ends.len() as u64
+    }
+
+    fn get(&self, index: u64) -> &str {
+        let i = usize::try_from(index).expect("index fits in memory");
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let (start, end) = (usize::try_from(start).unwrap_or(0), usize::try_from(self.ends[i]).unwrap_or(0));
+        &self.arena[start..end]
+    }
+
+    fn find(&self, id: &str) -> Option<u64> {
+        let pos = self.sorted.binary_search_by(|probe| match self.get(*probe).cmp(id) {
+            Ordering::Equal => Ordering::Equal,
+            other => other,
+        });
+        pos.ok().map(|p| self.sorted[p])
+    }
+
+    /// Two indexes sharing an id, if any.
+    fn first_duplicate(&self) -> Option<(u64, u64)> {
+        self.sorted.windows(2).find(|w| self.get(w[0]) == self.get(w[1])).map(|w| (w[0], w[1]))
+    }
+}
+
+/// FNV-1a, 64 bits: a stable, dependency-free hash for plan digests.
+struct Fnv64(u64);
+
+impl Fnv64 {
+    fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(max_requests: u64, max_bytes: u64) -> PlanBuilder {
+        PlanBuilder::new("job", Endpoint::ChatCompletions, ShardLimits::new(max_requests, max_bytes), "in.jsonl")
+    }
+
+    #[test]
+    fn shards_by_count_and_bytes() {
+        let mut b = builder(3, 100);
+        let mut placed = Vec::new();
+        for i in 0..7u64 {
+            let p = b.place(&format!("id-{i}"), i + 1, if i == 5 { 90 } else { 10 }).expect("place");
+            placed.push((p.shard, p.new_shard));
+        }
+        // 0,1,2 | 3,4 (5 would push bytes to 110) | 5 | 6 would make 100: fits
+        assert_eq!(placed, vec![(0, true), (0, false), (0, false), (1, true), (1, false), (2, true), (2, false)]);
+        let plan = b.finish().expect("plan");
+        assert_eq!(plan.shards()[1], ShardPlan { index: 1, start: 3, requests: 2, bytes: 20 });
+        assert_eq!(plan.shards()[2].bytes, 100);
+        assert_eq!(plan.index_of("id-4"), Some(4));
+        assert_eq!(plan.index_of("id-9"), None);
+        assert_eq!(plan.custom_id(6), "id-6");
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_lines() {
+        let mut b = builder(2, 1000);
+        b.place("a", 1, 5).expect("a");
+        b.place("b", 2, 5).expect("b");
+        b.place("c", 4, 5).expect("c");
+        b.place("b", 7, 5).expect("b again");
+        let err = b.finish().expect_err("duplicate");
+        assert_eq!(err.line, 7);
+        assert_eq!(err.field, "custom_id");
+        assert_eq!(err.problem, Problem::Duplicate { value: "b".into(), first_line: 2 });
+    }
+
+    #[test]
+    fn empty_input_and_oversized_line_are_errors() {
+        assert!(builder(2, 10).finish().is_err());
+        let mut b = builder(2, 10);
+        let err = b.place("x", 3, 11).expect_err("too big");
+        assert_eq!((err.line, err.problem), (3, Problem::TooManyBytes { max: 10 }));
+        assert_eq!(b.place("", 4, 1).expect_err("empty").problem, Problem::Empty);
+    }
+
+    #[test]
+    fn digest_changes_with_ids_and_boundaries() {
+        let plan = |ids: &[&str], max: u64| {
+            let mut b = builder(max, 1000);
+            for (i, id) in ids.iter().enumerate() {
+                b.place(id, i as u64 + 1, 10).expect("place");
+            }
+            b.finish().expect("plan").digest()
+        };
+        assert_eq!(plan(&["a", "b", "c"], 2), plan(&["a", "b", "c"], 2));
+        assert_ne!(plan(&["a", "b", "c"], 2), plan(&["a", "b", "d"], 2));
+        assert_ne!(plan(&["a", "b", "c"], 2), plan(&["a", "b", "c"], 3));
+        assert_ne!(plan(&["ab", "c"], 2), plan(&["a", "bc"], 2));
+    }
+}

@@ -1,0 +1,427 @@
+//! The values that cross the [`Job`](super::Job) boundary: configuration,
+//! steps, events, results and the summary.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiConfig, BatchStatus, Outgoing, RequestCounts};
+use crate::job::checkpoint::Checkpoint;
+use crate::results::ResultRecord;
+use crate::retry::RetryPolicy;
+use crate::time::UnixMillis;
+
+/// Knobs of a job. Everything has a sensible default except the API settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct JobConfig {
+    /// Base URL, key, organization and project.
+    pub api: ApiConfig,
+    /// How often a running batch is polled (default 60 s).
+    pub poll_interval: Duration,
+    /// How long the job may wait in all before it stops waiting (default: no limit).
+    pub max_wait: Option<Duration>,
+    /// What to do with running batches when `max_wait` passes.
+    pub on_timeout: OnTimeout,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Seed of the backoff jitter. Transports take it from the OS once;
+    /// tests fix it.
+    pub seed: u64,
+    /// How many shards may be in flight (uploaded and not finished) at once (default 4).
+    pub max_parallel: usize,
+    /// The longest result line accepted (default 16 MiB).
+    pub max_line_bytes: usize,
+    /// The largest JSON response body buffered (default 8 MiB).
+    pub max_json_body: usize,
+    /// User metadata stamped on every batch (at most 13 pairs: the job uses three keys).
+    pub metadata: BTreeMap<String, String>,
+    /// Expire output and error files this many seconds after creation (3600..=2592000).
+    pub output_expires_after: Option<u64>,
+    /// The wait before a batch refused for the enqueued-token limit
+    /// (`token_limit_exceeded`) is created again; doubles per refusal, capped at 30 min.
+    pub requeue_delay: Duration,
+    /// How many times one shard is re-created after `token_limit_exceeded`
+    /// before its requests are reported as not processed (default 48).
+    pub max_requeues: u32,
+    /// Where the job stops.
+    pub stop_after: StopAfter,
+}
+
+impl JobConfig {
+    /// A configuration with the defaults and the given API settings.
+    pub fn new(api: ApiConfig) -> Self {
+        JobConfig {
+            api,
+            poll_interval: Duration::from_secs(60),
+            max_wait: None,
+            on_timeout: OnTimeout::LeaveRunning,
+            retry: RetryPolicy::default(),
+            seed: 0,
+            max_parallel: 4,
+            max_line_bytes: 16 * 1024 * 1024,
+            max_json_body: 8 * 1024 * 1024,
+            metadata: BTreeMap::new(),
+            output_expires_after: None,
+            requeue_delay: Duration::from_secs(60),
+            max_requeues: 48,
+            stop_after: StopAfter::Finished,
+        }
+    }
+}
+
+/// What happens to running batches when the job's `max_wait` passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OnTimeout {
+    /// Stop waiting and leave them running; their requests are reported as
+    /// not processed (`timed_out`), and a resumed job picks them up again.
+    LeaveRunning,
+    /// Cancel them, wait for `cancelled`, and collect their partial results.
+    Cancel,
+}
+
+/// Where a job stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StopAfter {
+    /// Once every shard's batch is created: [`Step::Done`] comes with the
+    /// batch ids, and the job can be resumed later to collect the results.
+    Submitted,
+    /// Once every shard's batch has been polled once (a status report).
+    Polled,
+    /// Once every request has an outcome.
+    Finished,
+}
+
+/// Identifies one HTTP exchange the job asked for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExchangeId(pub u64);
+
+/// What the transport must do next. After any `handle_*` call, call
+/// [`Job::poll`](super::Job::poll) until it returns `Send`, `Wait` or `Done`.
+#[must_use]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Step {
+    /// Execute this exchange, then report with `handle_head`, `handle_body`
+    /// and `handle_end`, or with `handle_failure`.
+    Send {
+        /// The exchange to report on.
+        id: ExchangeId,
+        /// The request to send. `Outgoing::Multipart` names a shard to stream.
+        request: http::Request<Outgoing>,
+    },
+    /// Nothing to do before `until` (absolute). Waking early is harmless.
+    Wait {
+        /// When to call `poll` again.
+        until: UnixMillis,
+        /// Why: for logs and progress.
+        reason: WaitReason,
+    },
+    /// Make every result delivered so far durable, then store this checkpoint
+    /// durably, before calling `poll` again (write-ahead for crash-safe resume).
+    Persist(Checkpoint),
+    /// Progress and warnings.
+    Event(JobEvent),
+    /// An outcome that did not come from a body (requests not processed, and
+    /// results left undrained in a [`BodyFeed`](super::BodyFeed)).
+    Result(JobResult),
+    /// Terminal: every request has exactly one outcome (unless the job was
+    /// configured to stop earlier, see [`StopAfter`]).
+    Done(JobSummary),
+}
+
+/// Why the job waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// Polling a running batch.
+    PollBatch {
+        /// The shard.
+        shard: u32,
+    },
+    /// Backing off after a transient failure.
+    Backoff {
+        /// The shard.
+        shard: u32,
+        /// The attempt about to be made.
+        attempt: u32,
+    },
+    /// The server asked us to wait (429 with `Retry-After`).
+    RateLimit {
+        /// The shard.
+        shard: u32,
+    },
+    /// Waiting for room in the enqueued-token limit before creating again.
+    Requeue {
+        /// The shard.
+        shard: u32,
+    },
+    /// Exchanges are in flight (only with a transport that runs them concurrently).
+    InFlight,
+}
+
+/// How a transport failed to carry out an exchange.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct TransportFailure {
+    /// What is known about whether the server saw the request.
+    pub kind: FailureKind,
+    /// The transport's own words, for logs (must not hold secrets).
+    pub detail: String,
+}
+
+impl TransportFailure {
+    /// A failure of `kind` described by `detail`.
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        TransportFailure { kind, detail: detail.into() }
+    }
+}
+
+/// What is known about a failed exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Nothing reached the server (DNS, connection refused, TLS before send).
+    NotSent,
+    /// The request may have reached the server (timeout or reset after sending).
+    OutcomeUnknown,
+    /// The response head arrived, then the body was cut off.
+    BodyInterrupted,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureKind::NotSent => "not sent",
+            FailureKind::OutcomeUnknown => "outcome unknown",
+            FailureKind::BodyInterrupted => "body interrupted",
+        })
+    }
+}
+
+/// The driver called the job out of order. The job is stuck after this:
+/// `poll` returns `Done` with the error in the summary.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// The exchange id is not in flight.
+    #[error("exchange {0:?} is not in flight")]
+    UnknownExchange(ExchangeId),
+    /// A body or end arrived before the head.
+    #[error("exchange {0:?} got a body before its head")]
+    BodyBeforeHead(ExchangeId),
+    /// A second head arrived.
+    #[error("exchange {0:?} got a second head")]
+    HeadTwice(ExchangeId),
+    /// The job already failed from an earlier misuse.
+    #[error("the job is stopped after an earlier usage error")]
+    Poisoned,
+}
+
+/// Progress and warnings.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum JobEvent {
+    /// A shard's file was uploaded (or found after an unknown outcome).
+    Uploaded {
+        /// The shard.
+        shard: u32,
+        /// The file id.
+        file_id: String,
+    },
+    /// A shard's batch exists (created, or found by its metadata).
+    Submitted {
+        /// The shard.
+        shard: u32,
+        /// The batch id.
+        batch_id: String,
+    },
+    /// A batch's status or request counts changed.
+    Progress {
+        /// The shard.
+        shard: u32,
+        /// The batch id.
+        batch_id: String,
+        /// The status now.
+        status: BatchStatus,
+        /// The counts now.
+        counts: RequestCounts,
+    },
+    /// A transient failure; the operation is tried again at `at`.
+    Retrying {
+        /// The shard.
+        shard: u32,
+        /// The operation, e.g. `upload` or `poll`.
+        op: &'static str,
+        /// The attempt about to be made.
+        attempt: u32,
+        /// When.
+        at: UnixMillis,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The batch was refused for the enqueued-token limit; it is created
+    /// again at `at`.
+    Requeued {
+        /// The shard.
+        shard: u32,
+        /// When it is created again.
+        at: UnixMillis,
+        /// The server's message.
+        reason: String,
+    },
+    /// A cut-off download continues from byte `offset`.
+    DownloadResumed {
+        /// The shard.
+        shard: u32,
+        /// The file.
+        file_id: String,
+        /// The byte offset it continues from.
+        offset: u64,
+    },
+    /// Something odd that does not stop the job (a garbage result line, an
+    /// unknown or repeated `custom_id`, a count mismatch).
+    Warning {
+        /// The shard.
+        shard: u32,
+        /// What happened.
+        message: String,
+    },
+    /// A shard is finished: every one of its requests has an outcome.
+    ShardFinished {
+        /// The shard.
+        shard: u32,
+        /// Its summary.
+        summary: ShardSummary,
+    },
+}
+
+/// One request's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobResult {
+    /// The request's position in the input, from 0.
+    pub index: u64,
+    /// The shard it went in.
+    pub shard: u32,
+    /// Its `custom_id`.
+    pub custom_id: String,
+    /// What became of it.
+    pub outcome: JobOutcome,
+}
+
+/// What became of one request. Every request ends in exactly one of these.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum JobOutcome {
+    /// The request ran and the API answered 2xx; the record holds the body.
+    Succeeded(Box<ResultRecord>),
+    /// The request ran and failed; the record holds the server's reason.
+    Failed(Box<ResultRecord>),
+    /// The request was not processed; `reason` says why.
+    NotProcessed(NotProcessed),
+}
+
+/// Why a request was not processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotProcessed {
+    /// A stable code: `batch_expired`, `batch_cancelled`, `batch_failed`,
+    /// `missing_result`, `unreadable_result`, `upload_failed`, `create_failed`,
+    /// `job_cancelled`, `timed_out`, `gave_up`, `token_limit_exceeded`, or
+    /// the code of the batch's validation error for that line.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// Token usage summed over succeeded requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Input (prompt) tokens.
+    pub input_tokens: u64,
+    /// Output (completion) tokens.
+    pub output_tokens: u64,
+    /// Cached input tokens, where reported.
+    pub cached_tokens: u64,
+    /// Reasoning tokens, where reported.
+    pub reasoning_tokens: u64,
+}
+
+/// How a shard ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ShardEnd {
+    /// Its batch reached a terminal status and its results were collected.
+    Finished,
+    /// It never got a batch: cancelled, or the upload or create was refused.
+    NotSubmitted,
+    /// The job stopped waiting for it (timed out, or gave up after repeated
+    /// failures). A resumed job picks it up again.
+    Stopped,
+}
+
+/// One shard at the end (or at the stop point) of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// The shard.
+    pub shard: u32,
+    /// Its number of requests.
+    pub requests: u64,
+    /// Its uploaded file, if any.
+    pub file_id: Option<String>,
+    /// Its batch, if any.
+    pub batch_id: Option<String>,
+    /// The batch's last known status.
+    pub status: Option<BatchStatus>,
+    /// The batch's last known request counts.
+    pub counts: Option<RequestCounts>,
+    /// How it ended, if it has.
+    pub end: Option<ShardEnd>,
+    /// Requests that succeeded.
+    pub succeeded: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Requests not processed.
+    pub not_processed: u64,
+}
+
+/// The end of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobSummary {
+    /// The job's id.
+    pub job_id: String,
+    /// The number of requests.
+    pub requests: u64,
+    /// Requests that succeeded.
+    pub succeeded: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Requests not processed.
+    pub not_processed: u64,
+    /// Tokens used by succeeded and failed requests.
+    pub usage: UsageTotals,
+    /// Result lines that could not be read.
+    pub bad_lines: u64,
+    /// Each shard.
+    pub shards: Vec<ShardSummary>,
+    /// Whether the job stopped waiting at its `max_wait`.
+    pub timed_out: bool,
+    /// Whether the job was cancelled.
+    pub cancelled: bool,
+    /// Whether every request has an outcome (false when stopped early by
+    /// [`StopAfter`], or after a timeout).
+    pub complete: bool,
+    /// Why the job stopped early, when a job-wide error stopped it
+    /// (an authentication failure, a driver misuse).
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// Whether every request succeeded.
+    pub fn all_succeeded(&self) -> bool {
+        self.complete && self.succeeded == self.requests
+    }
+}
