@@ -6,6 +6,10 @@ mod status;
 mod types;
 
 pub use endpoint::Endpoint;
-pub use error_body::*;
-pub use status::*;
-pub use types::*;
+pub use error_body::{ApiError, ErrorObject, ErrorResponse};
+pub use status::BatchStatus;
+pub use types::{
+    Batch, BatchError, BatchErrors, BatchUsage, CompletionWindow, CreateBatch, DeletedFile,
+    ExpiresAfter, ExpiresAnchor, FileObject, FilePurpose, FileStatus, InputTokensDetails, List,
+    ListItem, OutputTokensDetails, ParamError, RequestCounts, validate_metadata,
+};
