@@ -1,1 +1,43 @@
-//! x
+//! # batch-blocking
+//!
+//! The blocking transport for [`batch_core`]: it executes the HTTP exchanges
+//! a [`Job`](batch_core::job::Job) asks for with `ureq`, sleeps when the job
+//! says wait, and hands results and checkpoints to a
+//! [`JobIo`](batch_core::job::JobIo). It decides nothing: no status
+//! comparisons, no JSON, no retries. Those live in `batch-core`.
+//!
+//! `batch-async` is the same crate for async code, with the same file names
+//! and public names.
+//!
+//! ```no_run
+//! use batch_blocking::Client;
+//! use batch_core::input::{Item, SystemPrompt};
+//! use batch_core::job::BatchOptions;
+//!
+//! let client = Client::from_env()?;
+//! let items = vec![Item::new("q1", "What is 2 + 2?")];
+//! let prompt = SystemPrompt::Text("Answer briefly.".into());
+//! let opts = BatchOptions::new("gpt-4o-mini");
+//! let results = client.submit_and_wait(&items, &prompt, &opts)?;
+//! for r in &results {
+//!     println!("{}: {:?}", r.custom_id, r.outcome);
+//! }
+//! # Ok::<(), batch_blocking::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod client;
+mod clock;
+mod convert;
+mod error;
+mod run;
+
+pub use client::{Client, ClientConfig};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use run::run;
+
+pub use batch_core;

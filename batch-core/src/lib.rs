@@ -25,8 +25,10 @@ pub use http;
 pub mod api;
 mod error;
 pub mod input;
+pub mod job;
 pub mod jsonl;
 pub mod results;
+pub mod retry;
 mod time;
 
 #[cfg(feature = "fuzzing")]

@@ -2,18 +2,20 @@
 //! where to resume after a cut-off, and whether the body was complete.
 //!
 //! It decides nothing about the job; it only reports records and what it
-//! saw. The file is complete when the response carried as many bytes as it
-//! announced; a cut-off is resumed from the end of the last complete line
+//! saw. A response is complete when it carried as many bytes as it
+//! announced. A cut-off is resumed from the end of the last complete line
 //! with a `Range` request (guarded by `If-Range` with the file's `ETag`),
-//! or, when the server ignores `Range`, by skipping what was already read.
+//! or, when the server ignores `Range` and sends the whole file, by skipping
+//! what was already read. One decoder spans every response of the file, so
+//! its offsets and line numbers are the file's.
 
 use crate::jsonl::{LineDecoder, LineEvent};
-use crate::results::{ResultRecord, parse_result_line};
+use crate::results::{BadLine, ResultRecord, parse_result_line, salvage_custom_id};
 
 /// What a download reports to the job.
 #[derive(Debug)]
 pub(super) enum DownloadEvent {
-    Record(ResultRecord),
+    Record(Box<ResultRecord>),
     BadLine { line: u64, custom_id: Option<String>, error: String },
     Warning(String),
 }
@@ -23,10 +25,6 @@ pub(super) struct Download {
     file_id: String,
     max_line_bytes: usize,
     decoder: LineDecoder,
-    /// Bytes of the file consumed through the last complete line.
-    offset: u64,
-    /// Physical lines consumed through `offset` (for line numbers after a resume).
-    lines_before: u64,
     etag: Option<String>,
     /// Bytes at the start of the current response to drop (already read).
     skip: u64,
@@ -35,8 +33,6 @@ pub(super) struct Download {
     received: u64,
     /// Ignore the current response's body (an unusable range).
     discard: bool,
-    /// The file offset of the decoder's first byte in the current response.
-    decoder_base: u64,
 }
 
 impl Download {
@@ -45,61 +41,55 @@ impl Download {
             file_id,
             max_line_bytes,
             decoder: LineDecoder::new(max_line_bytes),
-            offset: 0,
-            lines_before: 0,
             etag: None,
             skip: 0,
             expected: None,
             received: 0,
             discard: false,
-            decoder_base: 0,
         }
     }
 
     /// Where to ask for the file from, and the validator to send with it.
     pub(super) fn resume_point(&self) -> (u64, Option<&str>) {
-        (self.offset, self.etag.as_deref())
+        (self.decoder.complete_bytes(), self.etag.as_deref())
     }
 
-    /// A 2xx head for this download arrived.
-    pub(super) fn start_response(&mut self, head: &http::response::Parts) -> Result<(), String> {
+    /// A 2xx head for this download arrived. Returns a warning to report, if any.
+    pub(super) fn start_response(&mut self, head: &http::response::Parts) -> Option<String> {
+        self.decoder.rewind_to_line_boundary();
+        let offset = self.decoder.complete_bytes();
         self.received = 0;
         self.skip = 0;
         self.discard = false;
-        self.decoder = LineDecoder::new(self.max_line_bytes);
-        self.decoder.set_first_line(self.lines_before + 1);
         self.expected = header(head, http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
         let etag = header(head, http::header::ETAG).map(str::to_owned);
+        let mut warning = None;
         if head.status == http::StatusCode::PARTIAL_CONTENT {
-            let start = header(head, http::header::CONTENT_RANGE).and_then(parse_content_range_start);
-            match start {
-                Some(s) if s == self.offset => {}
-                Some(s) if s < self.offset => self.skip = self.offset - s,
+            match header(head, http::header::CONTENT_RANGE).and_then(parse_content_range_start) {
+                Some(s) if s == offset => {}
+                Some(s) if s < offset => self.skip = offset - s,
                 _ => {
                     self.discard = true;
-                    return Err(format!(
-                        "file {}: the server answered a range request from byte {} with an unusable Content-Range",
-                        self.file_id, self.offset
+                    return Some(format!(
+                        "file {}: a range request from byte {offset} got an unusable Content-Range; trying again",
+                        self.file_id
                     ));
                 }
             }
+        } else if offset > 0 && etag.is_some() && self.etag.is_some() && etag != self.etag {
+            // The file changed since we started: read it again from the start.
+            // Results already delivered are not delivered twice (the job
+            // tracks which requests have an outcome).
+            self.decoder = LineDecoder::new(self.max_line_bytes);
+            warning = Some(format!("file {} changed while it was being downloaded; reading it again", self.file_id));
         } else {
-            // A full body: the file from its first byte.
-            if self.offset > 0 && etag.is_some() && self.etag.is_some() && etag != self.etag {
-                // The file changed since we started: read it again from the start.
-                self.offset = 0;
-                self.lines_before = 0;
-                self.decoder.set_first_line(1);
-                self.etag = etag;
-                return Err(format!("file {} changed while it was being downloaded; reading it again", self.file_id));
-            }
-            self.skip = self.offset;
+            // A full body: skip what we already have.
+            self.skip = offset;
         }
         if etag.is_some() {
             self.etag = etag;
         }
-        self.decoder_base = self.offset;
-        Ok(())
+        warning
     }
 
     /// A chunk of the body.
@@ -115,62 +105,60 @@ impl Download {
         }
         let mut lines = self.decoder.feed(chunk);
         while let Some(ev) = lines.next_line() {
-            push_line(ev, out);
+            push_line(ev, self.max_line_bytes, out);
         }
-        drop(lines);
-        self.sync_offset();
     }
 
     /// The body ended. Returns whether the file is now complete.
     pub(super) fn end(&mut self, out: &mut Vec<DownloadEvent>) -> bool {
-        if self.discard {
+        if self.discard || self.skip > 0 || self.expected.is_some_and(|n| self.received < n) {
+            self.decoder.rewind_to_line_boundary();
             return false;
         }
-        if self.expected.is_some_and(|n| self.received < n) || self.skip > 0 {
-            self.interrupted();
-            return false;
-        }
-        // The server sent everything it announced: a last line without a
-        // newline is the server's choice, not a cut-off.
-        if let Some(ev) = self.decoder.finish_lenient() {
-            push_line(ev, out);
+        // The server sent all it announced: a last line without a newline is
+        // the server's choice, not a cut-off, so it is read as a line.
+        let mut lines = self.decoder.finish();
+        while let Some(ev) = lines.next_line() {
+            push_line(ev, self.max_line_bytes, out);
         }
         true
     }
 
-    /// A 416: nothing is left after our offset; the file is complete.
-    pub(super) fn finish_at_eof(&mut self, _out: &mut [DownloadEvent]) {}
-
     /// The response was cut off: drop the partial line; resume from the last complete one.
     pub(super) fn interrupted(&mut self) {
-        self.sync_offset();
-        self.decoder = LineDecoder::new(self.max_line_bytes);
-        self.decoder.set_first_line(self.lines_before + 1);
+        self.decoder.rewind_to_line_boundary();
     }
 
-    fn sync_offset(&mut self) {
-        if self.discard {
-            return;
-        }
-        // complete_bytes counts from the decoder's first byte.
-        self.offset = self.decoder_base + self.decoder.complete_bytes();
-        self.lines_before = self.decoder.next_line_number() - 1;
+    /// How many bytes the decoder holds (never more than the line cap).
+    #[cfg(test)]
+    pub(super) fn buffered_len(&self) -> usize {
+        self.decoder.buffered_len()
     }
 }
 
-fn push_line(ev: LineEvent<'_>, out: &mut Vec<DownloadEvent>) {
+fn push_line(ev: LineEvent<'_>, max: usize, out: &mut Vec<DownloadEvent>) {
     match ev {
-        LineEvent::Line { number, bytes } => match parse_result_line(number, bytes) {
-            Ok(rec) => out.push(DownloadEvent::Record(rec)),
-            Err(bad) => out.push(DownloadEvent::BadLine { line: bad.line, custom_id: bad.custom_id, error: bad.error }),
-        },
-        LineEvent::TooLong { number, len } => out.push(DownloadEvent::BadLine {
-            line: number,
-            custom_id: None,
-            error: format!("the line is longer than the limit ({len} bytes and more)"),
+        LineEvent::Line { line, bytes } => out.push(match parse_result_line(line, bytes) {
+            Ok(rec) => DownloadEvent::Record(Box::new(rec)),
+            Err(bad) => bad_line(bad),
         }),
-        _ => out.push(DownloadEvent::Warning("unexpected decoder event".into())),
+        LineEvent::Truncated { line, len, prefix } if usize::try_from(len).is_ok_and(|l| l == prefix.len()) => {
+            out.push(match parse_result_line(line, prefix) {
+                Ok(rec) => DownloadEvent::Record(Box::new(rec)),
+                Err(bad) => bad_line(bad),
+            });
+        }
+        LineEvent::Truncated { line, prefix, .. } | LineEvent::TooLong { line, prefix, .. } => out.push(DownloadEvent::BadLine {
+            line,
+            custom_id: salvage_custom_id(prefix),
+            error: format!("the line is longer than the {max}-byte limit"),
+        }),
+        other => out.push(DownloadEvent::Warning(format!("unexpected decoder event at line {}", other.line()))),
     }
+}
+
+fn bad_line(bad: BadLine) -> DownloadEvent {
+    DownloadEvent::BadLine { line: bad.line, custom_id: bad.custom_id, error: bad.error }
 }
 
 fn header(head: &http::response::Parts, name: http::header::HeaderName) -> Option<&str> {
@@ -183,4 +171,16 @@ fn parse_content_range_start(v: &str) -> Option<u64> {
     let (range, _) = rest.split_once('/')?;
     let (a, _) = range.split_once('-')?;
     a.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range_start;
+
+    #[test]
+    fn content_range_start() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("bytes */200"), None);
+        assert_eq!(parse_content_range_start("items 1-2/3"), None);
+    }
 }

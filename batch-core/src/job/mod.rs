@@ -29,12 +29,16 @@
 
 mod checkpoint;
 mod download;
+mod io;
+mod memory;
 mod plan;
 mod types;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+pub use io::JobIo;
+pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use plan::{JobPlan, PlanBuilder, PlanDigest, Placement, ShardLimits, ShardPlan};
 pub use types::{
@@ -216,6 +220,27 @@ impl Iterator for BodyFeed<'_> {
     fn next(&mut self) -> Option<JobResult> {
         self.next_result()
     }
+}
+
+/// Why a job could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The input is invalid; nothing was sent.
+    #[error("invalid input")]
+    Input(#[from] crate::error::InputError),
+    /// The checkpoint cannot be resumed.
+    #[error("cannot resume")]
+    Resume(#[from] ResumeError),
+    /// The driver called the job out of order.
+    #[error("driver contract violated")]
+    Usage(#[from] UsageError),
+    /// A single request could not be built or its answer was refused.
+    #[error("request failed")]
+    Response(#[from] crate::api::ResponseError),
+    /// No API key was given.
+    #[error("OPENAI_API_KEY is not set")]
+    MissingKey,
 }
 
 /// Why a checkpoint cannot be resumed.
@@ -481,7 +506,7 @@ impl Job {
             let head = self.inflight.get(&id).and_then(|e| e.head.as_ref()).expect("head just stored");
             let sh = &mut self.shards[shard_idx];
             let dl = sh.download.as_mut().expect("a download op has a download");
-            if let Err(message) = dl.start_response(head) {
+            if let Some(message) = dl.start_response(head) {
                 self.warn(shard_idx, message);
             }
         }
@@ -1015,7 +1040,7 @@ impl Job {
     fn take_download_events(&mut self, i: usize, events: Vec<DownloadEvent>) {
         for ev in events {
             match ev {
-                DownloadEvent::Record(rec) => self.accept_record(i, rec),
+                DownloadEvent::Record(rec) => self.accept_record(i, *rec),
                 DownloadEvent::BadLine { line, custom_id, error } => {
                     let sh = &mut self.shards[i];
                     sh.tally.bad_lines += 1;
@@ -1093,12 +1118,6 @@ impl Job {
         if let Op::Download { file_id } = &op {
             if status == 416 {
                 // Our offset is at (or past) the end: what we have is the whole file.
-                let sh = &mut self.shards[i];
-                let mut events = Vec::new();
-                if let Some(dl) = sh.download.as_mut() {
-                    dl.finish_at_eof(&mut events);
-                }
-                self.take_download_events(i, events);
                 let sh = &mut self.shards[i];
                 sh.download = None;
                 sh.downloads.pop_front();

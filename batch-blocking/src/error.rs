@@ -1,0 +1,22 @@
+//! Errors of the blocking transport: the core's, plus local IO.
+
+use batch_core::job::{JobEndError, JobError};
+
+/// What can go wrong running a job with this transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job could not run (bad input, the API refused, driver misuse).
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The job ran, but its batch did not complete (failed, expired,
+    /// cancelled, timed out). The results it did get are inside.
+    #[error(transparent)]
+    Ended(#[from] Box<JobEndError>),
+    /// Writing results or a checkpoint, or reading a shard, failed.
+    #[error("writing results or checkpoint failed")]
+    Io(#[from] std::io::Error),
+    /// The HTTP client could not be built.
+    #[error("the HTTP client could not be set up: {0}")]
+    Setup(String),
+}

@@ -1,0 +1,341 @@
+//! Jobs held in memory: the seed's vocabulary (items sharing a system prompt,
+//! a job handle) on top of [`Job`], for the transports' convenience methods.
+//!
+//! This is not a second API over the core: it builds a [`JobPlan`] with the
+//! same [`PlanBuilder`] and implements [`JobIo`] over memory. The transports
+//! drive it with the same loop as any other job.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiConfig, BatchStatus, ShardRef};
+use crate::error::InputError;
+use crate::input::{BatchRequest, Item, SystemPrompt};
+use crate::job::checkpoint::Checkpoint;
+use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
+use crate::job::types::{JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, StopAfter};
+use crate::job::{Job, JobIo, ResumeError};
+use crate::jsonl::encode_line;
+use crate::time::UnixMillis;
+use crate::{Endpoint, api};
+
+/// Options of a job built from items (the seed's `opts`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BatchOptions {
+    /// The model every request uses.
+    pub model: String,
+    /// The endpoint (default `/v1/chat/completions`).
+    pub endpoint: Endpoint,
+    /// How often batches are polled (default 60 s).
+    pub poll_interval: Duration,
+    /// How long to wait in all (default: no limit).
+    pub max_wait: Option<Duration>,
+    /// Cancel the batches when `max_wait` passes (default: leave them running).
+    pub cancel_on_timeout: bool,
+    /// Per-shard limits (default 50,000 requests, 200 MB).
+    pub limits: ShardLimits,
+    /// How many shards run at once (default 4).
+    pub max_parallel: usize,
+    /// Metadata stamped on each batch.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl BatchOptions {
+    /// Options for `model` with the defaults.
+    pub fn new(model: impl Into<String>) -> Self {
+        BatchOptions {
+            model: model.into(),
+            endpoint: Endpoint::ChatCompletions,
+            poll_interval: Duration::from_secs(60),
+            max_wait: None,
+            cancel_on_timeout: false,
+            limits: ShardLimits::default(),
+            max_parallel: 4,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the endpoint.
+    #[must_use]
+    pub fn endpoint(mut self, e: Endpoint) -> Self {
+        self.endpoint = e;
+        self
+    }
+
+    /// Sets the poll interval.
+    #[must_use]
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Sets the maximum wait.
+    #[must_use]
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = Some(d);
+        self
+    }
+
+    /// Sets the per-shard limits.
+    #[must_use]
+    pub fn limits(mut self, l: ShardLimits) -> Self {
+        self.limits = l;
+        self
+    }
+}
+
+/// The seed's job handle: the plan, the shard files in memory, and the
+/// job's last checkpoint. `submit_batch` returns one at once; `poll_status`,
+/// `get_results` and `cancel` continue from it.
+#[derive(Clone, Debug)]
+pub struct BatchJob {
+    plan: JobPlan,
+    shards: Vec<Vec<u8>>,
+    options: BatchOptions,
+    checkpoint: Option<Checkpoint>,
+    seed: u64,
+}
+
+impl BatchJob {
+    /// Encodes `items` with the shared `prompt` into shards.
+    ///
+    /// # Errors
+    /// Fails on the first invalid item (named by its 1-based position):
+    /// empty or duplicate `custom_id`, an extra field that would override
+    /// the model or the messages, a line over the byte limit.
+    pub fn from_items(items: &[Item], prompt: &SystemPrompt, options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| item.to_request(prompt, &options.model, &options.endpoint, "items", i as u64 + 1));
+        Self::build(requests, options, seed)
+    }
+
+    /// Encodes raw request lines (any endpoint) into shards.
+    ///
+    /// # Errors
+    /// As [`from_items`](Self::from_items), plus a request whose `url` is not
+    /// the options' endpoint.
+    pub fn from_requests(requests: &[BatchRequest], options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
+        Self::build(requests.iter().cloned().map(Ok), options, seed)
+    }
+
+    fn build(requests: impl Iterator<Item = Result<BatchRequest, InputError>>, options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
+        let job_id = format!("job-{seed:016x}");
+        let mut builder = PlanBuilder::new(job_id, options.endpoint.clone(), options.limits.clone(), "items");
+        let mut shards: Vec<Vec<u8>> = Vec::new();
+        let mut line = Vec::new();
+        for (i, req) in requests.enumerate() {
+            let req = req?;
+            let n = i as u64 + 1;
+            if &req.url != &options.endpoint {
+                return Err(InputError::new(
+                    "items",
+                    n,
+                    "url",
+                    crate::error::Problem::EndpointMismatch { expected: options.endpoint.to_string(), found: req.url.to_string() },
+                ));
+            }
+            line.clear();
+            encode_line(&req, &mut line).map_err(|e| InputError::new("items", n, "body", crate::error::Problem::Invalid(e.to_string())))?;
+            let placed = builder.place(&req.custom_id, n, line.len() as u64)?;
+            if placed.new_shard {
+                shards.push(Vec::new());
+            }
+            if let Some(s) = shards.last_mut() {
+                s.extend_from_slice(&line);
+            }
+        }
+        let plan = builder.finish()?;
+        Ok(BatchJob { plan, shards, options: options.clone(), checkpoint: None, seed })
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &JobPlan {
+        &self.plan
+    }
+
+    /// The last checkpoint, once the job has started.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// The ids of the batches created so far.
+    pub fn batch_ids(&self) -> Vec<String> {
+        self.checkpoint.iter().flat_map(|cp| cp.shards.iter().filter_map(|s| s.batch_id.clone())).collect()
+    }
+
+    /// A [`Job`] continuing from the last checkpoint (or new), stopping at `stop`.
+    ///
+    /// # Errors
+    /// Fails only if the checkpoint does not belong to this plan (a bug).
+    pub fn job(&self, api: ApiConfig, stop: StopAfter, now: UnixMillis) -> Result<Job, ResumeError> {
+        let mut cfg = JobConfig::new(api);
+        cfg.poll_interval = self.options.poll_interval;
+        cfg.max_wait = self.options.max_wait;
+        cfg.on_timeout = if self.options.cancel_on_timeout { OnTimeout::Cancel } else { OnTimeout::LeaveRunning };
+        cfg.max_parallel = self.options.max_parallel;
+        cfg.metadata = self.options.metadata.clone();
+        cfg.seed = self.seed;
+        cfg.stop_after = stop;
+        match &self.checkpoint {
+            None => Ok(Job::new(cfg, self.plan.clone(), now)),
+            Some(cp) => Job::resume(cfg, self.plan.clone(), cp.clone(), now),
+        }
+    }
+
+    /// A [`JobIo`] over this handle: shards from memory, checkpoints into
+    /// the handle, results to `on_result`, events to `on_event`.
+    pub fn io<'a, R: FnMut(JobResult), E: FnMut(&JobEvent)>(&'a mut self, on_result: R, on_event: E) -> MemoryIo<'a, R, E> {
+        MemoryIo { shards: &self.shards, checkpoint: &mut self.checkpoint, on_result, on_event }
+    }
+}
+
+/// A [`JobIo`] over memory; see [`BatchJob::io`].
+#[derive(Debug)]
+pub struct MemoryIo<'a, R, E> {
+    shards: &'a [Vec<u8>],
+    checkpoint: &'a mut Option<Checkpoint>,
+    on_result: R,
+    on_event: E,
+}
+
+impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
+    fn persist(&mut self, checkpoint: &Checkpoint) -> std::io::Result<()> {
+        *self.checkpoint = Some(checkpoint.clone());
+        Ok(())
+    }
+
+    fn result(&mut self, result: JobResult) -> std::io::Result<()> {
+        (self.on_result)(result);
+        Ok(())
+    }
+
+    fn event(&mut self, event: &JobEvent) -> std::io::Result<()> {
+        (self.on_event)(event);
+        Ok(())
+    }
+
+    fn open_shard(&mut self, shard: &ShardRef) -> std::io::Result<Box<dyn Read + Send>> {
+        let bytes = usize::try_from(shard.index).ok().and_then(|i| self.shards.get(i)).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no shard {}", shard.index))
+        })?;
+        Ok(Box::new(std::io::Cursor::new(bytes.clone())))
+    }
+}
+
+/// Why a job that ran did not complete every request: a batch failed,
+/// expired or was cancelled, or the job stopped waiting.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobEndError {
+    /// A batch failed (validation errors, for example).
+    #[error("batch {batch_id} failed: {message}")]
+    Failed {
+        /// The batch.
+        batch_id: String,
+        /// The batch's first error.
+        message: String,
+        /// What the job had at its end.
+        summary: JobSummary,
+    },
+    /// A batch expired before all its requests ran; partial results were collected.
+    #[error("batch {batch_id} expired with {not_processed} requests not processed")]
+    Expired {
+        /// The batch.
+        batch_id: String,
+        /// Requests that did not run.
+        not_processed: u64,
+        /// What the job had at its end.
+        summary: JobSummary,
+    },
+    /// A batch was cancelled; partial results were collected.
+    #[error("batch {batch_id} was cancelled with {not_processed} requests not processed")]
+    Cancelled {
+        /// The batch.
+        batch_id: String,
+        /// Requests that did not run.
+        not_processed: u64,
+        /// What the job had at its end.
+        summary: JobSummary,
+    },
+    /// The job stopped waiting at its maximum wait; batches may still be running.
+    #[error("stopped waiting after the maximum wait with {not_processed} requests unfinished")]
+    TimedOut {
+        /// Requests without a result.
+        not_processed: u64,
+        /// What the job had at its end.
+        summary: JobSummary,
+    },
+    /// The job stopped before every request had an outcome.
+    #[error("the job stopped: {message}")]
+    Stopped {
+        /// Why.
+        message: String,
+        /// What the job had at its end.
+        summary: JobSummary,
+    },
+}
+
+impl JobSummary {
+    /// `Ok` when every shard's batch completed; otherwise why not, for
+    /// callers that want the seed's "clear errors for failed, cancelled,
+    /// expired and timed-out batches". Per-request failures inside a
+    /// completed batch are outcomes, not errors.
+    ///
+    /// # Errors
+    /// The first shard that did not complete, as a [`JobEndError`].
+    pub fn verdict(&self) -> Result<(), Box<JobEndError>> {
+        let summary = || self.clone();
+        if let Some(message) = &self.error {
+            return Err(Box::new(JobEndError::Stopped { message: message.clone(), summary: summary() }));
+        }
+        if self.timed_out && !self.cancelled {
+            return Err(Box::new(JobEndError::TimedOut { not_processed: self.requests - self.succeeded - self.failed, summary: summary() }));
+        }
+        for s in &self.shards {
+            let batch_id = s.batch_id.clone().unwrap_or_default();
+            match &s.status {
+                Some(BatchStatus::Completed) => {}
+                Some(BatchStatus::Failed) => {
+                    return Err(Box::new(JobEndError::Failed { batch_id, message: "see the batch's errors".into(), summary: summary() }));
+                }
+                Some(BatchStatus::Expired) => {
+                    return Err(Box::new(JobEndError::Expired { batch_id, not_processed: s.not_processed, summary: summary() }));
+                }
+                Some(BatchStatus::Cancelled) => {
+                    return Err(Box::new(JobEndError::Cancelled { batch_id, not_processed: s.not_processed, summary: summary() }));
+                }
+                _ if !self.complete => {
+                    let message = format!("shard {} ended without a completed batch", s.shard);
+                    return Err(Box::new(JobEndError::Stopped { message, summary: summary() }));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_ORG_ID` (or
+/// `OPENAI_ORGANIZATION`) and `OPENAI_PROJECT_ID` through `var`, which the
+/// transport points at the process environment.
+///
+/// # Errors
+/// Fails if the key is missing or empty.
+pub fn api_config_from_env(var: impl Fn(&str) -> Option<String>) -> Result<ApiConfig, crate::job::JobError> {
+    let key = var("OPENAI_API_KEY").filter(|k| !k.trim().is_empty()).ok_or(crate::job::JobError::MissingKey)?;
+    let base = var("OPENAI_BASE_URL").filter(|b| !b.trim().is_empty()).unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned());
+    let mut cfg = ApiConfig::new(base, key);
+    if let Some(org) = var("OPENAI_ORG_ID").or_else(|| var("OPENAI_ORGANIZATION")).filter(|s| !s.is_empty()) {
+        cfg = cfg.organization(org);
+    }
+    if let Some(project) = var("OPENAI_PROJECT_ID").filter(|s| !s.is_empty()) {
+        cfg = cfg.project(project);
+    }
+    Ok(cfg)
+}
