@@ -2,11 +2,23 @@
 
 mod endpoint;
 mod error_body;
+mod requests;
+mod responses;
 mod status;
 mod types;
 
 pub use endpoint::Endpoint;
 pub use error_body::{ApiError, ErrorObject, ErrorResponse};
+pub use requests::{
+    ApiBase, ApiConfig, ApiKey, Boundary, ConfigError, IdProblem, ListBatches, ListFiles,
+    ListOrder, Outgoing, RequestError, ShardRef, UploadFile, cancel_batch, create_batch,
+    delete_file, file_content, list_batches, list_files, retrieve_batch, retrieve_file,
+    upload_file, upload_file_bytes, validate_id,
+};
+pub use responses::{
+    ResponseError, parse_api_error, parse_batch, parse_batch_list, parse_deleted_file, parse_file,
+    parse_file_list,
+};
 pub use status::BatchStatus;
 pub use types::{
     Batch, BatchError, BatchErrors, BatchUsage, CompletionWindow, CreateBatch, DeletedFile,
