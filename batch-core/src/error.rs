@@ -1,18 +1,23 @@
 //! Errors about the caller's input: named by source, line and field.
 
+use std::fmt;
+
 /// A problem with one input request, found before anything is sent.
 ///
 /// `file` is whatever name the caller gave the source (a path, `"items"`, ...),
 /// `line` is 1-based, and `field` names the JSON field at fault
-/// (`custom_id`, `url`, `body.model`, ...).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: field `{field}`: {problem}")]
+/// (`custom_id`, `url`, `body.model`, `extra.model`, ...). `field` is empty
+/// when the problem concerns the whole line (invalid JSON, a size limit).
+///
+/// Displayed as `{file}:{line}: field `{field}`: {problem}`, or
+/// `{file}:{line}: {problem}` when `field` is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputError {
     /// The name of the input source.
     pub file: String,
     /// The 1-based line (or item) number.
     pub line: u64,
-    /// The field at fault.
+    /// The field at fault, or empty for the whole line.
     pub field: String,
     /// What is wrong with it.
     pub problem: Problem,
@@ -20,10 +25,38 @@ pub struct InputError {
 
 impl InputError {
     /// Builds an error for `file`, `line` and `field`.
-    pub fn new(file: impl Into<String>, line: u64, field: impl Into<String>, problem: Problem) -> Self {
-        InputError { file: file.into(), line, field: field.into(), problem }
+    pub fn new(
+        file: impl Into<String>,
+        line: u64,
+        field: impl Into<String>,
+        problem: Problem,
+    ) -> Self {
+        InputError {
+            file: file.into(),
+            line,
+            field: field.into(),
+            problem,
+        }
     }
 }
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.problem)
+        } else {
+            write!(
+                f,
+                "{}:{}: field `{}`: {}",
+                self.file, self.line, self.field, self.problem
+            )
+        }
+    }
+}
+
+// The problem is part of the message, so it is not also reported as a source
+// (an error chain would print it twice).
+impl std::error::Error for InputError {}
 
 /// What is wrong with an input field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +104,8 @@ pub enum Problem {
         /// The configured limit.
         max: u64,
     },
-    /// The line is not valid JSON, or not of the expected shape.
+    /// The line is not valid JSON, or not a JSON object. The text names the
+    /// column where parsing stopped when there is one.
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
     /// The value has the wrong type or an unacceptable value.
@@ -80,4 +114,46 @@ pub enum Problem {
     /// An extra body field would silently override what the job sets.
     #[error("would override the {0} set by the job")]
     Overrides(String),
+    /// An extra body field repeats a setting the item already makes
+    /// (`extra.temperature` next to the item's temperature).
+    #[error("conflicts with the item's {0}")]
+    Conflicts(String),
+    /// The item sets something the endpoint has no place for (a temperature
+    /// for `/v1/embeddings`, a system prompt for `/v1/moderations`).
+    #[error("is not accepted by {endpoint}")]
+    NotAccepted {
+        /// The batch's endpoint.
+        endpoint: String,
+    },
+    /// Items cannot be turned into requests for this endpoint; the input has
+    /// to be written as raw request lines.
+    #[error("items cannot target {endpoint}: write raw request lines for it")]
+    NeedsRawRequest {
+        /// The batch's endpoint.
+        endpoint: String,
+    },
+    /// A top-level key that a batch request line does not have.
+    #[error("is not a field of a batch request line")]
+    UnknownField,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_the_field_when_there_is_one() {
+        let e = InputError::new("in.jsonl", 3, "custom_id", Problem::Empty);
+        assert_eq!(e.to_string(), "in.jsonl:3: field `custom_id`: is empty");
+        let e = InputError::new(
+            "in.jsonl",
+            7,
+            "",
+            Problem::InvalidJson("expected value at column 1".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "in.jsonl:7: invalid JSON: expected value at column 1"
+        );
+    }
 }
