@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiConfig, BatchStatus, ShardRef};
+use crate::api::{ApiBase, ApiConfig, BatchStatus, ShardRef};
 use crate::error::InputError;
-use crate::input::{BatchRequest, Item, SystemPrompt};
+use crate::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use crate::job::checkpoint::Checkpoint;
 use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
 use crate::job::types::{JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, StopAfter};
 use crate::job::{Job, JobIo, ResumeError};
-use crate::jsonl::encode_line;
 use crate::time::UnixMillis;
-use crate::{Endpoint, api};
+use crate::Endpoint;
 
 /// Options of a job built from items (the seed's `opts`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,10 +107,8 @@ impl BatchJob {
     /// empty or duplicate `custom_id`, an extra field that would override
     /// the model or the messages, a line over the byte limit.
     pub fn from_items(items: &[Item], prompt: &SystemPrompt, options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
-        let requests = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| item.to_request(prompt, &options.model, &options.endpoint, "items", i as u64 + 1));
+        let template = RequestTemplate::new(options.endpoint.clone(), options.model.clone(), prompt);
+        let requests = items.iter().enumerate().map(|(i, item)| template.request("items", i as u64 + 1, item));
         Self::build(requests, options, seed)
     }
 
@@ -131,18 +128,7 @@ impl BatchJob {
         let mut line = Vec::new();
         for (i, req) in requests.enumerate() {
             let req = req?;
-            let n = i as u64 + 1;
-            if &req.url != &options.endpoint {
-                return Err(InputError::new(
-                    "items",
-                    n,
-                    "url",
-                    crate::error::Problem::EndpointMismatch { expected: options.endpoint.to_string(), found: req.url.to_string() },
-                ));
-            }
-            line.clear();
-            encode_line(&req, &mut line).map_err(|e| InputError::new("items", n, "body", crate::error::Problem::Invalid(e.to_string())))?;
-            let placed = builder.place(&req.custom_id, n, line.len() as u64)?;
+            let placed = builder.push(i as u64 + 1, &req, &mut line)?;
             if placed.new_shard {
                 shards.push(Vec::new());
             }
@@ -159,6 +145,11 @@ impl BatchJob {
         &self.plan
     }
 
+    /// The shard files, in order.
+    pub fn shard_bytes(&self) -> &[Vec<u8>] {
+        &self.shards
+    }
+
     /// The last checkpoint, once the job has started.
     pub fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
@@ -173,7 +164,7 @@ impl BatchJob {
     ///
     /// # Errors
     /// Fails only if the checkpoint does not belong to this plan (a bug).
-    pub fn job(&self, api: ApiConfig, stop: StopAfter, now: UnixMillis) -> Result<Job, ResumeError> {
+    pub fn job(&self, api: ApiBase, stop: StopAfter, now: UnixMillis) -> Result<Job, ResumeError> {
         let mut cfg = JobConfig::new(api);
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
@@ -329,13 +320,15 @@ impl JobSummary {
 /// Fails if the key is missing or empty.
 pub fn api_config_from_env(var: impl Fn(&str) -> Option<String>) -> Result<ApiConfig, crate::job::JobError> {
     let key = var("OPENAI_API_KEY").filter(|k| !k.trim().is_empty()).ok_or(crate::job::JobError::MissingKey)?;
-    let base = var("OPENAI_BASE_URL").filter(|b| !b.trim().is_empty()).unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned());
-    let mut cfg = ApiConfig::new(base, key);
+    let mut cfg = ApiConfig::new(key);
+    if let Some(base) = var("OPENAI_BASE_URL").filter(|b| !b.trim().is_empty()) {
+        cfg = cfg.with_base_url(base);
+    }
     if let Some(org) = var("OPENAI_ORG_ID").or_else(|| var("OPENAI_ORGANIZATION")).filter(|s| !s.is_empty()) {
-        cfg = cfg.organization(org);
+        cfg = cfg.with_organization(org);
     }
     if let Some(project) = var("OPENAI_PROJECT_ID").filter(|s| !s.is_empty()) {
-        cfg = cfg.project(project);
+        cfg = cfg.with_project(project);
     }
     Ok(cfg)
 }

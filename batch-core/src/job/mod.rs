@@ -46,7 +46,10 @@ pub use types::{
     ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals, WaitReason,
 };
 
-use crate::api::{self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, Outgoing, RequestCounts, ShardRef};
+use crate::api::{
+    self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches, ListFiles, Outgoing, RequestCounts,
+    ShardRef, UploadFile,
+};
 use crate::results::{FailureReason, Outcome, ResultRecord};
 use crate::retry::{JitterRng, StatusClass, classify_status, retry_after};
 use crate::time::UnixMillis;
@@ -748,32 +751,41 @@ impl Job {
 
     fn build(&mut self, i: usize, op: &Op) -> Result<http::Request<Outgoing>, String> {
         let api = &self.cfg.api;
+        let seed = self.rng.next_u64();
         let sh = &mut self.shards[i];
         let shard_ref = ShardRef { index: sh.plan.index, len: sh.plan.bytes };
         let built = match op {
-            Op::Upload => api::upload_file(api, shard_ref, &shard_filename(self.plan.job_id(), sh.plan.index), None),
-            Op::FindUpload => api::list_files(api, Some("batch"), Some(1000), sh.search_after.as_deref()),
+            Op::Upload => {
+                let upload = UploadFile::batch_input(shard_filename(self.plan.job_id(), sh.plan.index), seed);
+                api::upload_file(api, &upload, shard_ref)
+            }
+            Op::FindUpload => {
+                let query = ListFiles { purpose: Some(FilePurpose::Batch), limit: Some(1000), order: None, after: sh.search_after.clone() };
+                api::list_files(api, &query)
+            }
             Op::Create => {
                 let mut metadata = self.cfg.metadata.clone();
                 metadata.insert(META_JOB.into(), self.plan.job_id().into());
                 metadata.insert(META_SHARD.into(), sh.plan.index.to_string());
                 metadata.insert(META_ATTEMPT.into(), sh.create_attempt.to_string());
-                let body = CreateBatch {
-                    input_file_id: sh.file_id.clone().unwrap_or_default(),
-                    endpoint: self.plan.endpoint().clone(),
-                    completion_window: "24h".into(),
-                    metadata: Some(metadata),
-                    output_expires_after: self.cfg.output_expires_after.map(|seconds| ExpiresAfter { anchor: "created_at".into(), seconds }),
-                };
+                let mut body = CreateBatch::new(sh.file_id.clone().unwrap_or_default(), self.plan.endpoint().clone());
+                body.metadata = Some(metadata);
+                body.output_expires_after = self.cfg.output_expires_after.map(ExpiresAfter::after_creation);
                 api::create_batch(api, &body)
             }
-            Op::FindBatch => api::list_batches(api, Some(100), sh.search_after.as_deref()),
+            Op::FindBatch => api::list_batches(api, &ListBatches { after: sh.search_after.clone(), limit: Some(100) }),
             Op::Poll => api::retrieve_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Download { file_id } => {
                 let dl = sh.download.get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
                 let (offset, etag) = dl.resume_point();
-                api::file_content(api, file_id, offset, etag)
+                let etag = etag.map(str::to_owned);
+                api::file_content(api, file_id, (offset > 0).then_some(offset)).map(|mut req| {
+                    if let Some(v) = etag.and_then(|e| http::HeaderValue::from_str(&e).ok()) {
+                        req.headers_mut().insert(http::header::IF_RANGE, v);
+                    }
+                    req
+                })
             }
         };
         built.map_err(|e| e.to_string())

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Endpoint;
 use crate::error::{InputError, Problem};
+use crate::input::BatchRequest;
+use crate::jsonl::{EncodeConfig, Push, ShardEncoder};
 
 /// Limits for splitting input into shards (spec summary §2: at most 50,000
 /// requests and 200 MB per batch input file).
@@ -71,12 +73,17 @@ pub struct Placement {
 }
 
 /// Builds a [`JobPlan`] one request at a time, deciding the shard boundaries.
+///
+/// Each request is validated by a [`ShardEncoder`] (empty or repeated
+/// `custom_id`, url not the endpoint, mixed models, size limits) before it
+/// is placed, and encoded into a line the caller appends to its shard file.
 #[derive(Debug)]
 pub struct PlanBuilder {
     job_id: String,
     endpoint: Endpoint,
     limits: ShardLimits,
     source: String,
+    encoder: ShardEncoder,
     ids: String,
     ends: Vec<u64>,
     lines: Vec<u64>,
@@ -87,11 +94,16 @@ impl PlanBuilder {
     /// Starts a plan for the job `job_id` targeting `endpoint`. `source` names
     /// the input in error messages.
     pub fn new(job_id: impl Into<String>, endpoint: Endpoint, limits: ShardLimits, source: impl Into<String>) -> Self {
+        let source = source.into();
+        let encoder = ShardEncoder::new(
+            EncodeConfig::new(source.clone(), endpoint.clone()).max_requests(limits.max_requests).max_bytes(limits.max_bytes),
+        );
         PlanBuilder {
             job_id: job_id.into(),
             endpoint,
             limits,
-            source: source.into(),
+            source,
+            encoder,
             ids: String::new(),
             ends: Vec::new(),
             lines: Vec::new(),
@@ -99,24 +111,36 @@ impl PlanBuilder {
         }
     }
 
-    /// Places one encoded request line of `line_bytes` bytes (newline
-    /// included) with id `custom_id`, read from input line `line`.
+    /// Validates `req` (read from input line `line`), encodes it into
+    /// `line_out` (cleared first: it receives exactly this request's JSONL
+    /// line) and places it in a shard. When the placement says `new_shard`,
+    /// the caller starts a new shard file before appending the line.
     ///
     /// # Errors
-    /// Fails if `custom_id` is empty, or if the line alone exceeds the
-    /// per-shard byte limit.
-    pub fn place(&mut self, custom_id: &str, line: u64, line_bytes: u64) -> Result<Placement, InputError> {
-        if custom_id.is_empty() {
-            return Err(InputError::new(&self.source, line, "custom_id", Problem::Empty));
-        }
-        if line_bytes > self.limits.max_bytes {
-            return Err(InputError::new(&self.source, line, "body", Problem::TooManyBytes { max: self.limits.max_bytes }));
-        }
+    /// An [`InputError`] naming the line and field, for an empty or repeated
+    /// `custom_id`, a url that is not the plan's endpoint, a model that
+    /// differs from the first line's, or a line larger than a shard may be.
+    pub fn push(&mut self, line: u64, req: &BatchRequest, line_out: &mut Vec<u8>) -> Result<Placement, InputError> {
+        line_out.clear();
+        let mut new_shard = self.shards.is_empty();
+        let bytes = match self.encoder.try_push(line, req, line_out)? {
+            Push::Written { bytes } => bytes,
+            Push::Full(_) => {
+                self.encoder.finish_shard();
+                new_shard = true;
+                match self.encoder.try_push(line, req, line_out)? {
+                    Push::Written { bytes } => bytes,
+                    Push::Full(_) => {
+                        return Err(InputError::new(&self.source, line, "body", Problem::TooManyBytes { max: self.limits.max_bytes }));
+                    }
+                }
+            }
+        };
+        Ok(self.place(&req.custom_id, line, bytes, new_shard))
+    }
+
+    fn place(&mut self, custom_id: &str, line: u64, line_bytes: u64, new_shard: bool) -> Placement {
         let index = self.ends.len() as u64;
-        let fits = self.shards.last().is_some_and(|s| {
-            s.requests < self.limits.max_requests && s.bytes + line_bytes <= self.limits.max_bytes
-        });
-        let new_shard = !fits;
         if new_shard {
             let next = u32::try_from(self.shards.len()).unwrap_or(u32::MAX);
             self.shards.push(ShardPlan { index: next, start: index, requests: 0, bytes: 0 });
@@ -127,7 +151,7 @@ impl PlanBuilder {
         self.ids.push_str(custom_id);
         self.ends.push(self.ids.len() as u64);
         self.lines.push(line);
-        Ok(Placement { index, shard: shard.index, new_shard })
+        Placement { index, shard: shard.index, new_shard }
     }
 
     /// How many requests have been placed.
@@ -310,19 +334,37 @@ mod tests {
         PlanBuilder::new("job", Endpoint::ChatCompletions, ShardLimits::new(max_requests, max_bytes), "in.jsonl")
     }
 
+    fn req(id: &str, pad: usize) -> BatchRequest {
+        let line = format!(
+            r#"{{"custom_id":"{id}","method":"POST","url":"/v1/chat/completions","body":{{"model":"m","messages":[],"x":"{}"}}}}"#,
+            "p".repeat(pad)
+        );
+        BatchRequest::parse_line("in.jsonl", 1, line.as_bytes()).expect("valid line")
+    }
+
+    fn len_of(r: &BatchRequest) -> u64 {
+        crate::jsonl::encoded_len(r)
+    }
+
     #[test]
     fn shards_by_count_and_bytes() {
-        let mut b = builder(3, 100);
+        let small = len_of(&req("id-0", 0));
+        let big = len_of(&req("id-5", 200));
+        // Room for three small lines, or one big and one small.
+        let mut b = builder(3, big + small);
         let mut placed = Vec::new();
+        let mut line = Vec::new();
         for i in 0..7u64 {
-            let p = b.place(&format!("id-{i}"), i + 1, if i == 5 { 90 } else { 10 }).expect("place");
+            let r = req(&format!("id-{i}"), if i == 5 { 200 } else { 0 });
+            let p = b.push(i + 1, &r, &mut line).expect("push");
+            assert_eq!(line.len() as u64, len_of(&r));
             placed.push((p.shard, p.new_shard));
         }
-        // 0,1,2 | 3,4 (5 would push bytes to 110) | 5 | 6 would make 100: fits
+        // 0,1,2 | 3,4 (5 is too big to join) | 5,6
         assert_eq!(placed, vec![(0, true), (0, false), (0, false), (1, true), (1, false), (2, true), (2, false)]);
         let plan = b.finish().expect("plan");
-        assert_eq!(plan.shards()[1], ShardPlan { index: 1, start: 3, requests: 2, bytes: 20 });
-        assert_eq!(plan.shards()[2].bytes, 100);
+        assert_eq!(plan.shards()[1], ShardPlan { index: 1, start: 3, requests: 2, bytes: 2 * small });
+        assert_eq!(plan.shards()[2].bytes, big + small);
         assert_eq!(plan.index_of("id-4"), Some(4));
         assert_eq!(plan.index_of("id-9"), None);
         assert_eq!(plan.custom_id(6), "id-6");
@@ -330,12 +372,12 @@ mod tests {
 
     #[test]
     fn duplicate_ids_name_both_lines() {
-        let mut b = builder(2, 1000);
-        b.place("a", 1, 5).expect("a");
-        b.place("b", 2, 5).expect("b");
-        b.place("c", 4, 5).expect("c");
-        b.place("b", 7, 5).expect("b again");
-        let err = b.finish().expect_err("duplicate");
+        let mut b = builder(2, 10_000);
+        let mut line = Vec::new();
+        b.push(1, &req("a", 0), &mut line).expect("a");
+        b.push(2, &req("b", 0), &mut line).expect("b");
+        b.push(4, &req("c", 0), &mut line).expect("c");
+        let err = b.push(7, &req("b", 0), &mut line).expect_err("duplicate");
         assert_eq!(err.line, 7);
         assert_eq!(err.field, "custom_id");
         assert_eq!(err.problem, Problem::Duplicate { value: "b".into(), first_line: 2 });
@@ -344,18 +386,21 @@ mod tests {
     #[test]
     fn empty_input_and_oversized_line_are_errors() {
         assert!(builder(2, 10).finish().is_err());
-        let mut b = builder(2, 10);
-        let err = b.place("x", 3, 11).expect_err("too big");
-        assert_eq!((err.line, err.problem), (3, Problem::TooManyBytes { max: 10 }));
-        assert_eq!(b.place("", 4, 1).expect_err("empty").problem, Problem::Empty);
+        let mut b = builder(2, 50);
+        let mut line = Vec::new();
+        let err = b.push(3, &req("x", 100), &mut line).expect_err("too big");
+        assert_eq!(err.line, 3);
+        assert!(matches!(err.problem, Problem::TooManyBytes { .. }), "{err}");
+        assert!(line.is_empty());
     }
 
     #[test]
     fn digest_changes_with_ids_and_boundaries() {
         let plan = |ids: &[&str], max: u64| {
-            let mut b = builder(max, 1000);
+            let mut b = builder(max, 10_000);
+            let mut line = Vec::new();
             for (i, id) in ids.iter().enumerate() {
-                b.place(id, i as u64 + 1, 10).expect("place");
+                b.push(i as u64 + 1, &req(id, 0), &mut line).expect("push");
             }
             b.finish().expect("plan").digest()
         };

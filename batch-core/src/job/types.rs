@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiConfig, BatchStatus, Outgoing, RequestCounts};
+use crate::api::{ApiBase, BatchStatus, Outgoing, RequestCounts};
 use crate::job::checkpoint::Checkpoint;
 use crate::results::ResultRecord;
 use crate::retry::RetryPolicy;
@@ -16,8 +16,8 @@ use crate::time::UnixMillis;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct JobConfig {
-    /// Base URL, key, organization and project.
-    pub api: ApiConfig,
+    /// Base URL, key, organization and project, checked.
+    pub api: ApiBase,
     /// How often a running batch is polled (default 60 s).
     pub poll_interval: Duration,
     /// How long the job may wait in all before it stops waiting (default: no limit).
@@ -51,7 +51,7 @@ pub struct JobConfig {
 
 impl JobConfig {
     /// A configuration with the defaults and the given API settings.
-    pub fn new(api: ApiConfig) -> Self {
+    pub fn new(api: ApiBase) -> Self {
         JobConfig {
             api,
             poll_interval: Duration::from_secs(60),
