@@ -855,10 +855,7 @@ mod tests {
         assert_eq!(no_ids.next_after(), Some("batch_b"));
         let last = List::new(vec![b("batch_c")], false);
         assert_eq!(last.next_after(), None);
-        let empty: List<Batch> = List {
-            has_more: true,
-            ..List::new(vec![], true)
-        };
+        let empty: List<Batch> = List::new(vec![], true);
         assert_eq!(empty.next_after(), None);
     }
 
