@@ -6,7 +6,8 @@ use std::time::Duration;
 use batch_core::api::{self, ApiConfig, Batch, List};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
-    BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter, api_config_from_env,
+    BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter,
+    api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -28,7 +29,11 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// A configuration with default timeouts.
     pub fn new(api: ApiConfig) -> Self {
-        ClientConfig { api, connect_timeout: Duration::from_secs(30), io_timeout: Duration::from_secs(300) }
+        ClientConfig {
+            api,
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -55,7 +60,10 @@ impl Client {
             .user_agent(config.api.user_agent())
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
-        Ok(Client { http, api: config.api })
+        Ok(Client {
+            http,
+            api: config.api,
+        })
     }
 
     /// A client from `OPENAI_API_KEY`, `OPENAI_BASE_URL` (default
@@ -81,7 +89,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`run`].
-    pub async fn run_job(&self, job: &mut Job, io: &mut impl batch_core::job::JobIo) -> Result<JobSummary, Error> {
+    pub async fn run_job(
+        &self,
+        job: &mut Job,
+        io: &mut impl batch_core::job::JobIo,
+    ) -> Result<JobSummary, Error> {
         run(job, self, &SystemClock, io).await
     }
 
@@ -90,9 +102,22 @@ impl Client {
     ///
     /// # Errors
     /// Fails on invalid items (nothing is sent), or if the job stops.
-    pub async fn submit_batch(&self, items: &[Item], prompt: &SystemPrompt, opts: &BatchOptions) -> Result<BatchJob, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
-        self.drive(&mut handle, StopAfter::Submitted, &SystemClock, &mut |_| {}, &mut |_| {}).await?;
+    pub async fn submit_batch(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+    ) -> Result<BatchJob, Error> {
+        let mut handle =
+            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
+        self.drive(
+            &mut handle,
+            StopAfter::Submitted,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .await?;
         Ok(handle)
     }
 
@@ -100,9 +125,20 @@ impl Client {
     ///
     /// # Errors
     /// As `submit_batch`.
-    pub async fn submit_requests(&self, requests: &[BatchRequest], opts: &BatchOptions) -> Result<BatchJob, Error> {
+    pub async fn submit_requests(
+        &self,
+        requests: &[BatchRequest],
+        opts: &BatchOptions,
+    ) -> Result<BatchJob, Error> {
         let mut handle = BatchJob::from_requests(requests, opts, seed()).map_err(JobError::from)?;
-        self.drive(&mut handle, StopAfter::Submitted, &SystemClock, &mut |_| {}, &mut |_| {}).await?;
+        self.drive(
+            &mut handle,
+            StopAfter::Submitted,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .await?;
         Ok(handle)
     }
 
@@ -111,7 +147,14 @@ impl Client {
     /// # Errors
     /// Fails if the job stops (for example, the key is refused).
     pub async fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Error> {
-        self.drive(job, StopAfter::Polled, &SystemClock, &mut |_| {}, &mut |_| {}).await
+        self.drive(
+            job,
+            StopAfter::Polled,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .await
     }
 
     /// Waits for the job's batches and returns every request's outcome, in
@@ -135,7 +178,9 @@ impl Client {
         on_result: &mut (dyn FnMut(JobResult) + Send),
         on_event: &mut (dyn FnMut(&JobEvent) + Send),
     ) -> Result<JobSummary, Error> {
-        let summary = self.drive(job, StopAfter::Finished, &SystemClock, on_result, on_event).await?;
+        let summary = self
+            .drive(job, StopAfter::Finished, &SystemClock, on_result, on_event)
+            .await?;
         summary.verdict()?;
         Ok(summary)
     }
@@ -144,8 +189,14 @@ impl Client {
     ///
     /// # Errors
     /// As [`submit_batch`](Self::submit_batch) and [`get_results`](Self::get_results).
-    pub async fn submit_and_wait(&self, items: &[Item], prompt: &SystemPrompt, opts: &BatchOptions) -> Result<Vec<JobResult>, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
+    pub async fn submit_and_wait(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+    ) -> Result<Vec<JobResult>, Error> {
+        let mut handle =
+            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
         self.collect(&mut handle, &SystemClock).await
     }
 
@@ -154,7 +205,11 @@ impl Client {
     ///
     /// # Errors
     /// As `submit_and_wait`.
-    pub async fn submit_and_wait_with_clock(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {
+    pub async fn submit_and_wait_with_clock(
+        &self,
+        job: &mut BatchJob,
+        clock: &impl Clock,
+    ) -> Result<Vec<JobResult>, Error> {
         self.collect(job, clock).await
     }
 
@@ -165,7 +220,9 @@ impl Client {
     /// Fails if the job stops.
     pub async fn cancel(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Error> {
         let mut results = Vec::new();
-        let mut j = job.job(self.api.clone(), StopAfter::Finished, SystemClock.now()).map_err(JobError::from)?;
+        let mut j = job
+            .job(self.api.clone(), StopAfter::Finished, SystemClock.now())
+            .map_err(JobError::from)?;
         j.cancel(SystemClock.now());
         let mut io = job.io(|r| results.push(r), |_| {});
         run(&mut j, self, &SystemClock, &mut io).await?;
@@ -177,20 +234,47 @@ impl Client {
     ///
     /// # Errors
     /// Fails on a transport error or a non-2xx answer.
-    pub async fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Error> {
-        let request = api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
+    pub async fn list(
+        &self,
+        limit: Option<u32>,
+        after: Option<&str>,
+    ) -> Result<List<Batch>, Error> {
+        let request =
+            api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
-        let request = reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::from(Vec::new())))
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        let response = self.http.execute(request).await.map_err(|e| Error::Setup(format!("listing batches failed: {e}")))?;
+        let request = reqwest::Request::try_from(http::Request::from_parts(
+            parts,
+            reqwest::Body::from(Vec::new()),
+        ))
+        .map_err(|e| Error::Setup(e.to_string()))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| Error::Setup(format!("listing batches failed: {e}")))?;
         let head = crate::convert::head(&response);
-        let bytes = response.bytes().await.map_err(|e| Error::Setup(e.to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Setup(e.to_string()))?;
         api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
     }
 
-    async fn collect(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {
+    async fn collect(
+        &self,
+        job: &mut BatchJob,
+        clock: &impl Clock,
+    ) -> Result<Vec<JobResult>, Error> {
         let mut results = Vec::new();
-        let summary = self.drive(job, StopAfter::Finished, clock, &mut |r| results.push(r), &mut |_| {}).await?;
+        let summary = self
+            .drive(
+                job,
+                StopAfter::Finished,
+                clock,
+                &mut |r| results.push(r),
+                &mut |_| {},
+            )
+            .await?;
         results.sort_by_key(|r| r.index);
         summary.verdict().map_err(|mut e| {
             e.attach_results(std::mem::take(&mut results));
@@ -207,7 +291,9 @@ impl Client {
         on_result: &mut (dyn FnMut(JobResult) + Send),
         on_event: &mut (dyn FnMut(&JobEvent) + Send),
     ) -> Result<JobSummary, Error> {
-        let mut job = handle.job(self.api.clone(), stop, clock.now()).map_err(JobError::from)?;
+        let mut job = handle
+            .job(self.api.clone(), stop, clock.now())
+            .map_err(JobError::from)?;
         let mut io = handle.io(on_result, on_event);
         run(&mut job, self, clock, &mut io).await
     }

@@ -16,10 +16,15 @@ pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<reqwest::B
     Ok(match body {
         Outgoing::Empty => reqwest::Body::from(Bytes::new()),
         Outgoing::Json(bytes) => reqwest::Body::from(bytes),
-        Outgoing::Multipart { head, shard, tail, .. } => {
+        Outgoing::Multipart {
+            head, shard, tail, ..
+        } => {
             let file = io.open_shard(&shard)?;
-            let reader: Box<dyn Read + Send> =
-                Box::new(io::Cursor::new(head).chain(file.take(shard.len)).chain(io::Cursor::new(tail)));
+            let reader: Box<dyn Read + Send> = Box::new(
+                io::Cursor::new(head)
+                    .chain(file.take(shard.len))
+                    .chain(io::Cursor::new(tail)),
+            );
             let chunks = futures_util::stream::unfold(reader, |mut r| async move {
                 let mut buf = vec![0u8; CHUNK];
                 match r.read(&mut buf) {
@@ -33,7 +38,11 @@ pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<reqwest::B
             });
             reqwest::Body::wrap_stream(chunks)
         }
-        other => return Err(io::Error::other(format!("unsupported request body: {other:?}"))),
+        other => {
+            return Err(io::Error::other(format!(
+                "unsupported request body: {other:?}"
+            )));
+        }
     })
 }
 
@@ -48,7 +57,11 @@ pub(crate) fn head(resp: &reqwest::Response) -> http::response::Parts {
 
 /// Classifies a reqwest error raised before the response head.
 pub(crate) fn failure_before_head(e: &reqwest::Error) -> TransportFailure {
-    let kind = if e.is_connect() || e.is_builder() { FailureKind::NotSent } else { FailureKind::OutcomeUnknown };
+    let kind = if e.is_connect() || e.is_builder() {
+        FailureKind::NotSent
+    } else {
+        FailureKind::OutcomeUnknown
+    };
     TransportFailure::new(kind, error_chain(e))
 }
 

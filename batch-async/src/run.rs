@@ -12,7 +12,12 @@ use crate::error::Error;
 ///
 /// # Errors
 /// Fails if `io` fails, or if the job reports a driver misuse (a bug).
-pub async fn run(job: &mut Job, client: &Client, clock: &impl Clock, io: &mut impl JobIo) -> Result<JobSummary, Error> {
+pub async fn run(
+    job: &mut Job,
+    client: &Client,
+    clock: &impl Clock,
+    io: &mut impl JobIo,
+) -> Result<JobSummary, Error> {
     loop {
         match job.poll(clock.now()) {
             Step::Send { id, request } => exchange(job, client, clock, id, request, io).await?,
@@ -36,15 +41,18 @@ async fn exchange(
 ) -> Result<(), Error> {
     let (parts, body) = request.into_parts();
     let body = convert::body(body, io)?;
-    let request = reqwest::Request::try_from(http::Request::from_parts(parts, body)).map_err(|e| Error::Setup(e.to_string()))?;
+    let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
+        .map_err(|e| Error::Setup(e.to_string()))?;
     let mut response = match client.http().execute(request).await {
         Ok(r) => r,
         Err(e) => {
-            job.handle_failure(id, convert::failure_before_head(&e), clock.now()).map_err(JobError::from)?;
+            job.handle_failure(id, convert::failure_before_head(&e), clock.now())
+                .map_err(JobError::from)?;
             return Ok(());
         }
     };
-    job.handle_head(id, convert::head(&response), clock.now()).map_err(JobError::from)?;
+    job.handle_head(id, convert::head(&response), clock.now())
+        .map_err(JobError::from)?;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
@@ -54,7 +62,8 @@ async fn exchange(
             }
             Ok(None) => break,
             Err(e) => {
-                job.handle_failure(id, convert::failure_in_body(&e), clock.now()).map_err(JobError::from)?;
+                job.handle_failure(id, convert::failure_in_body(&e), clock.now())
+                    .map_err(JobError::from)?;
                 return Ok(());
             }
         }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use batch_core::api::{self, ApiConfig, Batch, List};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
-    BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter, api_config_from_env,
+    BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter,
+    api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -28,7 +29,11 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// A configuration with default timeouts.
     pub fn new(api: ApiConfig) -> Self {
-        ClientConfig { api, connect_timeout: Duration::from_secs(30), io_timeout: Duration::from_secs(300) }
+        ClientConfig {
+            api,
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -56,7 +61,10 @@ impl Client {
             .user_agent(config.api.user_agent())
             .build()
             .into();
-        Ok(Client { agent, api: config.api })
+        Ok(Client {
+            agent,
+            api: config.api,
+        })
     }
 
     /// A client from `OPENAI_API_KEY`, `OPENAI_BASE_URL` (default
@@ -82,7 +90,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`run`].
-    pub fn run_job(&self, job: &mut Job, io: &mut impl batch_core::job::JobIo) -> Result<JobSummary, Error> {
+    pub fn run_job(
+        &self,
+        job: &mut Job,
+        io: &mut impl batch_core::job::JobIo,
+    ) -> Result<JobSummary, Error> {
         run(job, self, &SystemClock, io)
     }
 
@@ -91,9 +103,21 @@ impl Client {
     ///
     /// # Errors
     /// Fails on invalid items (nothing is sent), or if the job stops.
-    pub fn submit_batch(&self, items: &[Item], prompt: &SystemPrompt, opts: &BatchOptions) -> Result<BatchJob, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
-        self.drive(&mut handle, StopAfter::Submitted, &SystemClock, &mut |_| {}, &mut |_| {})?;
+    pub fn submit_batch(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+    ) -> Result<BatchJob, Error> {
+        let mut handle =
+            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
+        self.drive(
+            &mut handle,
+            StopAfter::Submitted,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )?;
         Ok(handle)
     }
 
@@ -101,9 +125,19 @@ impl Client {
     ///
     /// # Errors
     /// As `submit_batch`.
-    pub fn submit_requests(&self, requests: &[BatchRequest], opts: &BatchOptions) -> Result<BatchJob, Error> {
+    pub fn submit_requests(
+        &self,
+        requests: &[BatchRequest],
+        opts: &BatchOptions,
+    ) -> Result<BatchJob, Error> {
         let mut handle = BatchJob::from_requests(requests, opts, seed()).map_err(JobError::from)?;
-        self.drive(&mut handle, StopAfter::Submitted, &SystemClock, &mut |_| {}, &mut |_| {})?;
+        self.drive(
+            &mut handle,
+            StopAfter::Submitted,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )?;
         Ok(handle)
     }
 
@@ -112,7 +146,13 @@ impl Client {
     /// # Errors
     /// Fails if the job stops (for example, the key is refused).
     pub fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Error> {
-        self.drive(job, StopAfter::Polled, &SystemClock, &mut |_| {}, &mut |_| {})
+        self.drive(
+            job,
+            StopAfter::Polled,
+            &SystemClock,
+            &mut |_| {},
+            &mut |_| {},
+        )
     }
 
     /// Waits for the job's batches and returns every request's outcome, in
@@ -145,8 +185,14 @@ impl Client {
     ///
     /// # Errors
     /// As [`submit_batch`](Self::submit_batch) and [`get_results`](Self::get_results).
-    pub fn submit_and_wait(&self, items: &[Item], prompt: &SystemPrompt, opts: &BatchOptions) -> Result<Vec<JobResult>, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
+    pub fn submit_and_wait(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+    ) -> Result<Vec<JobResult>, Error> {
+        let mut handle =
+            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
         self.collect(&mut handle, &SystemClock)
     }
 
@@ -155,7 +201,11 @@ impl Client {
     ///
     /// # Errors
     /// As `submit_and_wait`.
-    pub fn submit_and_wait_with_clock(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {
+    pub fn submit_and_wait_with_clock(
+        &self,
+        job: &mut BatchJob,
+        clock: &impl Clock,
+    ) -> Result<Vec<JobResult>, Error> {
         self.collect(job, clock)
     }
 
@@ -166,7 +216,9 @@ impl Client {
     /// Fails if the job stops.
     pub fn cancel(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Error> {
         let mut results = Vec::new();
-        let mut j = job.job(self.api.clone(), StopAfter::Finished, SystemClock.now()).map_err(JobError::from)?;
+        let mut j = job
+            .job(self.api.clone(), StopAfter::Finished, SystemClock.now())
+            .map_err(JobError::from)?;
         j.cancel(SystemClock.now());
         let mut io = job.io(|r| results.push(r), |_| {});
         run(&mut j, self, &SystemClock, &mut io)?;
@@ -179,20 +231,31 @@ impl Client {
     /// # Errors
     /// Fails on a transport error or a non-2xx answer.
     pub fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Error> {
-        let request = api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
+        let request =
+            api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
         let response = self
             .agent
             .run(http::Request::from_parts(parts, ()))
             .map_err(|e| Error::Setup(format!("listing batches failed: {e}")))?;
         let (head, body) = response.into_parts();
-        let bytes = body.into_with_config().limit(16 * 1024 * 1024).read_to_vec().map_err(|e| Error::Setup(e.to_string()))?;
+        let bytes = body
+            .into_with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| Error::Setup(e.to_string()))?;
         api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
     }
 
     fn collect(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {
         let mut results = Vec::new();
-        let summary = self.drive(job, StopAfter::Finished, clock, &mut |r| results.push(r), &mut |_| {})?;
+        let summary = self.drive(
+            job,
+            StopAfter::Finished,
+            clock,
+            &mut |r| results.push(r),
+            &mut |_| {},
+        )?;
         results.sort_by_key(|r| r.index);
         summary.verdict().map_err(|mut e| {
             e.attach_results(std::mem::take(&mut results));
@@ -209,7 +272,9 @@ impl Client {
         on_result: &mut dyn FnMut(JobResult),
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
-        let mut job = handle.job(self.api.clone(), stop, clock.now()).map_err(JobError::from)?;
+        let mut job = handle
+            .job(self.api.clone(), stop, clock.now())
+            .map_err(JobError::from)?;
         let mut io = handle.io(on_result, on_event);
         run(&mut job, self, clock, &mut io)
     }

@@ -21,7 +21,9 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
         // This is the one sanctioned clock read of the transport.
         #[allow(clippy::disallowed_methods)]
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         UnixMillis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
@@ -47,23 +49,34 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock that reads `start`.
     pub fn new(start: UnixMillis) -> Self {
-        ManualClock { now: Mutex::new(start) }
+        ManualClock {
+            now: Mutex::new(start),
+        }
     }
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now = now.saturating_add(d);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> UnixMillis {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn sleep_until(&self, deadline: UnixMillis) {
-        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now = (*now).max(deadline);
     }
 }

@@ -12,23 +12,37 @@ pub(crate) fn body_reader(body: Outgoing, io: &mut impl JobIo) -> io::Result<Box
     Ok(match body {
         Outgoing::Empty => Box::new(io::empty()),
         Outgoing::Json(bytes) => Box::new(io::Cursor::new(bytes)),
-        Outgoing::Multipart { head, shard, tail, .. } => {
+        Outgoing::Multipart {
+            head, shard, tail, ..
+        } => {
             let file = io.open_shard(&shard)?;
-            Box::new(io::Cursor::new(head).chain(file.take(shard.len)).chain(io::Cursor::new(tail)))
+            Box::new(
+                io::Cursor::new(head)
+                    .chain(file.take(shard.len))
+                    .chain(io::Cursor::new(tail)),
+            )
         }
-        other => return Err(io::Error::other(format!("unsupported request body: {other:?}"))),
+        other => {
+            return Err(io::Error::other(format!(
+                "unsupported request body: {other:?}"
+            )));
+        }
     })
 }
 
 /// Classifies a ureq error raised before the response head.
 pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
     let kind = match e {
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => FailureKind::NotSent,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
+            FailureKind::NotSent
+        }
         ureq::Error::Timeout(t) => match t {
             ureq::Timeout::Resolve | ureq::Timeout::Connect => FailureKind::NotSent,
             _ => FailureKind::OutcomeUnknown,
         },
-        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => FailureKind::NotSent,
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+            FailureKind::NotSent
+        }
         _ => FailureKind::OutcomeUnknown,
     };
     TransportFailure::new(kind, e.to_string())

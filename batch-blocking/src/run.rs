@@ -17,7 +17,12 @@ const CHUNK: usize = 64 * 1024;
 ///
 /// # Errors
 /// Fails if `io` fails, or if the job reports a driver misuse (a bug).
-pub fn run(job: &mut Job, client: &Client, clock: &impl Clock, io: &mut impl JobIo) -> Result<JobSummary, Error> {
+pub fn run(
+    job: &mut Job,
+    client: &Client,
+    clock: &impl Clock,
+    io: &mut impl JobIo,
+) -> Result<JobSummary, Error> {
     loop {
         match job.poll(clock.now()) {
             Step::Send { id, request } => exchange(job, client, clock, id, request, io)?,
@@ -44,12 +49,14 @@ fn exchange(
     let response = match client.agent().run(http::Request::from_parts(parts, body)) {
         Ok(r) => r,
         Err(e) => {
-            job.handle_failure(id, convert::failure_before_head(&e), clock.now()).map_err(JobError::from)?;
+            job.handle_failure(id, convert::failure_before_head(&e), clock.now())
+                .map_err(JobError::from)?;
             return Ok(());
         }
     };
     let (head, body) = response.into_parts();
-    job.handle_head(id, head, clock.now()).map_err(JobError::from)?;
+    job.handle_head(id, head, clock.now())
+        .map_err(JobError::from)?;
     let mut reader = body.into_reader();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -62,7 +69,8 @@ fn exchange(
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                job.handle_failure(id, convert::failure_in_body(&e), clock.now()).map_err(JobError::from)?;
+                job.handle_failure(id, convert::failure_in_body(&e), clock.now())
+                    .map_err(JobError::from)?;
                 return Ok(());
             }
         }

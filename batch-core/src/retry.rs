@@ -53,7 +53,13 @@ impl RetryPolicy {
     /// The instant to retry at: full jitter in `[ceiling/2, ceiling]`, and
     /// never before the server's `retry_after` (capped by
     /// [`max_retry_after`](Self::max_retry_after)).
-    pub fn retry_at(&self, attempt: u32, retry_after: Option<UnixMillis>, rng: &mut JitterRng, now: UnixMillis) -> UnixMillis {
+    pub fn retry_at(
+        &self,
+        attempt: u32,
+        retry_after: Option<UnixMillis>,
+        rng: &mut JitterRng,
+        now: UnixMillis,
+    ) -> UnixMillis {
         let ceiling = u64::try_from(self.ceiling(attempt).as_millis()).unwrap_or(u64::MAX);
         let half = ceiling / 2;
         let jittered = half + rng.below(ceiling - half + 1);
@@ -138,7 +144,11 @@ pub fn retry_after(headers: &http::HeaderMap, now: UnixMillis) -> Option<UnixMil
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         return Some(now.plus_millis(ms.ceil() as u64));
     }
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(now.plus_millis(secs.saturating_mul(1000)));
     }
@@ -152,7 +162,12 @@ pub fn retry_after(headers: &http::HeaderMap, now: UnixMillis) -> Option<UnixMil
 pub fn parse_http_date(s: &str) -> Option<u64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let (day, month, year, time) = match parts.as_slice() {
-        [_, d, m, y, t, "GMT"] => (d.parse::<u32>().ok()?, month_of(m)?, y.parse::<i64>().ok()?, *t),
+        [_, d, m, y, t, "GMT"] => (
+            d.parse::<u32>().ok()?,
+            month_of(m)?,
+            y.parse::<i64>().ok()?,
+            *t,
+        ),
         [_, dmy, t, "GMT"] => {
             let mut it = dmy.split('-');
             let d = it.next()?.parse::<u32>().ok()?;
@@ -162,7 +177,12 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
             let y = if y2 < 70 { 2000 + y2 } else { 1900 + y2 };
             (d, m, y, *t)
         }
-        [_, m, d, t, y] => (d.parse::<u32>().ok()?, month_of(m)?, y.parse::<i64>().ok()?, *t),
+        [_, m, d, t, y] => (
+            d.parse::<u32>().ok()?,
+            month_of(m)?,
+            y.parse::<i64>().ok()?,
+            *t,
+        ),
         _ => return None,
     };
     let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
@@ -176,9 +196,14 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
 }
 
 fn month_of(m: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let m = m.get(..3)?.to_ascii_lowercase();
-    MONTHS.iter().position(|x| *x == m).and_then(|i| u32::try_from(i + 1).ok())
+    MONTHS
+        .iter()
+        .position(|x| *x == m)
+        .and_then(|i| u32::try_from(i + 1).ok())
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -198,11 +223,23 @@ mod tests {
 
     #[test]
     fn http_dates_in_all_three_forms() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Sun Nov  6 08:49:37 1994"),
+            Some(784_111_777)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Wed, 25 Nov 2026 10:00:00 GMT"), Some(1_795_600_800));
+        assert_eq!(
+            parse_http_date("Wed, 25 Nov 2026 10:00:00 GMT"),
+            Some(1_795_600_800)
+        );
         assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
     }
@@ -214,7 +251,10 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert("retry-after", http::HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h, now), Some(UnixMillis(1_007_000)));
-        h.insert("retry-after", http::HeaderValue::from_static("Thu, 01 Jan 1970 00:20:00 GMT"));
+        h.insert(
+            "retry-after",
+            http::HeaderValue::from_static("Thu, 01 Jan 1970 00:20:00 GMT"),
+        );
         assert_eq!(retry_after(&h, now), Some(UnixMillis(1_200_000)));
         h.insert("retry-after-ms", http::HeaderValue::from_static("1500.2"));
         assert_eq!(retry_after(&h, now), Some(UnixMillis(1_001_501)));
@@ -224,7 +264,10 @@ mod tests {
     fn classification() {
         use http::StatusCode as S;
         assert_eq!(classify_status(S::OK), StatusClass::Success);
-        assert_eq!(classify_status(S::TOO_MANY_REQUESTS), StatusClass::Transient);
+        assert_eq!(
+            classify_status(S::TOO_MANY_REQUESTS),
+            StatusClass::Transient
+        );
         assert_eq!(classify_status(S::BAD_GATEWAY), StatusClass::Transient);
         assert_eq!(classify_status(S::BAD_REQUEST), StatusClass::Final);
         assert_eq!(classify_status(S::UNAUTHORIZED), StatusClass::Final);
@@ -246,7 +289,10 @@ mod tests {
         let floor = UnixMillis(10_000 + 300_000);
         assert!(p.retry_at(1, Some(floor), &mut rng, now) >= floor);
         let too_far = UnixMillis(10_000 + 86_400_000);
-        assert_eq!(p.retry_at(1, Some(too_far), &mut rng, now), now.saturating_add(p.max_retry_after));
+        assert_eq!(
+            p.retry_at(1, Some(too_far), &mut rng, now),
+            now.saturating_add(p.max_retry_after)
+        );
     }
 
     #[test]

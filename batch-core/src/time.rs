@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Not required to be monotonic: the core tolerates jumps and clamps
 /// backwards steps.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct UnixMillis(pub u64);
 
@@ -73,7 +75,13 @@ mod tests {
 
     #[test]
     fn add_saturates() {
-        assert_eq!(UnixMillis(u64::MAX - 1).plus_millis(10), UnixMillis(u64::MAX));
-        assert_eq!(UnixMillis(1).saturating_add(Duration::from_secs(1)), UnixMillis(1001));
+        assert_eq!(
+            UnixMillis(u64::MAX - 1).plus_millis(10),
+            UnixMillis(u64::MAX)
+        );
+        assert_eq!(
+            UnixMillis(1).saturating_add(Duration::from_secs(1)),
+            UnixMillis(1001)
+        );
     }
 }

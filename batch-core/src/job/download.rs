@@ -16,8 +16,11 @@ use crate::results::{BadLine, ResultRecord, parse_result_line, salvage_custom_id
 #[derive(Debug)]
 pub(super) enum DownloadEvent {
     Record(Box<ResultRecord>),
-    BadLine { line: u64, custom_id: Option<String>, error: String },
-    Warning(String),
+    BadLine {
+        line: u64,
+        custom_id: Option<String>,
+        error: String,
+    },
 }
 
 #[derive(Debug)]
@@ -61,7 +64,8 @@ impl Download {
         self.received = 0;
         self.skip = 0;
         self.discard = false;
-        self.expected = header(head, http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
+        self.expected =
+            header(head, http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
         let etag = header(head, http::header::ETAG).map(str::to_owned);
         let mut warning = None;
         if head.status == http::StatusCode::PARTIAL_CONTENT {
@@ -81,7 +85,10 @@ impl Download {
             // Results already delivered are not delivered twice (the job
             // tracks which requests have an outcome).
             self.decoder = LineDecoder::new(self.max_line_bytes);
-            warning = Some(format!("file {} changed while it was being downloaded; reading it again", self.file_id));
+            warning = Some(format!(
+                "file {} changed while it was being downloaded; reading it again",
+                self.file_id
+            ));
         } else {
             // A full body: skip what we already have.
             self.skip = offset;
@@ -99,7 +106,9 @@ impl Download {
             return;
         }
         if self.skip > 0 {
-            let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(chunk.len());
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
             chunk = &chunk[n..];
             self.skip -= n as u64;
         }
@@ -142,23 +151,29 @@ fn push_line(ev: LineEvent<'_>, max: usize, out: &mut Vec<DownloadEvent>) {
             Ok(rec) => DownloadEvent::Record(Box::new(rec)),
             Err(bad) => bad_line(bad),
         }),
-        LineEvent::Truncated { line, len, prefix } if usize::try_from(len).is_ok_and(|l| l == prefix.len()) => {
+        LineEvent::Truncated { line, len, prefix }
+            if usize::try_from(len).is_ok_and(|l| l == prefix.len()) =>
+        {
             out.push(match parse_result_line(line, prefix) {
                 Ok(rec) => DownloadEvent::Record(Box::new(rec)),
                 Err(bad) => bad_line(bad),
             });
         }
-        LineEvent::Truncated { line, prefix, .. } | LineEvent::TooLong { line, prefix, .. } => out.push(DownloadEvent::BadLine {
-            line,
-            custom_id: salvage_custom_id(prefix),
-            error: format!("the line is longer than the {max}-byte limit"),
-        }),
-        other => out.push(DownloadEvent::Warning(format!("unexpected decoder event at line {}", other.line()))),
+        LineEvent::Truncated { line, prefix, .. } | LineEvent::TooLong { line, prefix, .. } => out
+            .push(DownloadEvent::BadLine {
+                line,
+                custom_id: salvage_custom_id(prefix),
+                error: format!("the line is longer than the {max}-byte limit"),
+            }),
     }
 }
 
 fn bad_line(bad: BadLine) -> DownloadEvent {
-    DownloadEvent::BadLine { line: bad.line, custom_id: bad.custom_id, error: bad.error }
+    DownloadEvent::BadLine {
+        line: bad.line,
+        custom_id: bad.custom_id,
+        error: bad.error,
+    }
 }
 
 fn header(head: &http::response::Parts, name: http::header::HeaderName) -> Option<&str> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Endpoint;
 use crate::api::{ApiBase, ApiConfig, BatchStatus, ShardRef};
 use crate::error::InputError;
 use crate::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
@@ -19,7 +20,6 @@ use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
 use crate::job::types::{JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, StopAfter};
 use crate::job::{Job, JobIo, ResumeError};
 use crate::time::UnixMillis;
-use crate::Endpoint;
 
 /// Options of a job built from items (the seed's `opts`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,9 +106,18 @@ impl BatchJob {
     /// Fails on the first invalid item (named by its 1-based position):
     /// empty or duplicate `custom_id`, an extra field that would override
     /// the model or the messages, a line over the byte limit.
-    pub fn from_items(items: &[Item], prompt: &SystemPrompt, options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
-        let template = RequestTemplate::new(options.endpoint.clone(), options.model.clone(), prompt);
-        let requests = items.iter().enumerate().map(|(i, item)| template.request("items", i as u64 + 1, item));
+    pub fn from_items(
+        items: &[Item],
+        prompt: &SystemPrompt,
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
+        let template =
+            RequestTemplate::new(options.endpoint.clone(), options.model.clone(), prompt);
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| template.request("items", i as u64 + 1, item));
         Self::build(requests, options, seed)
     }
 
@@ -117,13 +126,26 @@ impl BatchJob {
     /// # Errors
     /// As [`from_items`](Self::from_items), plus a request whose `url` is not
     /// the options' endpoint.
-    pub fn from_requests(requests: &[BatchRequest], options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
+    pub fn from_requests(
+        requests: &[BatchRequest],
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
         Self::build(requests.iter().cloned().map(Ok), options, seed)
     }
 
-    fn build(requests: impl Iterator<Item = Result<BatchRequest, InputError>>, options: &BatchOptions, seed: u64) -> Result<BatchJob, InputError> {
+    fn build(
+        requests: impl Iterator<Item = Result<BatchRequest, InputError>>,
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
         let job_id = format!("job-{seed:016x}");
-        let mut builder = PlanBuilder::new(job_id, options.endpoint.clone(), options.limits.clone(), "items");
+        let mut builder = PlanBuilder::new(
+            job_id,
+            options.endpoint.clone(),
+            options.limits.clone(),
+            "items",
+        );
         let mut shards: Vec<Vec<u8>> = Vec::new();
         let mut line = Vec::new();
         for (i, req) in requests.enumerate() {
@@ -137,7 +159,13 @@ impl BatchJob {
             }
         }
         let plan = builder.finish()?;
-        Ok(BatchJob { plan, shards, options: options.clone(), checkpoint: None, seed })
+        Ok(BatchJob {
+            plan,
+            shards,
+            options: options.clone(),
+            checkpoint: None,
+            seed,
+        })
     }
 
     /// The plan.
@@ -157,7 +185,10 @@ impl BatchJob {
 
     /// The ids of the batches created so far.
     pub fn batch_ids(&self) -> Vec<String> {
-        self.checkpoint.iter().flat_map(|cp| cp.shards.iter().filter_map(|s| s.batch_id.clone())).collect()
+        self.checkpoint
+            .iter()
+            .flat_map(|cp| cp.shards.iter().filter_map(|s| s.batch_id.clone()))
+            .collect()
     }
 
     /// A [`Job`] continuing from the last checkpoint (or new), stopping at `stop`.
@@ -168,7 +199,11 @@ impl BatchJob {
         let mut cfg = JobConfig::new(api);
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
-        cfg.on_timeout = if self.options.cancel_on_timeout { OnTimeout::Cancel } else { OnTimeout::LeaveRunning };
+        cfg.on_timeout = if self.options.cancel_on_timeout {
+            OnTimeout::Cancel
+        } else {
+            OnTimeout::LeaveRunning
+        };
         cfg.max_parallel = self.options.max_parallel;
         cfg.metadata = self.options.metadata.clone();
         cfg.seed = self.seed;
@@ -181,8 +216,17 @@ impl BatchJob {
 
     /// A [`JobIo`] over this handle: shards from memory, checkpoints into
     /// the handle, results to `on_result`, events to `on_event`.
-    pub fn io<'a, R: FnMut(JobResult), E: FnMut(&JobEvent)>(&'a mut self, on_result: R, on_event: E) -> MemoryIo<'a, R, E> {
-        MemoryIo { shards: &self.shards, checkpoint: &mut self.checkpoint, on_result, on_event }
+    pub fn io<'a, R: FnMut(JobResult), E: FnMut(&JobEvent)>(
+        &'a mut self,
+        on_result: R,
+        on_event: E,
+    ) -> MemoryIo<'a, R, E> {
+        MemoryIo {
+            shards: &self.shards,
+            checkpoint: &mut self.checkpoint,
+            on_result,
+            on_event,
+        }
     }
 }
 
@@ -212,9 +256,15 @@ impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
     }
 
     fn open_shard(&mut self, shard: &ShardRef) -> std::io::Result<Box<dyn Read + Send>> {
-        let bytes = usize::try_from(shard.index).ok().and_then(|i| self.shards.get(i)).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no shard {}", shard.index))
-        })?;
+        let bytes = usize::try_from(shard.index)
+            .ok()
+            .and_then(|i| self.shards.get(i))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no shard {}", shard.index),
+                )
+            })?;
         Ok(Box::new(std::io::Cursor::new(bytes.clone())))
     }
 }
@@ -283,27 +333,48 @@ impl JobSummary {
     pub fn verdict(&self) -> Result<(), Box<JobEndError>> {
         let summary = || self.clone();
         if let Some(message) = &self.error {
-            return Err(Box::new(JobEndError::Stopped { message: message.clone(), summary: summary() }));
+            return Err(Box::new(JobEndError::Stopped {
+                message: message.clone(),
+                summary: summary(),
+            }));
         }
         if self.timed_out && !self.cancelled {
-            return Err(Box::new(JobEndError::TimedOut { not_processed: self.requests - self.succeeded - self.failed, summary: summary() }));
+            return Err(Box::new(JobEndError::TimedOut {
+                not_processed: self.requests - self.succeeded - self.failed,
+                summary: summary(),
+            }));
         }
         for s in &self.shards {
             let batch_id = s.batch_id.clone().unwrap_or_default();
             match &s.status {
                 Some(BatchStatus::Completed) => {}
                 Some(BatchStatus::Failed) => {
-                    return Err(Box::new(JobEndError::Failed { batch_id, message: "see the batch's errors".into(), summary: summary() }));
+                    return Err(Box::new(JobEndError::Failed {
+                        batch_id,
+                        message: "see the batch's errors".into(),
+                        summary: summary(),
+                    }));
                 }
                 Some(BatchStatus::Expired) => {
-                    return Err(Box::new(JobEndError::Expired { batch_id, not_processed: s.not_processed, summary: summary() }));
+                    return Err(Box::new(JobEndError::Expired {
+                        batch_id,
+                        not_processed: s.not_processed,
+                        summary: summary(),
+                    }));
                 }
                 Some(BatchStatus::Cancelled) => {
-                    return Err(Box::new(JobEndError::Cancelled { batch_id, not_processed: s.not_processed, summary: summary() }));
+                    return Err(Box::new(JobEndError::Cancelled {
+                        batch_id,
+                        not_processed: s.not_processed,
+                        summary: summary(),
+                    }));
                 }
                 _ if !self.complete => {
                     let message = format!("shard {} ended without a completed batch", s.shard);
-                    return Err(Box::new(JobEndError::Stopped { message, summary: summary() }));
+                    return Err(Box::new(JobEndError::Stopped {
+                        message,
+                        summary: summary(),
+                    }));
                 }
                 _ => {}
             }
@@ -318,13 +389,20 @@ impl JobSummary {
 ///
 /// # Errors
 /// Fails if the key is missing or empty.
-pub fn api_config_from_env(var: impl Fn(&str) -> Option<String>) -> Result<ApiConfig, crate::job::JobError> {
-    let key = var("OPENAI_API_KEY").filter(|k| !k.trim().is_empty()).ok_or(crate::job::JobError::MissingKey)?;
+pub fn api_config_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<ApiConfig, crate::job::JobError> {
+    let key = var("OPENAI_API_KEY")
+        .filter(|k| !k.trim().is_empty())
+        .ok_or(crate::job::JobError::MissingKey)?;
     let mut cfg = ApiConfig::new(key);
     if let Some(base) = var("OPENAI_BASE_URL").filter(|b| !b.trim().is_empty()) {
         cfg = cfg.with_base_url(base);
     }
-    if let Some(org) = var("OPENAI_ORG_ID").or_else(|| var("OPENAI_ORGANIZATION")).filter(|s| !s.is_empty()) {
+    if let Some(org) = var("OPENAI_ORG_ID")
+        .or_else(|| var("OPENAI_ORGANIZATION"))
+        .filter(|s| !s.is_empty())
+    {
         cfg = cfg.with_organization(org);
     }
     if let Some(project) = var("OPENAI_PROJECT_ID").filter(|s| !s.is_empty()) {

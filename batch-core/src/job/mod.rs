@@ -37,20 +37,21 @@ mod types;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
-pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
-pub use plan::{JobPlan, PlanBuilder, PlanDigest, Placement, ShardLimits, ShardPlan};
+pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
 pub use types::{
-    ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed, OnTimeout,
-    ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals, WaitReason,
+    ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
+    OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
+    WaitReason,
 };
 
 use crate::api::{
-    self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches, ListFiles, Outgoing, RequestCounts,
-    ShardRef, UploadFile,
+    self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches,
+    ListFiles, Outgoing, RequestCounts, ShardRef, UploadFile,
 };
-use crate::results::{FailureReason, Outcome, ResultRecord};
+use crate::results::{Failure, Outcome, ResultRecord};
 use crate::retry::{JitterRng, StatusClass, classify_status, retry_after};
 use crate::time::UnixMillis;
 use download::{Download, DownloadEvent};
@@ -259,7 +260,9 @@ pub enum ResumeError {
         expected: u32,
     },
     /// The plan given is not the plan the checkpoint was made for.
-    #[error("the input does not match the checkpoint (job {job_id}): it changed since the job started")]
+    #[error(
+        "the input does not match the checkpoint (job {job_id}): it changed since the job started"
+    )]
     PlanMismatch {
         /// The job.
         job_id: String,
@@ -269,7 +272,11 @@ pub enum ResumeError {
 impl Job {
     /// A new job for `plan`, started at `now`.
     pub fn new(cfg: JobConfig, plan: JobPlan, now: UnixMillis) -> Job {
-        let shards = plan.shards().iter().map(|p| Shard::new(p.clone())).collect();
+        let shards = plan
+            .shards()
+            .iter()
+            .map(|p| Shard::new(p.clone()))
+            .collect();
         let deadline = cfg.max_wait.map(|w| now.saturating_add(w));
         let rng = JitterRng::new(cfg.seed);
         Job {
@@ -306,11 +313,22 @@ impl Job {
     /// # Errors
     /// Fails if the checkpoint's version is unknown or `plan` is not the
     /// plan it was made for.
-    pub fn resume(cfg: JobConfig, plan: JobPlan, cp: Checkpoint, now: UnixMillis) -> Result<Job, ResumeError> {
+    pub fn resume(
+        cfg: JobConfig,
+        plan: JobPlan,
+        cp: Checkpoint,
+        now: UnixMillis,
+    ) -> Result<Job, ResumeError> {
         if cp.version != CHECKPOINT_VERSION {
-            return Err(ResumeError::Version { found: cp.version, expected: CHECKPOINT_VERSION });
+            return Err(ResumeError::Version {
+                found: cp.version,
+                expected: CHECKPOINT_VERSION,
+            });
         }
-        if cp.job_id != plan.job_id() || cp.plan != plan.digest() || cp.shards.len() != plan.shards().len() {
+        if cp.job_id != plan.job_id()
+            || cp.plan != plan.digest()
+            || cp.shards.len() != plan.shards().len()
+        {
             return Err(ResumeError::PlanMismatch { job_id: cp.job_id });
         }
         let mut job = Job::new(cfg, plan, now);
@@ -411,7 +429,10 @@ impl Job {
             s.shards.push(sh.summary());
         }
         s.complete = s.succeeded + s.failed + s.not_processed == s.requests
-            && self.shards.iter().all(|sh| matches!(sh.end, Some(ShardEnd::Finished | ShardEnd::NotSubmitted)));
+            && self
+                .shards
+                .iter()
+                .all(|sh| matches!(sh.end, Some(ShardEnd::Finished | ShardEnd::NotSubmitted)));
         s
     }
 
@@ -472,7 +493,9 @@ impl Job {
             if sh.end.is_some() || !sh.started || self.shard_busy(i) {
                 continue;
             }
-            let reason = sh.wait_reason.clone().unwrap_or(WaitReason::PollBatch { shard: sh.plan.index });
+            let reason = sh.wait_reason.clone().unwrap_or(WaitReason::PollBatch {
+                shard: sh.plan.index,
+            });
             if next.as_ref().is_none_or(|(t, _)| sh.not_before < *t) {
                 next = Some((sh.not_before, reason));
             }
@@ -483,8 +506,14 @@ impl Job {
             }
         }
         match next {
-            Some((until, reason)) => Step::Wait { until: until.max(self.now), reason },
-            None => Step::Wait { until: self.now.saturating_add(self.cfg.poll_interval), reason: WaitReason::InFlight },
+            Some((until, reason)) => Step::Wait {
+                until: until.max(self.now),
+                reason,
+            },
+            None => Step::Wait {
+                until: self.now.saturating_add(self.cfg.poll_interval),
+                reason: WaitReason::InFlight,
+            },
         }
     }
 
@@ -492,7 +521,12 @@ impl Job {
     ///
     /// # Errors
     /// Fails if `id` is not in flight or already has a head.
-    pub fn handle_head(&mut self, id: ExchangeId, head: http::response::Parts, now: UnixMillis) -> Result<(), UsageError> {
+    pub fn handle_head(
+        &mut self,
+        id: ExchangeId,
+        head: http::response::Parts,
+        now: UnixMillis,
+    ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
         let Some(ex) = self.inflight.get_mut(&id) else {
@@ -506,7 +540,11 @@ impl Job {
         let is_download = matches!(op, Op::Download { .. }) && head.status.is_success();
         ex.head = Some(head);
         if is_download {
-            let head = self.inflight.get(&id).and_then(|e| e.head.as_ref()).expect("head just stored");
+            let head = self
+                .inflight
+                .get(&id)
+                .and_then(|e| e.head.as_ref())
+                .expect("head just stored");
             let sh = &mut self.shards[shard_idx];
             let dl = sh.download.as_mut().expect("a download op has a download");
             if let Some(message) = dl.start_response(head) {
@@ -520,13 +558,21 @@ impl Job {
     ///
     /// # Errors
     /// Fails if `id` is not in flight, has no head yet, or has ended.
-    pub fn handle_body(&mut self, id: ExchangeId, chunk: &[u8]) -> Result<BodyFeed<'_>, UsageError> {
+    pub fn handle_body(
+        &mut self,
+        id: ExchangeId,
+        chunk: &[u8],
+    ) -> Result<BodyFeed<'_>, UsageError> {
         self.check_poisoned()?;
         let Some(ex) = self.inflight.get_mut(&id) else {
-            return self.misuse(UsageError::UnknownExchange(id)).map(|()| unreachable!());
+            return self
+                .misuse(UsageError::UnknownExchange(id))
+                .map(|()| unreachable!());
         };
         let Some(head) = ex.head.as_ref() else {
-            return self.misuse(UsageError::BodyBeforeHead(id)).map(|()| unreachable!());
+            return self
+                .misuse(UsageError::BodyBeforeHead(id))
+                .map(|()| unreachable!());
         };
         let shard_idx = ex.shard;
         if matches!(ex.op, Op::Download { .. }) && head.status.is_success() {
@@ -556,7 +602,13 @@ impl Job {
         let Some(head) = ex.head else {
             return self.misuse(UsageError::BodyBeforeHead(id));
         };
-        let Inflight { shard, op, body, too_large, .. } = ex;
+        let Inflight {
+            shard,
+            op,
+            body,
+            too_large,
+            ..
+        } = ex;
         let _ = ex.ended;
         self.complete(shard, op, head, &body, too_large);
         Ok(())
@@ -566,7 +618,12 @@ impl Job {
     ///
     /// # Errors
     /// Fails if `id` is not in flight.
-    pub fn handle_failure(&mut self, id: ExchangeId, failure: TransportFailure, now: UnixMillis) -> Result<(), UsageError> {
+    pub fn handle_failure(
+        &mut self,
+        id: ExchangeId,
+        failure: TransportFailure,
+        now: UnixMillis,
+    ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
         let Some(ex) = self.inflight.remove(&id) else {
@@ -588,7 +645,11 @@ impl Job {
     }
 
     fn check_poisoned(&self) -> Result<(), UsageError> {
-        if self.poisoned { Err(UsageError::Poisoned) } else { Ok(()) }
+        if self.poisoned {
+            Err(UsageError::Poisoned)
+        } else {
+            Ok(())
+        }
     }
 
     fn misuse(&mut self, e: UsageError) -> Result<(), UsageError> {
@@ -602,7 +663,10 @@ impl Job {
     }
 
     fn warn(&mut self, i: usize, message: String) {
-        self.out.push_back(Step::Event(JobEvent::Warning { shard: self.shards[i].plan.index, message }));
+        self.out.push_back(Step::Event(JobEvent::Warning {
+            shard: self.shards[i].plan.index,
+            message,
+        }));
     }
 
     fn event(&mut self, ev: JobEvent) {
@@ -624,13 +688,21 @@ impl Job {
         }
         match self.cfg.stop_after {
             StopAfter::Finished => false,
-            StopAfter::Submitted => self.shards.iter().all(|s| s.end.is_some() || s.batch_id.is_some()),
-            StopAfter::Polled => self.shards.iter().all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled)),
+            StopAfter::Submitted => self
+                .shards
+                .iter()
+                .all(|s| s.end.is_some() || s.batch_id.is_some()),
+            StopAfter::Polled => self
+                .shards
+                .iter()
+                .all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled)),
         }
     }
 
     fn check_deadline(&mut self) {
-        let Some(deadline) = self.deadline else { return };
+        let Some(deadline) = self.deadline else {
+            return;
+        };
         if self.timed_out || self.now < deadline {
             return;
         }
@@ -644,7 +716,11 @@ impl Job {
 
     /// Opens new shards while fewer than `max_parallel` are in flight.
     fn start_shards(&mut self) {
-        let active = self.shards.iter().filter(|s| s.started && s.end.is_none() && s.finishing.is_none()).count();
+        let active = self
+            .shards
+            .iter()
+            .filter(|s| s.started && s.end.is_none() && s.finishing.is_none())
+            .count();
         let mut room = self.cfg.max_parallel.max(1).saturating_sub(active);
         for sh in &mut self.shards {
             if room == 0 {
@@ -675,7 +751,12 @@ impl Job {
         }
         if !sh.started {
             if cancel {
-                self.begin_finishing(i, "job_cancelled", "the job was cancelled before this request was submitted".into(), ShardEnd::NotSubmitted);
+                self.begin_finishing(
+                    i,
+                    "job_cancelled",
+                    "the job was cancelled before this request was submitted".into(),
+                    ShardEnd::NotSubmitted,
+                );
             } else if let Some(msg) = fatal {
                 self.begin_finishing(i, "job_stopped", msg, ShardEnd::Stopped);
             }
@@ -688,25 +769,47 @@ impl Job {
         }
         if stopping && !effect_unknown {
             let message = match &sh.batch_id {
-                Some(b) => format!("stopped waiting after the maximum wait; batch {b} is still {}", status_str(sh.status.as_ref())),
-                None => "stopped waiting after the maximum wait before the batch was created".to_owned(),
+                Some(b) => format!(
+                    "stopped waiting after the maximum wait; batch {b} is still {}",
+                    status_str(sh.status.as_ref())
+                ),
+                None => {
+                    "stopped waiting after the maximum wait before the batch was created".to_owned()
+                }
             };
             self.begin_finishing(i, "timed_out", message, ShardEnd::Stopped);
             return None;
         }
         if cancel && sh.batch_id.is_none() && !effect_unknown {
-            self.begin_finishing(i, "job_cancelled", "the job was cancelled before this request's batch was created".into(), ShardEnd::NotSubmitted);
+            self.begin_finishing(
+                i,
+                "job_cancelled",
+                "the job was cancelled before this request's batch was created".into(),
+                ShardEnd::NotSubmitted,
+            );
             return None;
         }
         if now < sh.not_before {
             return None;
         }
         let op = if sh.file_id.is_none() {
-            if sh.upload == Effect::Unknown { Op::FindUpload } else { Op::Upload }
+            if sh.upload == Effect::Unknown {
+                Op::FindUpload
+            } else {
+                Op::Upload
+            }
         } else if sh.batch_id.is_none() {
-            if sh.create == Effect::Unknown { Op::FindBatch } else { Op::Create }
+            if sh.create == Effect::Unknown {
+                Op::FindBatch
+            } else {
+                Op::Create
+            }
         } else if sh.status.as_ref().is_none_or(|s| !s.is_terminal()) {
-            if cancel && !sh.cancel_sent && sh.status.is_some() { Op::Cancel } else { Op::Poll }
+            if cancel && !sh.cancel_sent && sh.status.is_some() {
+                Op::Cancel
+            } else {
+                Op::Poll
+            }
         } else if let Some(file_id) = sh.downloads.front().cloned() {
             Op::Download { file_id }
         } else {
@@ -715,7 +818,11 @@ impl Job {
         };
         // Write-ahead: arm and persist before an operation with an outside effect.
         if op.has_effect() {
-            let effect = if op == Op::Upload { &mut sh.upload } else { &mut sh.create };
+            let effect = if op == Op::Upload {
+                &mut sh.upload
+            } else {
+                &mut sh.create
+            };
             if *effect == Effect::Idle {
                 *effect = Effect::Armed;
                 if op == Op::Create {
@@ -745,7 +852,17 @@ impl Job {
         }
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
-        self.inflight.insert(id, Inflight { shard: i, op, head: None, body: Vec::new(), too_large: false, ended: false });
+        self.inflight.insert(
+            id,
+            Inflight {
+                shard: i,
+                op,
+                head: None,
+                body: Vec::new(),
+                too_large: false,
+                ended: false,
+            },
+        );
         Step::Send { id, request }
     }
 
@@ -753,14 +870,25 @@ impl Job {
         let api = &self.cfg.api;
         let seed = self.rng.next_u64();
         let sh = &mut self.shards[i];
-        let shard_ref = ShardRef { index: sh.plan.index, len: sh.plan.bytes };
+        let shard_ref = ShardRef {
+            index: sh.plan.index,
+            len: sh.plan.bytes,
+        };
         let built = match op {
             Op::Upload => {
-                let upload = UploadFile::batch_input(shard_filename(self.plan.job_id(), sh.plan.index), seed);
+                let upload = UploadFile::batch_input(
+                    shard_filename(self.plan.job_id(), sh.plan.index),
+                    seed,
+                );
                 api::upload_file(api, &upload, shard_ref)
             }
             Op::FindUpload => {
-                let query = ListFiles { purpose: Some(FilePurpose::Batch), limit: Some(1000), order: None, after: sh.search_after.clone() };
+                let query = ListFiles {
+                    purpose: Some(FilePurpose::Batch),
+                    limit: Some(1000),
+                    order: None,
+                    after: sh.search_after.clone(),
+                };
                 api::list_files(api, &query)
             }
             Op::Create => {
@@ -768,16 +896,30 @@ impl Job {
                 metadata.insert(META_JOB.into(), self.plan.job_id().into());
                 metadata.insert(META_SHARD.into(), sh.plan.index.to_string());
                 metadata.insert(META_ATTEMPT.into(), sh.create_attempt.to_string());
-                let mut body = CreateBatch::new(sh.file_id.clone().unwrap_or_default(), self.plan.endpoint().clone());
+                let mut body = CreateBatch::new(
+                    sh.file_id.clone().unwrap_or_default(),
+                    self.plan.endpoint().clone(),
+                );
                 body.metadata = Some(metadata);
-                body.output_expires_after = self.cfg.output_expires_after.map(ExpiresAfter::after_creation);
+                body.output_expires_after = self
+                    .cfg
+                    .output_expires_after
+                    .map(ExpiresAfter::after_creation);
                 api::create_batch(api, &body)
             }
-            Op::FindBatch => api::list_batches(api, &ListBatches { after: sh.search_after.clone(), limit: Some(100) }),
+            Op::FindBatch => api::list_batches(
+                api,
+                &ListBatches {
+                    after: sh.search_after.clone(),
+                    limit: Some(100),
+                },
+            ),
             Op::Poll => api::retrieve_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Download { file_id } => {
-                let dl = sh.download.get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
+                let dl = sh
+                    .download
+                    .get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
                 let (offset, etag) = dl.resume_point();
                 let etag = etag.map(str::to_owned);
                 api::file_content(api, file_id, (offset > 0).then_some(offset)).map(|mut req| {
@@ -792,7 +934,14 @@ impl Job {
     }
 
     /// A response arrived in full.
-    fn complete(&mut self, i: usize, op: Op, head: http::response::Parts, body: &[u8], too_large: bool) {
+    fn complete(
+        &mut self,
+        i: usize,
+        op: Op,
+        head: http::response::Parts,
+        body: &[u8],
+        too_large: bool,
+    ) {
         let class = classify_status(head.status);
         if class != StatusClass::Success {
             let err = ApiError::from_response(head.status, &head.headers, body);
@@ -800,7 +949,15 @@ impl Job {
             return;
         }
         if too_large {
-            self.op_failed_final(i, &op, format!("the response to {} was larger than {} bytes", op.name(), self.cfg.max_json_body));
+            self.op_failed_final(
+                i,
+                &op,
+                format!(
+                    "the response to {} was larger than {} bytes",
+                    op.name(),
+                    self.cfg.max_json_body
+                ),
+            );
             return;
         }
         let now = self.now;
@@ -813,27 +970,45 @@ impl Job {
                     let sh = &mut self.shards[i];
                     sh.file_id = Some(file.id.clone());
                     sh.upload = Effect::Idle;
+                    let shard = sh.plan.index;
                     self.dirty = true;
-                    self.event(JobEvent::Uploaded { shard: sh.plan.index, file_id: file.id });
+                    self.event(JobEvent::Uploaded {
+                        shard,
+                        file_id: file.id,
+                    });
                 }
-                Err(e) => self.effect_unknown(i, &Op::Upload, format!("unreadable upload response: {e}")),
+                Err(e) => {
+                    self.effect_unknown(i, &Op::Upload, format!("unreadable upload response: {e}"))
+                }
             },
             Op::FindUpload => match api::parse_file_list(&head, body) {
                 Ok(page) => {
                     let sh = &mut self.shards[i];
                     let name = shard_filename(self.plan.job_id(), sh.plan.index);
-                    let found = page.data.iter().find(|f| f.filename == name && f.bytes == sh.plan.bytes);
+                    let found = page
+                        .data
+                        .iter()
+                        .find(|f| f.filename == name && f.bytes == sh.plan.bytes);
                     if let Some(f) = found {
                         sh.file_id = Some(f.id.clone());
                         sh.upload = Effect::Idle;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.dirty = true;
-                        let ev = JobEvent::Uploaded { shard: sh.plan.index, file_id: f.id.clone() };
+                        let ev = JobEvent::Uploaded {
+                            shard: sh.plan.index,
+                            file_id: f.id.clone(),
+                        };
                         self.event(ev);
-                    } else if page.has_more && sh.search_pages + 1 < MAX_RECONCILE_PAGES && page.data.last().is_some() {
+                    } else if page.has_more
+                        && sh.search_pages + 1 < MAX_RECONCILE_PAGES
+                        && page.data.last().is_some()
+                    {
                         sh.search_pages += 1;
-                        sh.search_after = page.last_id.clone().or_else(|| page.data.last().map(|f| f.id.clone()));
+                        sh.search_after = page
+                            .last_id
+                            .clone()
+                            .or_else(|| page.data.last().map(|f| f.id.clone()));
                     } else {
                         // Never landed: upload again.
                         sh.upload = Effect::Idle;
@@ -848,12 +1023,15 @@ impl Job {
                     self.shards[i].create = Effect::Idle;
                     self.adopt_batch(i, batch);
                 }
-                Err(e) => self.effect_unknown(i, &Op::Create, format!("unreadable create response: {e}")),
+                Err(e) => {
+                    self.effect_unknown(i, &Op::Create, format!("unreadable create response: {e}"))
+                }
             },
             Op::FindBatch => match api::parse_batch_list(&head, body) {
                 Ok(page) => {
                     let job_id = self.plan.job_id().to_owned();
-                    let created_floor = i64::try_from(self.created_at.as_secs()).unwrap_or(i64::MAX) - 3600;
+                    let created_floor =
+                        i64::try_from(self.created_at.as_secs()).unwrap_or(i64::MAX) - 3600;
                     let sh = &mut self.shards[i];
                     let shard_s = sh.plan.index.to_string();
                     let attempt_s = sh.create_attempt.to_string();
@@ -870,10 +1048,20 @@ impl Job {
                         sh.search_pages = 0;
                         self.adopt_batch(i, b);
                     } else {
-                        let older = page.data.last().is_some_and(|b| b.created_at < created_floor);
-                        if page.has_more && !older && sh.search_pages + 1 < MAX_RECONCILE_PAGES && !page.data.is_empty() {
+                        let older = page
+                            .data
+                            .last()
+                            .is_some_and(|b| b.created_at < created_floor);
+                        if page.has_more
+                            && !older
+                            && sh.search_pages + 1 < MAX_RECONCILE_PAGES
+                            && !page.data.is_empty()
+                        {
                             sh.search_pages += 1;
-                            sh.search_after = page.last_id.clone().or_else(|| page.data.last().map(|b| b.id.clone()));
+                            sh.search_after = page
+                                .last_id
+                                .clone()
+                                .or_else(|| page.data.last().map(|b| b.id.clone()));
                         } else {
                             sh.create = Effect::Idle;
                             sh.search_after = None;
@@ -905,9 +1093,20 @@ impl Job {
                     sh.not_before = now;
                 } else {
                     let offset = sh.download.as_ref().map_or(0, |d| d.resume_point().0);
-                    self.retry_later(i, &Op::Download { file_id: file_id.clone() }, "the body ended before its announced length".into(), None);
+                    self.retry_later(
+                        i,
+                        &Op::Download {
+                            file_id: file_id.clone(),
+                        },
+                        "the body ended before its announced length".into(),
+                        None,
+                    );
                     let shard = self.shards[i].plan.index;
-                    self.event(JobEvent::DownloadResumed { shard, file_id, offset });
+                    self.event(JobEvent::DownloadResumed {
+                        shard,
+                        file_id,
+                        offset,
+                    });
                 }
             }
         }
@@ -921,7 +1120,10 @@ impl Job {
         sh.not_before = self.now.saturating_add(self.cfg.poll_interval);
         self.dirty = true;
         let shard = sh.plan.index;
-        self.event(JobEvent::Submitted { shard, batch_id: batch.id.clone() });
+        self.event(JobEvent::Submitted {
+            shard,
+            batch_id: batch.id.clone(),
+        });
         self.observe(i, batch);
     }
 
@@ -934,7 +1136,12 @@ impl Job {
         let status = batch.status.clone();
         let counts = batch.request_counts.clone().unwrap_or_default();
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
-            let ev = JobEvent::Progress { shard: sh.plan.index, batch_id: batch.id.clone(), status: status.clone(), counts: counts.clone() };
+            let ev = JobEvent::Progress {
+                shard: sh.plan.index,
+                batch_id: batch.id.clone(),
+                status: status.clone(),
+                counts: counts.clone(),
+            };
             sh.status = Some(status.clone());
             sh.counts = Some(counts);
             self.event(ev);
@@ -943,29 +1150,41 @@ impl Job {
         if !status.is_terminal() {
             sh.batch = Some(batch);
             sh.not_before = now.saturating_add(poll_interval);
-            sh.wait_reason = Some(WaitReason::PollBatch { shard: sh.plan.index });
+            sh.wait_reason = Some(WaitReason::PollBatch {
+                shard: sh.plan.index,
+            });
             return;
         }
         if status == BatchStatus::Failed && is_token_limit(&batch) && !self.cancel_requested {
             if sh.requeues < self.cfg.max_requeues {
                 sh.requeues += 1;
                 let shift = sh.requeues.saturating_sub(1).min(16);
-                let delay = self.cfg.requeue_delay.saturating_mul(1 << shift).min(Duration::from_secs(1800));
+                let delay = self
+                    .cfg
+                    .requeue_delay
+                    .saturating_mul(1 << shift)
+                    .min(Duration::from_secs(1800));
                 let at = now.saturating_add(delay);
                 sh.batch_id = None;
                 sh.status = None;
                 sh.counts = None;
                 sh.batch = None;
                 sh.not_before = at;
-                sh.wait_reason = Some(WaitReason::Requeue { shard: sh.plan.index });
+                sh.wait_reason = Some(WaitReason::Requeue {
+                    shard: sh.plan.index,
+                });
                 self.dirty = true;
-                let reason = first_error_message(&batch).unwrap_or_else(|| "enqueued token limit reached".into());
+                let reason = first_error_message(&batch)
+                    .unwrap_or_else(|| "enqueued token limit reached".into());
                 let shard = self.shards[i].plan.index;
                 self.event(JobEvent::Requeued { shard, at, reason });
                 return;
             }
         }
-        sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()].into_iter().flatten().collect();
+        sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
         sh.batch = Some(batch);
         sh.not_before = now;
         self.dirty = true;
@@ -974,31 +1193,48 @@ impl Job {
     /// Every result file of a terminal batch is read: account for the rest.
     fn finish_after_results(&mut self, i: usize) {
         let sh = &self.shards[i];
-        let batch = sh.batch.as_ref();
-        let status = sh.status.clone();
         let seen_results = sh.tally.succeeded + sh.tally.failed;
         if let Some(counts) = sh.counts.as_ref() {
             let reported = counts.completed + counts.failed;
             if reported > seen_results {
-                let msg = format!("the batch reports {reported} finished requests but its files held {seen_results}");
+                let msg = format!(
+                    "the batch reports {reported} finished requests but its files held {seen_results}"
+                );
                 self.warn(i, msg);
             }
         }
         let sh = &self.shards[i];
+        let batch = sh.batch.as_ref();
+        let status = sh.status.clone();
         let batch_id = sh.batch_id.clone().unwrap_or_default();
         let (code, message) = match status {
-            Some(BatchStatus::Expired) => ("batch_expired", format!("batch {batch_id} expired before this request was processed")),
-            Some(BatchStatus::Cancelled) => ("batch_cancelled", format!("batch {batch_id} was cancelled before this request was processed")),
+            Some(BatchStatus::Expired) => (
+                "batch_expired",
+                format!("batch {batch_id} expired before this request was processed"),
+            ),
+            Some(BatchStatus::Cancelled) => (
+                "batch_cancelled",
+                format!("batch {batch_id} was cancelled before this request was processed"),
+            ),
             Some(BatchStatus::Failed) => {
-                let why = batch.and_then(first_error_message).unwrap_or_else(|| "no reason given".into());
+                let why = batch
+                    .and_then(first_error_message)
+                    .unwrap_or_else(|| "no reason given".into());
                 ("batch_failed", format!("batch {batch_id} failed: {why}"))
             }
-            _ => ("missing_result", format!("batch {batch_id} finished without a result line for this request")),
+            _ => (
+                "missing_result",
+                format!("batch {batch_id} finished without a result line for this request"),
+            ),
         };
         let mut per_line = BTreeMap::new();
         if let Some(errors) = batch.and_then(|b| b.errors.as_ref()) {
             for e in &errors.data {
-                if let Some(line) = e.line.and_then(|l| u64::try_from(l).ok()).filter(|l| *l >= 1) {
+                if let Some(line) = e
+                    .line
+                    .and_then(|l| u64::try_from(l).ok())
+                    .filter(|l| *l >= 1)
+                {
                     per_line.insert(line - 1, NotProcessed {
                         code: e.code.clone().unwrap_or_else(|| "batch_failed".into()),
                         message: format!(
@@ -1018,7 +1254,13 @@ impl Job {
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
         let sh = &mut self.shards[i];
         sh.download = None;
-        sh.finishing = Some(Finishing { next: 0, code: code.to_owned(), message, end, per_line: BTreeMap::new() });
+        sh.finishing = Some(Finishing {
+            next: 0,
+            code: code.to_owned(),
+            message,
+            end,
+            per_line: BTreeMap::new(),
+        });
     }
 
     /// The next not-processed outcome of a finishing shard, or its end.
@@ -1033,7 +1275,14 @@ impl Job {
             }
             sh.seen.set(offset);
             sh.tally.not_processed += 1;
-            let reason = fin.per_line.get(&offset).cloned().unwrap_or_else(|| NotProcessed { code: fin.code.clone(), message: fin.message.clone() });
+            let reason = fin
+                .per_line
+                .get(&offset)
+                .cloned()
+                .unwrap_or_else(|| NotProcessed {
+                    code: fin.code.clone(),
+                    message: fin.message.clone(),
+                });
             let index = sh.plan.start + offset;
             return Some(Step::Result(JobResult {
                 index,
@@ -1046,17 +1295,27 @@ impl Job {
         sh.end = Some(fin.end);
         self.dirty = true;
         let summary = sh.summary();
-        Some(Step::Event(JobEvent::ShardFinished { shard: summary.shard, summary }))
+        Some(Step::Event(JobEvent::ShardFinished {
+            shard: summary.shard,
+            summary,
+        }))
     }
 
     fn take_download_events(&mut self, i: usize, events: Vec<DownloadEvent>) {
         for ev in events {
             match ev {
                 DownloadEvent::Record(rec) => self.accept_record(i, *rec),
-                DownloadEvent::BadLine { line, custom_id, error } => {
+                DownloadEvent::BadLine {
+                    line,
+                    custom_id,
+                    error,
+                } => {
                     let sh = &mut self.shards[i];
                     sh.tally.bad_lines += 1;
-                    let salvage = custom_id.as_deref().and_then(|id| self.plan.index_of(id)).filter(|ix| sh.plan.range().contains(ix));
+                    let salvage = custom_id
+                        .as_deref()
+                        .and_then(|id| self.plan.index_of(id))
+                        .filter(|ix| sh.plan.range().contains(ix));
                     match salvage {
                         Some(index) if !sh.seen.get(index - sh.plan.start) => {
                             sh.seen.set(index - sh.plan.start);
@@ -1067,59 +1326,85 @@ impl Job {
                                 custom_id: self.plan.custom_id(index).to_owned(),
                                 outcome: JobOutcome::NotProcessed(NotProcessed {
                                     code: "unreadable_result".into(),
-                                    message: format!("its result line {line} could not be read: {error}"),
+                                    message: format!(
+                                        "its result line {line} could not be read: {error}"
+                                    ),
                                 }),
                             };
                             self.fed.push_back(r);
                         }
                         _ => {
                             let file = sh.downloads.front().cloned().unwrap_or_default();
-                            self.warn(i, format!("line {line} of file {file} could not be read: {error}"));
+                            self.warn(
+                                i,
+                                format!("line {line} of file {file} could not be read: {error}"),
+                            );
                         }
                     }
                 }
-                DownloadEvent::Warning(message) => self.warn(i, message),
             }
         }
     }
 
     fn accept_record(&mut self, i: usize, rec: ResultRecord) {
         let sh = &mut self.shards[i];
-        let Some(index) = self.plan.index_of(&rec.custom_id).filter(|ix| sh.plan.range().contains(ix)) else {
-            let msg = format!("result line {} has custom_id {:?}, which is not in this shard", rec.line, rec.custom_id);
+        let Some(index) = self
+            .plan
+            .index_of(&rec.custom_id)
+            .filter(|ix| sh.plan.range().contains(ix))
+        else {
+            let msg = format!(
+                "result line {} has custom_id {:?}, which is not in this shard",
+                rec.line, rec.custom_id
+            );
             self.warn(i, msg);
             return;
         };
         let offset = index - sh.plan.start;
         if sh.seen.get(offset) {
-            let msg = format!("result line {} repeats custom_id {:?}; the first result is kept", rec.line, rec.custom_id);
+            let msg = format!(
+                "result line {} repeats custom_id {:?}; the first result is kept",
+                rec.line, rec.custom_id
+            );
             self.warn(i, msg);
             return;
         }
         sh.seen.set(offset);
         let outcome = match &rec.outcome {
-            Outcome::Success(s) => {
+            Outcome::Succeeded(s) => {
                 if let Some(u) = s.usage.as_ref() {
                     add_usage(&mut sh.tally.usage, u);
                 }
                 sh.tally.succeeded += 1;
                 JobOutcome::Succeeded(Box::new(rec))
             }
-            Outcome::Failure(f) if f.is_not_processed() => {
+            Outcome::Failed(f) if f.is_not_processed() => {
                 sh.tally.not_processed += 1;
                 JobOutcome::NotProcessed(not_processed_from(f))
             }
-            Outcome::Failure(_) => {
+            Outcome::Failed(_) => {
                 sh.tally.failed += 1;
                 JobOutcome::Failed(Box::new(rec))
             }
         };
-        let r = JobResult { index, shard: sh.plan.index, custom_id: self.plan.custom_id(index).to_owned(), outcome };
+        let r = JobResult {
+            index,
+            shard: sh.plan.index,
+            custom_id: self.plan.custom_id(index).to_owned(),
+            outcome,
+        };
         self.fed.push_back(r);
     }
 
     /// A non-2xx answer.
-    fn api_failed(&mut self, i: usize, op: Op, class: StatusClass, err: ApiError, head: &http::response::Parts) {
+    fn api_failed(
+        &mut self,
+        i: usize,
+        op: Op,
+        class: StatusClass,
+        err: ApiError,
+        head: &http::response::Parts,
+    ) {
         let status = head.status.as_u16();
         if status == 401 || status == 403 {
             // The key or its permissions are wrong: nothing else will work either.
@@ -1169,7 +1454,14 @@ impl Job {
         }
     }
 
-    fn transport_failed(&mut self, i: usize, op: Op, kind: FailureKind, detail: &str, head: Option<&http::response::Parts>) {
+    fn transport_failed(
+        &mut self,
+        i: usize,
+        op: Op,
+        kind: FailureKind,
+        detail: &str,
+        head: Option<&http::response::Parts>,
+    ) {
         match kind {
             FailureKind::NotSent => {
                 self.restore_effect(i, &op, 0);
@@ -1191,7 +1483,11 @@ impl Job {
                     let shard = sh.plan.index;
                     self.retry_later(i, &op, format!("download interrupted: {detail}"), None);
                     if offset > 0 {
-                        self.event(JobEvent::DownloadResumed { shard, file_id: file_id.clone(), offset });
+                        self.event(JobEvent::DownloadResumed {
+                            shard,
+                            file_id: file_id.clone(),
+                            offset,
+                        });
                     }
                     return;
                 }
@@ -1233,21 +1529,39 @@ impl Job {
         sh.attempts += 1;
         sh.last_error = Some(reason.clone());
         if !self.cfg.retry.allows(sh.attempts) {
-            let message = format!("gave up on {} after {} attempts: {reason}", op.name(), sh.attempts);
+            let message = format!(
+                "gave up on {} after {} attempts: {reason}",
+                op.name(),
+                sh.attempts
+            );
             sh.attempts = 0;
             self.begin_finishing(i, "gave_up", message, ShardEnd::Stopped);
             self.dirty = true;
             return;
         }
-        let at = self.cfg.retry.retry_at(sh.attempts, floor, &mut self.rng, now);
+        let at = self
+            .cfg
+            .retry
+            .retry_at(sh.attempts, floor, &mut self.rng, now);
         let sh = &mut self.shards[i];
         sh.not_before = at;
         sh.wait_reason = Some(if floor.is_some() {
-            WaitReason::RateLimit { shard: sh.plan.index }
+            WaitReason::RateLimit {
+                shard: sh.plan.index,
+            }
         } else {
-            WaitReason::Backoff { shard: sh.plan.index, attempt: sh.attempts + 1 }
+            WaitReason::Backoff {
+                shard: sh.plan.index,
+                attempt: sh.attempts + 1,
+            }
         });
-        let ev = JobEvent::Retrying { shard: sh.plan.index, op: op.name(), attempt: sh.attempts + 1, at, reason };
+        let ev = JobEvent::Retrying {
+            shard: sh.plan.index,
+            op: op.name(),
+            attempt: sh.attempts + 1,
+            at,
+            reason,
+        };
         self.event(ev);
     }
 
@@ -1257,14 +1571,29 @@ impl Job {
         sh.attempts = 0;
         match op {
             Op::Upload | Op::FindUpload => {
-                self.begin_finishing(i, "upload_failed", format!("the shard's file could not be uploaded: {message}"), ShardEnd::NotSubmitted);
+                self.begin_finishing(
+                    i,
+                    "upload_failed",
+                    format!("the shard's file could not be uploaded: {message}"),
+                    ShardEnd::NotSubmitted,
+                );
             }
             Op::Create | Op::FindBatch => {
-                self.begin_finishing(i, "create_failed", format!("the shard's batch could not be created: {message}"), ShardEnd::NotSubmitted);
+                self.begin_finishing(
+                    i,
+                    "create_failed",
+                    format!("the shard's batch could not be created: {message}"),
+                    ShardEnd::NotSubmitted,
+                );
             }
             Op::Poll | Op::Cancel => {
                 let batch = sh.batch_id.clone().unwrap_or_default();
-                self.begin_finishing(i, "batch_unavailable", format!("batch {batch} could not be read: {message}"), ShardEnd::Stopped);
+                self.begin_finishing(
+                    i,
+                    "batch_unavailable",
+                    format!("batch {batch} could not be read: {message}"),
+                    ShardEnd::Stopped,
+                );
             }
             Op::Download { file_id } => {
                 let msg = format!("file {file_id} could not be downloaded: {message}");
@@ -1322,7 +1651,11 @@ impl Shard {
             counts: self.counts.clone(),
             cancel_sent: self.cancel_sent,
             end: self.end.clone(),
-            tally: if self.end.is_some() { self.tally } else { Tally::default() },
+            tally: if self.end.is_some() {
+                self.tally
+            } else {
+                Tally::default()
+            },
         }
     }
 
@@ -1362,11 +1695,18 @@ pub fn shard_filename(job_id: &str, shard: u32) -> String {
 }
 
 fn status_str(s: Option<&BatchStatus>) -> String {
-    s.map_or_else(|| "in an unknown state".to_owned(), |s| s.as_str().to_owned())
+    s.map_or_else(
+        || "in an unknown state".to_owned(),
+        |s| s.as_str().to_owned(),
+    )
 }
 
 fn is_token_limit(batch: &Batch) -> bool {
-    batch.errors.as_ref().is_some_and(|e| e.data.iter().any(|d| d.code.as_deref() == Some("token_limit_exceeded")))
+    batch.errors.as_ref().is_some_and(|e| {
+        e.data
+            .iter()
+            .any(|d| d.code.as_deref() == Some("token_limit_exceeded"))
+    })
 }
 
 fn first_error_message(batch: &Batch) -> Option<String> {
@@ -1379,10 +1719,13 @@ fn first_error_message(batch: &Batch) -> Option<String> {
     })
 }
 
-fn not_processed_from(f: &FailureReason) -> NotProcessed {
+fn not_processed_from(f: &Failure) -> NotProcessed {
     NotProcessed {
         code: f.code.clone().unwrap_or_else(|| "not_processed".into()),
-        message: f.message.clone(),
+        message: f
+            .message
+            .clone()
+            .unwrap_or_else(|| "the batch ended before this request ran".into()),
     }
 }
 
@@ -1401,7 +1744,9 @@ struct BitSet {
 
 impl BitSet {
     fn new(n: u64) -> BitSet {
-        BitSet { words: vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)] }
+        BitSet {
+            words: vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)],
+        }
     }
     fn get(&self, i: u64) -> bool {
         let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);

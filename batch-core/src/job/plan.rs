@@ -29,14 +29,20 @@ pub struct ShardLimits {
 impl Default for ShardLimits {
     /// 50,000 requests and 200 MB (200 × 1024 × 1024 bytes).
     fn default() -> Self {
-        ShardLimits { max_requests: 50_000, max_bytes: 200 * 1024 * 1024 }
+        ShardLimits {
+            max_requests: 50_000,
+            max_bytes: 200 * 1024 * 1024,
+        }
     }
 }
 
 impl ShardLimits {
     /// Limits of `max_requests` requests and `max_bytes` bytes per shard.
     pub fn new(max_requests: u64, max_bytes: u64) -> Self {
-        ShardLimits { max_requests, max_bytes }
+        ShardLimits {
+            max_requests,
+            max_bytes,
+        }
     }
 }
 
@@ -93,10 +99,17 @@ pub struct PlanBuilder {
 impl PlanBuilder {
     /// Starts a plan for the job `job_id` targeting `endpoint`. `source` names
     /// the input in error messages.
-    pub fn new(job_id: impl Into<String>, endpoint: Endpoint, limits: ShardLimits, source: impl Into<String>) -> Self {
+    pub fn new(
+        job_id: impl Into<String>,
+        endpoint: Endpoint,
+        limits: ShardLimits,
+        source: impl Into<String>,
+    ) -> Self {
         let source = source.into();
         let encoder = ShardEncoder::new(
-            EncodeConfig::new(source.clone(), endpoint.clone()).max_requests(limits.max_requests).max_bytes(limits.max_bytes),
+            EncodeConfig::new(source.clone(), endpoint.clone())
+                .max_requests(limits.max_requests)
+                .max_bytes(limits.max_bytes),
         );
         PlanBuilder {
             job_id: job_id.into(),
@@ -120,7 +133,12 @@ impl PlanBuilder {
     /// An [`InputError`] naming the line and field, for an empty or repeated
     /// `custom_id`, a url that is not the plan's endpoint, a model that
     /// differs from the first line's, or a line larger than a shard may be.
-    pub fn push(&mut self, line: u64, req: &BatchRequest, line_out: &mut Vec<u8>) -> Result<Placement, InputError> {
+    pub fn push(
+        &mut self,
+        line: u64,
+        req: &BatchRequest,
+        line_out: &mut Vec<u8>,
+    ) -> Result<Placement, InputError> {
         line_out.clear();
         let mut new_shard = self.shards.is_empty();
         let bytes = match self.encoder.try_push(line, req, line_out)? {
@@ -131,7 +149,14 @@ impl PlanBuilder {
                 match self.encoder.try_push(line, req, line_out)? {
                     Push::Written { bytes } => bytes,
                     Push::Full(_) => {
-                        return Err(InputError::new(&self.source, line, "body", Problem::TooManyBytes { max: self.limits.max_bytes }));
+                        return Err(InputError::new(
+                            &self.source,
+                            line,
+                            "body",
+                            Problem::TooManyBytes {
+                                max: self.limits.max_bytes,
+                            },
+                        ));
                     }
                 }
             }
@@ -143,7 +168,12 @@ impl PlanBuilder {
         let index = self.ends.len() as u64;
         if new_shard {
             let next = u32::try_from(self.shards.len()).unwrap_or(u32::MAX);
-            self.shards.push(ShardPlan { index: next, start: index, requests: 0, bytes: 0 });
+            self.shards.push(ShardPlan {
+                index: next,
+                start: index,
+                requests: 0,
+                bytes: 0,
+            });
         }
         let shard = self.shards.last_mut().expect("a shard was just ensured");
         shard.requests += 1;
@@ -151,7 +181,11 @@ impl PlanBuilder {
         self.ids.push_str(custom_id);
         self.ends.push(self.ids.len() as u64);
         self.lines.push(line);
-        Placement { index, shard: shard.index, new_shard }
+        Placement {
+            index,
+            shard: shard.index,
+            new_shard,
+        }
     }
 
     /// How many requests have been placed.
@@ -172,7 +206,12 @@ impl PlanBuilder {
     /// across all shards); the error names the later line and the first one.
     pub fn finish(self) -> Result<JobPlan, InputError> {
         if self.ends.is_empty() {
-            return Err(InputError::new(&self.source, 0, "custom_id", Problem::Invalid("the input holds no requests".into())));
+            return Err(InputError::new(
+                &self.source,
+                0,
+                "custom_id",
+                Problem::Invalid("the input holds no requests".into()),
+            ));
         }
         let ids = IdTable::new(self.ids, self.ends);
         if let Some((a, b)) = ids.first_duplicate() {
@@ -188,7 +227,12 @@ impl PlanBuilder {
                 },
             ));
         }
-        Ok(JobPlan { job_id: self.job_id, endpoint: self.endpoint, ids, shards: self.shards })
+        Ok(JobPlan {
+            job_id: self.job_id,
+            endpoint: self.endpoint,
+            ids,
+            shards: self.shards,
+        })
     }
 }
 
@@ -251,7 +295,11 @@ impl JobPlan {
             h.write(&s.requests.to_le_bytes());
             h.write(&s.bytes.to_le_bytes());
         }
-        PlanDigest { requests: self.len(), shards: self.shards.len() as u64, hash: format!("{:016x}", h.finish()) }
+        PlanDigest {
+            requests: self.len(),
+            shards: self.shards.len() as u64,
+            hash: format!("{:016x}", h.finish()),
+        }
     }
 }
 
@@ -276,7 +324,11 @@ struct IdTable {
 
 impl IdTable {
     fn new(arena: String, ends: Vec<u64>) -> Self {
-        let mut t = IdTable { arena, ends, sorted: Vec::new() };
+        let mut t = IdTable {
+            arena,
+            ends,
+            sorted: Vec::new(),
+        };
         let mut sorted: Vec<u64> = (0..t.ends.len() as u64).collect();
         sorted.sort_unstable_by(|a, b| t.get(*a).cmp(t.get(*b)).then(a.cmp(b)));
         t.sorted = sorted;
@@ -290,21 +342,29 @@ impl IdTable {
     fn get(&self, index: u64) -> &str {
         let i = usize::try_from(index).expect("index fits in memory");
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        let (start, end) = (usize::try_from(start).unwrap_or(0), usize::try_from(self.ends[i]).unwrap_or(0));
+        let (start, end) = (
+            usize::try_from(start).unwrap_or(0),
+            usize::try_from(self.ends[i]).unwrap_or(0),
+        );
         &self.arena[start..end]
     }
 
     fn find(&self, id: &str) -> Option<u64> {
-        let pos = self.sorted.binary_search_by(|probe| match self.get(*probe).cmp(id) {
-            Ordering::Equal => Ordering::Equal,
-            other => other,
-        });
+        let pos = self
+            .sorted
+            .binary_search_by(|probe| match self.get(*probe).cmp(id) {
+                Ordering::Equal => Ordering::Equal,
+                other => other,
+            });
         pos.ok().map(|p| self.sorted[p])
     }
 
     /// Two indexes sharing an id, if any.
     fn first_duplicate(&self) -> Option<(u64, u64)> {
-        self.sorted.windows(2).find(|w| self.get(w[0]) == self.get(w[1])).map(|w| (w[0], w[1]))
+        self.sorted
+            .windows(2)
+            .find(|w| self.get(w[0]) == self.get(w[1]))
+            .map(|w| (w[0], w[1]))
     }
 }
 
@@ -331,7 +391,12 @@ mod tests {
     use super::*;
 
     fn builder(max_requests: u64, max_bytes: u64) -> PlanBuilder {
-        PlanBuilder::new("job", Endpoint::ChatCompletions, ShardLimits::new(max_requests, max_bytes), "in.jsonl")
+        PlanBuilder::new(
+            "job",
+            Endpoint::ChatCompletions,
+            ShardLimits::new(max_requests, max_bytes),
+            "in.jsonl",
+        )
     }
 
     fn req(id: &str, pad: usize) -> BatchRequest {
@@ -361,9 +426,28 @@ mod tests {
             placed.push((p.shard, p.new_shard));
         }
         // 0,1,2 | 3,4 (5 is too big to join) | 5,6
-        assert_eq!(placed, vec![(0, true), (0, false), (0, false), (1, true), (1, false), (2, true), (2, false)]);
+        assert_eq!(
+            placed,
+            vec![
+                (0, true),
+                (0, false),
+                (0, false),
+                (1, true),
+                (1, false),
+                (2, true),
+                (2, false)
+            ]
+        );
         let plan = b.finish().expect("plan");
-        assert_eq!(plan.shards()[1], ShardPlan { index: 1, start: 3, requests: 2, bytes: 2 * small });
+        assert_eq!(
+            plan.shards()[1],
+            ShardPlan {
+                index: 1,
+                start: 3,
+                requests: 2,
+                bytes: 2 * small
+            }
+        );
         assert_eq!(plan.shards()[2].bytes, big + small);
         assert_eq!(plan.index_of("id-4"), Some(4));
         assert_eq!(plan.index_of("id-9"), None);
@@ -380,7 +464,13 @@ mod tests {
         let err = b.push(7, &req("b", 0), &mut line).expect_err("duplicate");
         assert_eq!(err.line, 7);
         assert_eq!(err.field, "custom_id");
-        assert_eq!(err.problem, Problem::Duplicate { value: "b".into(), first_line: 2 });
+        assert_eq!(
+            err.problem,
+            Problem::Duplicate {
+                value: "b".into(),
+                first_line: 2
+            }
+        );
     }
 
     #[test]

@@ -176,7 +176,10 @@ pub struct TransportFailure {
 impl TransportFailure {
     /// A failure of `kind` described by `detail`.
     pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
-        TransportFailure { kind, detail: detail.into() }
+        TransportFailure {
+            kind,
+            detail: detail.into(),
+        }
     }
 }
 

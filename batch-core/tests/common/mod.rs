@@ -8,10 +8,10 @@ use batch_core::api::{ApiBase, ApiConfig, Outgoing};
 use batch_core::http::{self, HeaderValue, Method, Request, StatusCode};
 use batch_core::input::BatchRequest;
 use batch_core::job::{
-    BatchJob, BatchOptions, Checkpoint, FailureKind, Job, JobConfig, JobEvent, JobOutcome, JobPlan, JobResult,
-    JobSummary, ShardLimits, Step, TransportFailure,
+    BatchJob, BatchOptions, Checkpoint, FailureKind, Job, JobConfig, JobEvent, JobOutcome, JobPlan,
+    JobResult, JobSummary, ShardLimits, Step, TransportFailure,
 };
-use batch_core::{Endpoint, UnixMillis};
+pub use batch_core::{Endpoint, UnixMillis};
 use serde_json::{Value, json};
 
 pub const BASE: &str = "http://sim.invalid/v1";
@@ -112,24 +112,34 @@ pub struct SimResponse {
 fn response(status: u16, body: Vec<u8>) -> SimResponse {
     let mut r = http::Response::new(());
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let (head, ()) = r.into_parts();
     SimResponse { head, body }
 }
 
 fn json_response(status: u16, v: &Value) -> SimResponse {
     let mut r = response(status, serde_json::to_vec(v).unwrap());
-    r.head.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.head.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error(status: u16, message: &str, code: Option<&str>) -> SimResponse {
-    json_response(status, &json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}))
+    json_response(
+        status,
+        &json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+    )
 }
 
 impl SimApi {
     pub fn new(cfg: SimConfig) -> Self {
-        SimApi { cfg, ..Default::default() }
+        SimApi {
+            cfg,
+            ..Default::default()
+        }
     }
 
     fn id(&mut self, prefix: &str) -> String {
@@ -143,7 +153,13 @@ impl SimApi {
         self.batches
             .iter()
             .filter(|b| !b.token_limit)
-            .filter(|b| b.metadata.as_ref().and_then(|m| m.get("openai_batch_shard")).and_then(Value::as_str) == Some(&shard.to_string()))
+            .filter(|b| {
+                b.metadata
+                    .as_ref()
+                    .and_then(|m| m.get("openai_batch_shard"))
+                    .and_then(Value::as_str)
+                    == Some(&shard.to_string())
+            })
             .count()
     }
 
@@ -156,43 +172,83 @@ impl SimApi {
     }
 
     /// Answers one request at virtual time `now`.
-    pub fn handle(&mut self, req: &Request<Outgoing>, shards: &[Vec<u8>], now: UnixMillis) -> SimResponse {
+    pub fn handle(
+        &mut self,
+        req: &Request<Outgoing>,
+        shards: &[Vec<u8>],
+        now: UnixMillis,
+    ) -> SimResponse {
         let now = now.as_millis();
-        let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let auth = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !auth.starts_with("Bearer ") {
             return error(401, "missing bearer", Some("invalid_api_key"));
         }
-        let path_q = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+        let path_q = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
         let path_q = path_q.strip_prefix("/v1").unwrap_or(&path_q).to_owned();
-        let (path, query) = path_q.split_once('?').map_or((path_q.as_str(), ""), |(a, b)| (a, b));
-        let q: BTreeMap<String, String> =
-            query.split('&').filter(|s| !s.is_empty()).filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let (path, query) = path_q
+            .split_once('?')
+            .map_or((path_q.as_str(), ""), |(a, b)| (a, b));
+        let q: BTreeMap<String, String> = query
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (req.method().clone(), segs.as_slice()) {
             (Method::POST, ["files"]) => self.upload(req, shards, now),
             (Method::GET, ["files"]) => {
                 self.counters.lists += 1;
-                let mut files: Vec<&SimFile> = self.files.iter().filter(|f| q.get("purpose").is_none_or(|p| *p == f.purpose)).collect();
+                let mut files: Vec<&SimFile> = self
+                    .files
+                    .iter()
+                    .filter(|f| q.get("purpose").is_none_or(|p| *p == f.purpose))
+                    .collect();
                 files.reverse();
                 page(files.iter().map(|f| file_json(f)).collect(), &q, 10_000)
             }
             (Method::GET, ["files", id, "content"]) => {
                 self.counters.downloads += 1;
-                let Some(f) = self.files.iter().find(|f| f.id == *id) else { return error(404, "no such file", None) };
-                let range = req.headers().get(http::header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| r.strip_prefix("bytes="));
-                let start: usize = range.and_then(|r| r.trim_end_matches('-').parse().ok()).unwrap_or(0);
+                let Some(f) = self.files.iter().find(|f| f.id == *id) else {
+                    return error(404, "no such file", None);
+                };
+                let range = req
+                    .headers()
+                    .get(http::header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|r| r.strip_prefix("bytes="));
+                let start: usize = range
+                    .and_then(|r| r.trim_end_matches('-').parse().ok())
+                    .unwrap_or(0);
                 if start > 0 {
                     if start >= f.bytes.len() {
                         return response(416, Vec::new());
                     }
                     let mut r = response(206, f.bytes[start..].to_vec());
                     let v = format!("bytes {start}-{}/{}", f.bytes.len() - 1, f.bytes.len());
-                    r.head.headers.insert(http::header::CONTENT_RANGE, HeaderValue::from_str(&v).unwrap());
-                    r.head.headers.insert(http::header::ETAG, HeaderValue::from_str(&format!("\"{}\"", f.id)).unwrap());
+                    r.head.headers.insert(
+                        http::header::CONTENT_RANGE,
+                        HeaderValue::from_str(&v).unwrap(),
+                    );
+                    r.head.headers.insert(
+                        http::header::ETAG,
+                        HeaderValue::from_str(&format!("\"{}\"", f.id)).unwrap(),
+                    );
                     r
                 } else {
                     let mut r = response(200, f.bytes.clone());
-                    r.head.headers.insert(http::header::ETAG, HeaderValue::from_str(&format!("\"{}\"", f.id)).unwrap());
+                    r.head.headers.insert(
+                        http::header::ETAG,
+                        HeaderValue::from_str(&format!("\"{}\"", f.id)).unwrap(),
+                    );
                     r
                 }
             }
@@ -212,10 +268,19 @@ impl SimApi {
             }
             (Method::POST, ["batches", id, "cancel"]) => {
                 self.counters.cancels += 1;
-                let Some(i) = self.batches.iter().position(|b| b.id == *id) else { return error(404, "no such batch", None) };
+                let Some(i) = self.batches.iter().position(|b| b.id == *id) else {
+                    return error(404, "no such batch", None);
+                };
                 let status = self.status_of(i, now).0;
-                if matches!(status.as_str(), "completed" | "failed" | "expired" | "cancelled") {
-                    return error(400, &format!("Cannot cancel a batch with status '{status}'."), None);
+                if matches!(
+                    status.as_str(),
+                    "completed" | "failed" | "expired" | "cancelled"
+                ) {
+                    return error(
+                        400,
+                        &format!("Cannot cancel a batch with status '{status}'."),
+                        None,
+                    );
                 }
                 if self.batches[i].cancel_ms.is_none() {
                     self.batches[i].cancel_ms = Some(now);
@@ -229,24 +294,39 @@ impl SimApi {
 
     fn upload(&mut self, req: &Request<Outgoing>, shards: &[Vec<u8>], now: u64) -> SimResponse {
         let (head, bytes) = match req.body() {
-            Outgoing::Multipart { head, shard, .. } => (head.clone(), shards[shard.index as usize].clone()),
+            Outgoing::Multipart { head, shard, .. } => {
+                (head.clone(), shards[shard.index as usize].clone())
+            }
             _ => return error(400, "expected a multipart upload", None),
         };
         let head = String::from_utf8_lossy(&head).into_owned();
-        let filename = head.split("filename=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
+        let filename = head
+            .split("filename=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("")
+            .to_owned();
         if !head.contains("name=\"purpose\"\r\n\r\nbatch\r\n") {
             return error(400, "purpose must be batch", None);
         }
         self.counters.uploads += 1;
         let id = self.id("file-");
-        let f = SimFile { id, filename, purpose: "batch".into(), bytes, created_at: now / 1000 };
+        let f = SimFile {
+            id,
+            filename,
+            purpose: "batch".into(),
+            bytes,
+            created_at: now / 1000,
+        };
         let v = file_json(&f);
         self.files.push(f);
         json_response(200, &v)
     }
 
     fn create(&mut self, req: &Request<Outgoing>, now: u64) -> SimResponse {
-        let Outgoing::Json(body) = req.body() else { return error(400, "expected JSON", None) };
+        let Outgoing::Json(body) = req.body() else {
+            return error(400, "expected JSON", None);
+        };
         let v: Value = serde_json::from_slice(body).unwrap();
         let file_id = v["input_file_id"].as_str().unwrap_or("").to_owned();
         let Some(file) = self.files.iter().find(|f| f.id == file_id).cloned() else {
@@ -258,7 +338,12 @@ impl SimApi {
         let ids = String::from_utf8_lossy(&file.bytes)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["custom_id"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["custom_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         let id = self.id("batch_");
         let b = SimBatch {
@@ -289,7 +374,11 @@ impl SimApi {
         let t = now.saturating_sub(b.created_ms);
         let processed_at = |t: u64| -> u64 {
             let run_t = t.saturating_sub(c.validate_ms);
-            let p = if c.run_ms == 0 { n } else { (n * run_t.min(c.run_ms)) / c.run_ms };
+            let p = if c.run_ms == 0 {
+                n
+            } else {
+                (n * run_t.min(c.run_ms)) / c.run_ms
+            };
             match c.stall_at {
                 Some(f) => p.min((n as f64 * f) as u64),
                 None => p,
@@ -323,12 +412,18 @@ impl SimApi {
     fn batch_json(&mut self, id: &str, now: u64) -> Value {
         let i = self.batches.iter().position(|b| b.id == id).unwrap();
         let (status, processed) = self.status_of(i, now);
-        let terminal = matches!(status.as_str(), "completed" | "failed" | "expired" | "cancelled");
+        let terminal = matches!(
+            status.as_str(),
+            "completed" | "failed" | "expired" | "cancelled"
+        );
         if terminal && self.batches[i].terminal.is_none() {
             self.finish(i, &status, processed, now);
         }
         let b = &self.batches[i];
-        let failed_ids = b.ids[..processed as usize].iter().filter(|id| id.contains("fail")).count() as u64;
+        let failed_ids = b.ids[..processed as usize]
+            .iter()
+            .filter(|id| id.contains("fail"))
+            .count() as u64;
         let errors = if status == "failed" {
             if b.token_limit {
                 json!({"object": "list", "data": [{"code": "token_limit_exceeded", "message": "Enqueued token limit reached for gpt-4o-mini in organization org-sim. Limit: 90,000 enqueued tokens. Please try again once some in_progress batches have been completed.", "param": null, "line": null}]})
@@ -375,8 +470,14 @@ impl SimApi {
                 }
             }
             let code = match status {
-                "expired" => Some(("batch_expired", "This request could not be executed before the completion window expired.")),
-                "cancelled" => Some(("batch_cancelled", "This request was not executed because the batch was cancelled.")),
+                "expired" => Some((
+                    "batch_expired",
+                    "This request could not be executed before the completion window expired.",
+                )),
+                "cancelled" => Some((
+                    "batch_cancelled",
+                    "This request was not executed because the batch was cancelled.",
+                )),
                 _ => None,
             };
             if let Some((code, message)) = code {
@@ -392,7 +493,13 @@ impl SimApi {
                 return None;
             }
             let id = self.id("file-");
-            self.files.push(SimFile { id: id.clone(), filename: name.into(), purpose: "batch_output".into(), bytes: content.into_bytes(), created_at: now / 1000 });
+            self.files.push(SimFile {
+                id: id.clone(),
+                filename: name.into(),
+                purpose: "batch_output".into(),
+                bytes: content.into_bytes(),
+                created_at: now / 1000,
+            });
             Some(id)
         };
         let out_id = mk(out, "batch_output.jsonl");
@@ -409,14 +516,23 @@ fn file_json(f: &SimFile) -> Value {
 }
 
 fn page(items: Vec<Value>, q: &BTreeMap<String, String>, default_limit: usize) -> SimResponse {
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(default_limit);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(default_limit);
     let start = match q.get("after") {
-        Some(after) => items.iter().position(|v| v["id"] == *after).map_or(items.len(), |p| p + 1),
+        Some(after) => items
+            .iter()
+            .position(|v| v["id"] == *after)
+            .map_or(items.len(), |p| p + 1),
         None => 0,
     };
     let data: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
     let has_more = start + data.len() < items.len();
-    json_response(200, &json!({"object": "list", "data": data, "first_id": data.first().map(|v| v["id"].clone()), "last_id": data.last().map(|v| v["id"].clone()), "has_more": has_more}))
+    json_response(
+        200,
+        &json!({"object": "list", "data": data, "first_id": data.first().map(|v| v["id"].clone()), "last_id": data.last().map(|v| v["id"].clone()), "has_more": has_more}),
+    )
 }
 
 /// What goes wrong with one exchange.
@@ -492,7 +608,10 @@ impl Harness {
         let mut exchanges_here = 0u64;
         loop {
             self.steps += 1;
-            assert!(self.steps < max_steps, "the job did not finish within {max_steps} steps (livelock?)");
+            assert!(
+                self.steps < max_steps,
+                "the job did not finish within {max_steps} steps (livelock?)"
+            );
             match job.poll(self.now) {
                 Step::Send { id, request } => {
                     if crash_after.is_some_and(|c| exchanges_here >= c) {
@@ -504,18 +623,42 @@ impl Harness {
                     let f = fault(self.exchanges, &request);
                     match f {
                         Fault::NotSent => {
-                            job.handle_failure(id, TransportFailure::new(FailureKind::NotSent, "connection refused"), self.now).unwrap();
+                            job.handle_failure(
+                                id,
+                                TransportFailure::new(FailureKind::NotSent, "connection refused"),
+                                self.now,
+                            )
+                            .unwrap();
                         }
                         Fault::Status(code) => {
-                            let mut r = error(code, "simulated failure", Some(if code == 429 { "rate_limit_exceeded" } else { "server_error" }));
+                            let mut r = error(
+                                code,
+                                "simulated failure",
+                                Some(if code == 429 {
+                                    "rate_limit_exceeded"
+                                } else {
+                                    "server_error"
+                                }),
+                            );
                             if code == 429 {
-                                r.head.headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("20"));
+                                r.head.headers.insert(
+                                    http::header::RETRY_AFTER,
+                                    HeaderValue::from_static("20"),
+                                );
                             }
                             self.feed(job, id, r, None);
                         }
                         Fault::LostAfterSend => {
                             let _ = self.sim.handle(&request, &self.shards, self.now);
-                            job.handle_failure(id, TransportFailure::new(FailureKind::OutcomeUnknown, "connection reset"), self.now).unwrap();
+                            job.handle_failure(
+                                id,
+                                TransportFailure::new(
+                                    FailureKind::OutcomeUnknown,
+                                    "connection reset",
+                                ),
+                                self.now,
+                            )
+                            .unwrap();
                         }
                         Fault::CutBody(frac) => {
                             let r = self.sim.handle(&request, &self.shards, self.now);
@@ -551,7 +694,13 @@ impl Harness {
         }
     }
 
-    fn feed(&mut self, job: &mut Job, id: batch_core::job::ExchangeId, r: SimResponse, cut: Option<usize>) {
+    fn feed(
+        &mut self,
+        job: &mut Job,
+        id: batch_core::job::ExchangeId,
+        r: SimResponse,
+        cut: Option<usize>,
+    ) {
         job.handle_head(id, r.head, self.now).unwrap();
         let body = match cut {
             Some(n) => &r.body[..n],
@@ -569,7 +718,12 @@ impl Harness {
             self.deliver(res);
         }
         if cut.is_some() {
-            job.handle_failure(id, TransportFailure::new(FailureKind::BodyInterrupted, "connection closed mid-body"), self.now).unwrap();
+            job.handle_failure(
+                id,
+                TransportFailure::new(FailureKind::BodyInterrupted, "connection closed mid-body"),
+                self.now,
+            )
+            .unwrap();
         } else {
             job.handle_end(id, self.now).unwrap();
         }
@@ -588,8 +742,14 @@ pub fn requests(n: usize, fail_every: Option<usize>) -> Vec<BatchRequest> {
 }
 
 /// A job over `reqs` split by `limits`, with its shards' bytes.
-pub fn job_for(reqs: &[BatchRequest], limits: ShardLimits, tweak: impl FnOnce(&mut JobConfig)) -> (Job, JobPlan, Vec<Vec<u8>>, JobConfig) {
-    let opts = BatchOptions::new("gpt-4o-mini").endpoint(Endpoint::ChatCompletions).limits(limits);
+pub fn job_for(
+    reqs: &[BatchRequest],
+    limits: ShardLimits,
+    tweak: impl FnOnce(&mut JobConfig),
+) -> (Job, JobPlan, Vec<Vec<u8>>, JobConfig) {
+    let opts = BatchOptions::new("gpt-4o-mini")
+        .endpoint(Endpoint::ChatCompletions)
+        .limits(limits);
     let handle = BatchJob::from_requests(reqs, &opts, 7).unwrap();
     let plan = handle.plan().clone();
     let shards = handle.shard_bytes().to_vec();
@@ -603,7 +763,11 @@ pub fn job_for(reqs: &[BatchRequest], limits: ShardLimits, tweak: impl FnOnce(&m
 
 /// Checks the core invariant: every index has exactly one outcome.
 pub fn assert_every_request_once(h: &Harness, plan: &JobPlan) {
-    assert_eq!(h.durable.len() as u64, plan.len(), "every request has an outcome");
+    assert_eq!(
+        h.durable.len() as u64,
+        plan.len(),
+        "every request has an outcome"
+    );
     for (i, r) in &h.durable {
         assert_eq!(r.index, *i);
         assert_eq!(r.custom_id, plan.custom_id(*i));
