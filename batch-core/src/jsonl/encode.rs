@@ -318,22 +318,22 @@ impl ShardEncoder {
     /// # Errors
     ///
     /// An [`InputError`] for a request that breaks a rule of the batch (see
-    /// [`ShardEncoder`]). `out` is then unchanged.
+    /// [`ShardEncoder`]). `out` then holds the same bytes as before (its
+    /// capacity may have grown).
     pub fn try_push(
         &mut self,
         line: u64,
         req: &BatchRequest,
         out: &mut Vec<u8>,
     ) -> Result<Push, InputError> {
-        self.check(line, req)?;
         let start = out.len();
         encode_line(req, out);
         let len = (out.len() - start) as u64;
-        let room = self.room(line, len);
-        if !matches!(room, Ok(None)) {
+        let decision = self.decide(line, req, len);
+        if !matches!(decision, Ok(None)) {
             out.truncate(start);
         }
-        Ok(match room? {
+        Ok(match decision? {
             Some(limit) => Push::Full(limit),
             None => self.record(line, req, len),
         })
@@ -392,10 +392,9 @@ impl ShardEncoder {
         scratch: &mut Vec<u8>,
         w: &mut W,
     ) -> Result<Push, PushError> {
-        self.check(line, req)?;
         encode_line(req, scratch);
         let len = scratch.len() as u64;
-        if let Some(limit) = self.room(line, len)? {
+        if let Some(limit) = self.decide(line, req, len)? {
             return Ok(Push::Full(limit));
         }
         w.write_all(scratch)?;
@@ -451,12 +450,24 @@ impl ShardEncoder {
     /// Checks and records `req` as [`try_push`](ShardEncoder::try_push)
     /// would, without writing it anywhere.
     fn admit(&mut self, line: u64, req: &BatchRequest) -> Result<Push, InputError> {
-        self.check(line, req)?;
         let len = encoded_len(req);
-        Ok(match self.room(line, len)? {
+        Ok(match self.decide(line, req, len)? {
             Some(limit) => Push::Full(limit),
             None => self.record(line, req, len),
         })
+    }
+
+    /// Whether `req`, encoded in `len` bytes, goes into the current shard:
+    /// `None` if it does, the limit it reaches if the shard is full, an error
+    /// if it breaks a rule.
+    fn decide(
+        &self,
+        line: u64,
+        req: &BatchRequest,
+        len: u64,
+    ) -> Result<Option<ShardLimit>, InputError> {
+        self.check(line, req)?;
+        self.room(line, len)
     }
 
     /// The rules that hold whatever the shard: `custom_id`, `url`, model.
