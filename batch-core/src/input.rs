@@ -495,9 +495,9 @@ impl RequestTemplate {
             (Some(SystemSlot::Message), system) => {
                 let mut messages = Vec::with_capacity(2);
                 if let Some(system) = system {
-                    messages.push(chat_message("system", system));
+                    messages.push(chat_message("system", Value::from(system.as_str())));
                 }
-                messages.push(chat_message("user", &item.message));
+                messages.push(chat_message("user", message));
                 body.insert(shape.message.into(), Value::Array(messages));
             }
             (Some(SystemSlot::Key(key)), Some(system)) => {
@@ -536,10 +536,10 @@ impl RequestTemplate {
     }
 }
 
-fn chat_message(role: &str, content: &str) -> Value {
+fn chat_message(role: &str, content: Value) -> Value {
     let mut m = Map::new();
     m.insert("role".into(), Value::from(role));
-    m.insert("content".into(), Value::from(content));
+    m.insert("content".into(), content);
     Value::Object(m)
 }
 
@@ -756,7 +756,7 @@ fn kind(v: &Value) -> &'static str {
 /// `serde_json::Map` is sorted by default but keeps insertion order when any
 /// crate in the build turns on `serde_json/preserve_order`; this keeps the
 /// bytes of an encoded request independent of that.
-pub(crate) struct SortedMap<'a>(pub(crate) &'a Map<String, Value>);
+struct SortedMap<'a>(&'a Map<String, Value>);
 
 struct SortedValue<'a>(&'a Value);
 

@@ -197,8 +197,9 @@ pub enum Push {
     /// nothing recorded. Call [`ShardEncoder::finish_shard`], then push the
     /// same request again into the next shard's output.
     ///
-    /// Only returned when the current shard holds at least one line, so the
-    /// retry into an empty shard never returns `Full` again.
+    /// Only returned for a request that fits in an empty shard (and so only
+    /// when the current shard holds at least one line): the retry into the
+    /// next shard never returns `Full` again.
     Full(ShardLimit),
 }
 
@@ -252,8 +253,9 @@ pub enum PushError {
 ///    [`max_bytes`](EncodeConfig::max_bytes) is not written. `try_push`
 ///    reports it as [`Push::Full`]; [`push`](ShardEncoder::push) as
 ///    [`Problem::TooManyRequests`] or [`Problem::TooManyBytes`]. A line
-///    longer than `max_bytes` on its own can never be written and is always
-///    an error.
+///    longer than `max_bytes` on its own (or any line, when `max_requests`
+///    is 0) can never be written, and is an error from both, whatever the
+///    shard holds.
 ///
 /// On any error or `Full`, the output is unchanged and the encoder's state
 /// is as before the call. `custom_id`s and the model are tracked across
@@ -316,25 +318,22 @@ impl ShardEncoder {
     /// # Errors
     ///
     /// An [`InputError`] for a request that breaks a rule of the batch (see
-    /// [`ShardEncoder`]). `out` is then unchanged.
+    /// [`ShardEncoder`]). `out` then holds the same bytes as before (its
+    /// capacity may have grown).
     pub fn try_push(
         &mut self,
         line: u64,
         req: &BatchRequest,
         out: &mut Vec<u8>,
     ) -> Result<Push, InputError> {
-        self.check(line, req)?;
-        if let Some(limit) = self.room(line, 0)? {
-            return Ok(Push::Full(limit));
-        }
         let start = out.len();
         encode_line(req, out);
         let len = (out.len() - start) as u64;
-        let room = self.room(line, len);
-        if !matches!(room, Ok(None)) {
+        let decision = self.decide(line, req, len);
+        if !matches!(decision, Ok(None)) {
             out.truncate(start);
         }
-        Ok(match room? {
+        Ok(match decision? {
             Some(limit) => Push::Full(limit),
             None => self.record(line, req, len),
         })
@@ -393,13 +392,9 @@ impl ShardEncoder {
         scratch: &mut Vec<u8>,
         w: &mut W,
     ) -> Result<Push, PushError> {
-        self.check(line, req)?;
-        if let Some(limit) = self.room(line, 0)? {
-            return Ok(Push::Full(limit));
-        }
         encode_line(req, scratch);
         let len = scratch.len() as u64;
-        if let Some(limit) = self.room(line, len)? {
+        if let Some(limit) = self.decide(line, req, len)? {
             return Ok(Push::Full(limit));
         }
         w.write_all(scratch)?;
@@ -455,15 +450,24 @@ impl ShardEncoder {
     /// Checks and records `req` as [`try_push`](ShardEncoder::try_push)
     /// would, without writing it anywhere.
     fn admit(&mut self, line: u64, req: &BatchRequest) -> Result<Push, InputError> {
-        self.check(line, req)?;
-        if let Some(limit) = self.room(line, 0)? {
-            return Ok(Push::Full(limit));
-        }
         let len = encoded_len(req);
-        Ok(match self.room(line, len)? {
+        Ok(match self.decide(line, req, len)? {
             Some(limit) => Push::Full(limit),
             None => self.record(line, req, len),
         })
+    }
+
+    /// Whether `req`, encoded in `len` bytes, goes into the current shard:
+    /// `None` if it does, the limit it reaches if the shard is full, an error
+    /// if it breaks a rule.
+    fn decide(
+        &self,
+        line: u64,
+        req: &BatchRequest,
+        len: u64,
+    ) -> Result<Option<ShardLimit>, InputError> {
+        self.check(line, req)?;
+        self.room(line, len)
     }
 
     /// The rules that hold whatever the shard: `custom_id`, `url`, model.
@@ -511,19 +515,21 @@ impl ShardEncoder {
 
     /// Whether a line of `len` bytes fits in the current shard: `None` if it
     /// does, the limit it reaches if not. An error if it could not fit even
-    /// in an empty shard.
+    /// in an empty shard, so `Full` always means the next shard will take it.
     fn room(&self, line: u64, len: u64) -> Result<Option<ShardLimit>, InputError> {
-        let full = if self.lines >= self.cfg.max_requests {
+        if self.cfg.max_requests == 0 {
+            return Err(self.limit_error(line, ShardLimit::Requests));
+        }
+        if len > self.cfg.max_bytes {
+            return Err(self.limit_error(line, ShardLimit::Bytes));
+        }
+        Ok(if self.lines >= self.cfg.max_requests {
             Some(ShardLimit::Requests)
         } else if self.bytes.saturating_add(len) > self.cfg.max_bytes {
             Some(ShardLimit::Bytes)
         } else {
             None
-        };
-        match full {
-            Some(limit) if self.lines == 0 => Err(self.limit_error(line, limit)),
-            full => Ok(full),
-        }
+        })
     }
 
     fn record(&mut self, line: u64, req: &BatchRequest, len: u64) -> Push {
@@ -964,6 +970,22 @@ mod tests {
             ShardEncoder::new(EncodeConfig::new(SRC, Endpoint::ChatCompletions).max_requests(0));
         let e = rejected(&mut none, 1, &chat("a", "m"), &mut out);
         assert_eq!(e, err(1, "", Problem::TooManyRequests { max: 0 }));
+    }
+
+    #[test]
+    fn a_line_too_big_for_any_shard_is_an_error_even_when_the_shard_is_full() {
+        let small = encoded_len(&chat("a", "m"));
+        let cfg = EncodeConfig::new(SRC, Endpoint::ChatCompletions)
+            .max_requests(1)
+            .max_bytes(small);
+        let mut enc = ShardEncoder::new(cfg);
+        let mut out = Vec::new();
+        let _ = written(enc.try_push(1, &chat("a", "m"), &mut out).expect("fits"));
+        // Reporting `Full` here would make the caller open a shard that the
+        // line cannot go into either.
+        let big = chat("b-with-a-much-longer-custom-id", "m");
+        let e = rejected(&mut enc, 2, &big, &mut out);
+        assert_eq!(e, err(2, "", Problem::TooManyBytes { max: small }));
     }
 
     #[test]
