@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use batch_core::api::{self, ApiConfig, Batch, List};
+use batch_core::api::{self, ApiBase, ApiConfig, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter,
@@ -41,7 +41,7 @@ impl ClientConfig {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    api: ApiConfig,
+    api: ApiBase,
 }
 
 impl Client {
@@ -57,12 +57,11 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.io_timeout)
-            .user_agent(config.api.user_agent())
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         Ok(Client {
             http,
-            api: config.api,
+            api: ApiBase::new(&config.api).map_err(|e| Error::Setup(e.to_string()))?,
         })
     }
 
@@ -80,8 +79,8 @@ impl Client {
         &self.http
     }
 
-    /// The API settings.
-    pub fn api(&self) -> &ApiConfig {
+    /// The API settings, checked.
+    pub fn api(&self) -> &ApiBase {
         &self.api
     }
 
@@ -181,8 +180,13 @@ impl Client {
         let summary = self
             .drive(job, StopAfter::Finished, &SystemClock, on_result, on_event)
             .await?;
-        summary.verdict()?;
-        Ok(summary)
+        match summary.verdict() {
+            Ok(()) => Ok(summary),
+            Err(reason) => Err(Error::Ended {
+                reason,
+                results: Vec::new(),
+            }),
+        }
     }
 
     /// Submits `items`, waits, and returns every outcome in input order.
@@ -239,8 +243,14 @@ impl Client {
         limit: Option<u32>,
         after: Option<&str>,
     ) -> Result<List<Batch>, Error> {
-        let request =
-            api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
+        let request = api::list_batches(
+            &self.api,
+            &ListBatches {
+                after: after.map(str::to_owned),
+                limit,
+            },
+        )
+        .map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
         let request = reqwest::Request::try_from(http::Request::from_parts(
             parts,
@@ -276,11 +286,10 @@ impl Client {
             )
             .await?;
         results.sort_by_key(|r| r.index);
-        summary.verdict().map_err(|mut e| {
-            e.attach_results(std::mem::take(&mut results));
-            e
-        })?;
-        Ok(results)
+        match summary.verdict() {
+            Ok(()) => Ok(results),
+            Err(reason) => Err(Error::Ended { reason, results }),
+        }
     }
 
     async fn drive(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use batch_core::api::{self, ApiConfig, Batch, List};
+use batch_core::api::{self, ApiBase, ApiConfig, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter,
@@ -41,7 +41,7 @@ impl ClientConfig {
 #[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    api: ApiConfig,
+    api: ApiBase,
 }
 
 impl Client {
@@ -58,12 +58,11 @@ impl Client {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_per_read(Some(config.io_timeout))
             .timeout_per_write(Some(config.io_timeout))
-            .user_agent(config.api.user_agent())
             .build()
             .into();
         Ok(Client {
             agent,
-            api: config.api,
+            api: ApiBase::new(&config.api).map_err(|e| Error::Setup(e.to_string()))?,
         })
     }
 
@@ -81,8 +80,8 @@ impl Client {
         &self.agent
     }
 
-    /// The API settings.
-    pub fn api(&self) -> &ApiConfig {
+    /// The API settings, checked.
+    pub fn api(&self) -> &ApiBase {
         &self.api
     }
 
@@ -177,8 +176,13 @@ impl Client {
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
         let summary = self.drive(job, StopAfter::Finished, &SystemClock, on_result, on_event)?;
-        summary.verdict()?;
-        Ok(summary)
+        match summary.verdict() {
+            Ok(()) => Ok(summary),
+            Err(reason) => Err(Error::Ended {
+                reason,
+                results: Vec::new(),
+            }),
+        }
     }
 
     /// Submits `items`, waits, and returns every outcome in input order.
@@ -231,8 +235,14 @@ impl Client {
     /// # Errors
     /// Fails on a transport error or a non-2xx answer.
     pub fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Error> {
-        let request =
-            api::list_batches(&self.api, limit, after).map_err(|e| Error::Setup(e.to_string()))?;
+        let request = api::list_batches(
+            &self.api,
+            &ListBatches {
+                after: after.map(str::to_owned),
+                limit,
+            },
+        )
+        .map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
         let response = self
             .agent
@@ -257,11 +267,10 @@ impl Client {
             &mut |_| {},
         )?;
         results.sort_by_key(|r| r.index);
-        summary.verdict().map_err(|mut e| {
-            e.attach_results(std::mem::take(&mut results));
-            e
-        })?;
-        Ok(results)
+        match summary.verdict() {
+            Ok(()) => Ok(results),
+            Err(reason) => Err(Error::Ended { reason, results }),
+        }
     }
 
     fn drive(

@@ -1,6 +1,6 @@
 //! Errors of the blocking transport: the core's, plus local IO.
 
-use batch_core::job::{JobEndError, JobError};
+use batch_core::job::{JobEndError, JobError, JobResult};
 
 /// What can go wrong running a job with this transport.
 #[derive(Debug, thiserror::Error)]
@@ -9,10 +9,16 @@ pub enum Error {
     /// The job could not run (bad input, the API refused, driver misuse).
     #[error(transparent)]
     Job(#[from] JobError),
-    /// The job ran, but its batch did not complete (failed, expired,
-    /// cancelled, timed out). The results it did get are inside.
-    #[error(transparent)]
-    Ended(#[from] Box<JobEndError>),
+    /// The job ran, but a batch did not complete (failed, expired,
+    /// cancelled, timed out). The results it did get are inside, in input
+    /// order (empty when they were streamed to a callback).
+    #[error("{reason}")]
+    Ended {
+        /// Why.
+        reason: Box<JobEndError>,
+        /// Every request's outcome, including the partial results.
+        results: Vec<JobResult>,
+    },
     /// Writing results or a checkpoint, or reading a shard, failed.
     #[error("writing results or checkpoint failed")]
     Io(#[from] std::io::Error),
