@@ -36,10 +36,9 @@ pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
             FailureKind::NotSent
         }
-        ureq::Error::Timeout(t) => match t {
-            ureq::Timeout::Resolve | ureq::Timeout::Connect => FailureKind::NotSent,
-            _ => FailureKind::OutcomeUnknown,
-        },
+        ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
+            FailureKind::NotSent
+        }
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
             FailureKind::NotSent
         }

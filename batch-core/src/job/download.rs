@@ -137,12 +137,6 @@ impl Download {
     pub(super) fn interrupted(&mut self) {
         self.decoder.rewind_to_line_boundary();
     }
-
-    /// How many bytes the decoder holds (never more than the line cap).
-    #[cfg(test)]
-    pub(super) fn buffered_len(&self) -> usize {
-        self.decoder.buffered_len()
-    }
 }
 
 fn push_line(ev: LineEvent<'_>, max: usize, out: &mut Vec<DownloadEvent>) {

@@ -1134,13 +1134,13 @@ impl Job {
         let sh = &mut self.shards[i];
         sh.polled = true;
         let status = batch.status.clone();
-        let counts = batch.request_counts.clone().unwrap_or_default();
+        let counts = batch.request_counts.unwrap_or_default();
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
             let ev = JobEvent::Progress {
                 shard: sh.plan.index,
                 batch_id: batch.id.clone(),
                 status: status.clone(),
-                counts: counts.clone(),
+                counts,
             };
             sh.status = Some(status.clone());
             sh.counts = Some(counts);
@@ -1155,31 +1155,33 @@ impl Job {
             });
             return;
         }
-        if status == BatchStatus::Failed && is_token_limit(&batch) && !self.cancel_requested {
-            if sh.requeues < self.cfg.max_requeues {
-                sh.requeues += 1;
-                let shift = sh.requeues.saturating_sub(1).min(16);
-                let delay = self
-                    .cfg
-                    .requeue_delay
-                    .saturating_mul(1 << shift)
-                    .min(Duration::from_secs(1800));
-                let at = now.saturating_add(delay);
-                sh.batch_id = None;
-                sh.status = None;
-                sh.counts = None;
-                sh.batch = None;
-                sh.not_before = at;
-                sh.wait_reason = Some(WaitReason::Requeue {
-                    shard: sh.plan.index,
-                });
-                self.dirty = true;
-                let reason = first_error_message(&batch)
-                    .unwrap_or_else(|| "enqueued token limit reached".into());
-                let shard = self.shards[i].plan.index;
-                self.event(JobEvent::Requeued { shard, at, reason });
-                return;
-            }
+        if status == BatchStatus::Failed
+            && is_token_limit(&batch)
+            && !self.cancel_requested
+            && sh.requeues < self.cfg.max_requeues
+        {
+            sh.requeues += 1;
+            let shift = sh.requeues.saturating_sub(1).min(16);
+            let delay = self
+                .cfg
+                .requeue_delay
+                .saturating_mul(1 << shift)
+                .min(Duration::from_secs(1800));
+            let at = now.saturating_add(delay);
+            sh.batch_id = None;
+            sh.status = None;
+            sh.counts = None;
+            sh.batch = None;
+            sh.not_before = at;
+            sh.wait_reason = Some(WaitReason::Requeue {
+                shard: sh.plan.index,
+            });
+            self.dirty = true;
+            let reason = first_error_message(&batch)
+                .unwrap_or_else(|| "enqueued token limit reached".into());
+            let shard = self.shards[i].plan.index;
+            self.event(JobEvent::Requeued { shard, at, reason });
+            return;
         }
         sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
             .into_iter()
@@ -1230,11 +1232,7 @@ impl Job {
         let mut per_line = BTreeMap::new();
         if let Some(errors) = batch.and_then(|b| b.errors.as_ref()) {
             for e in &errors.data {
-                if let Some(line) = e
-                    .line
-                    .and_then(|l| u64::try_from(l).ok())
-                    .filter(|l| *l >= 1)
-                {
+                if let Some(line) = e.line.filter(|l| *l >= 1) {
                     per_line.insert(line - 1, NotProcessed {
                         code: e.code.clone().unwrap_or_else(|| "batch_failed".into()),
                         message: format!(
@@ -1648,7 +1646,7 @@ impl Shard {
             create: effect_to(self.create),
             requeues: self.requeues,
             status: self.status.clone(),
-            counts: self.counts.clone(),
+            counts: self.counts,
             cancel_sent: self.cancel_sent,
             end: self.end.clone(),
             tally: if self.end.is_some() {
@@ -1666,7 +1664,7 @@ impl Shard {
             file_id: self.file_id.clone(),
             batch_id: self.batch_id.clone(),
             status: self.status.clone(),
-            counts: self.counts.clone(),
+            counts: self.counts,
             end: self.end.clone(),
             succeeded: self.tally.succeeded,
             failed: self.tally.failed,

@@ -374,11 +374,7 @@ impl SimApi {
         let t = now.saturating_sub(b.created_ms);
         let processed_at = |t: u64| -> u64 {
             let run_t = t.saturating_sub(c.validate_ms);
-            let p = if c.run_ms == 0 {
-                n
-            } else {
-                (n * run_t.min(c.run_ms)) / c.run_ms
-            };
+            let p = (n * run_t.min(c.run_ms)).checked_div(c.run_ms).unwrap_or(n);
             match c.stall_at {
                 Some(f) => p.min((n as f64 * f) as u64),
                 None => p,
