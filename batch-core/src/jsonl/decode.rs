@@ -458,18 +458,10 @@ impl Lines<'_> {
                 } else if dec.tail.len() + n > max {
                     let so_far = (dec.tail.len() + n) as u64;
                     let take = max - dec.tail.len();
-                    let piece = match src {
-                        Src::Pending => &dec.pending[base..base + take],
-                        _ => &self.chunk[base..base + take],
-                    };
-                    push_tail(&mut dec.tail, piece, max);
+                    push_tail(&mut dec.tail, &data[..take], max);
                     dec.overlong = Some(so_far);
                 } else {
-                    let piece = match src {
-                        Src::Pending => &dec.pending[base..],
-                        _ => &self.chunk[base..],
-                    };
-                    push_tail(&mut dec.tail, piece, max);
+                    push_tail(&mut dec.tail, data, max);
                 }
                 continue;
             };
@@ -518,10 +510,7 @@ impl Lines<'_> {
             }
             // The line straddles chunks: finish it in the tail.
             let total = dec.tail.len() + i;
-            let piece = match src {
-                Src::Pending => &dec.pending[base..base + i],
-                _ => &self.chunk[base..base + i],
-            };
+            let piece = &data[..i];
             if total > max {
                 let take = max - dec.tail.len();
                 push_tail(&mut dec.tail, &piece[..take], max);
