@@ -380,6 +380,17 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// A tool call with the given ID, name and arguments text.
+    pub fn new(id: Option<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        ToolCall {
+            id,
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+}
+
 /// Token usage, normalised across endpoints.
 ///
 /// Chat and completions report `prompt_tokens`/`completion_tokens`, the

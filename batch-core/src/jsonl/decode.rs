@@ -6,44 +6,9 @@
 //! result file of any size is decoded in memory bounded by that cap (h11's
 //! `max_incomplete_event_size`, rustls's `VecInput` limit).
 //!
-//! # Rules
-//!
-//! - A line ends at `\n`. The `\n` and one `\r` before it are stripped.
-//! - Lines are numbered from 1 by physical position, as an editor shows them.
-//!   Blank lines (empty, or only spaces, tabs and `\r`) are skipped but still
-//!   counted, so the numbers in errors match what a user sees.
-//! - A line's length is the number of bytes before its `\n` (a `\r` counts).
-//!   A line longer than the cap is reported once, as [`LineEvent::TooLong`],
-//!   when it ends. Its bytes past the cap are counted and dropped, never
-//!   buffered; the event lends the first `max_line_bytes` bytes as a prefix.
-//! - End of input is an event with meaning: [`LineDecoder::finish`] reports
-//!   the bytes after the last `\n`. With [`FinalNewline::Required`] (the
-//!   default, for downloaded result files) they are [`LineEvent::Truncated`],
-//!   never parsed. With [`FinalNewline::Optional`] (for user input files,
-//!   where a missing final newline is normal) they are a last line.
-//! - The events are the same however the input is split into chunks.
-//!
-//! # Lending
-//!
-//! [`LineDecoder::feed`] returns a [`Lines`] that lends each line: from the
-//! chunk when the line lies inside it, or from the internal tail buffer for
-//! the one line that straddles chunks. Nothing is copied for lines inside a
-//! chunk. Drain it with [`Lines::next_line`] until `None` before feeding the
-//! next chunk. If a `Lines` is dropped early, the undrained rest of its
-//! chunk is kept and yielded first by the next `feed` or `finish`: no line is
-//! lost and no state is torn. Those kept bytes are the only memory that can
-//! grow past the cap, and only when the caller stops draining
-//! ([`LineDecoder::pending_len`] shows them).
-//!
-//! # Resuming a cut-off download
-//!
-//! [`LineDecoder::complete_bytes`] is the offset just after the last complete
-//! line handled, and [`LineDecoder::is_at_line_boundary`] says whether any
-//! partial line is held. After a connection dies mid-file, call
-//! [`LineDecoder::rewind_to_line_boundary`] and fetch the rest with
-//! `Range: bytes=<complete_bytes>-`; a strict `finish` that reports
-//! truncation rewinds the same way. A new decoder can take over from a
-//! checkpoint with [`LineDecoder::resume_at`].
+//! The rules, the lending contract and resuming are documented on
+//! [`LineDecoder`] (this module is private; its items are re-exported by
+//! [`jsonl`](super)).
 
 use std::fmt;
 
@@ -177,7 +142,46 @@ impl fmt::Debug for LineEvent<'_> {
 
 /// Splits a byte stream into lines, chunk by chunk, in bounded memory.
 ///
-/// See the [module docs](self) for the rules. Typical use:
+/// # Rules
+///
+/// - A line ends at `\n`. The `\n` and one `\r` before it are stripped.
+/// - Lines are numbered from 1 by physical position, as an editor shows them.
+///   Blank lines (empty, or only spaces, tabs and `\r`) are skipped but still
+///   counted, so the numbers in errors match what a user sees.
+/// - A line's length is the number of bytes before its `\n` (a `\r` counts).
+///   A line longer than the cap is reported once, as [`LineEvent::TooLong`],
+///   when it ends. Its bytes past the cap are counted and dropped, never
+///   buffered; the event lends the first `max_line_bytes` bytes as a prefix.
+/// - End of input is an event with meaning: [`LineDecoder::finish`] reports
+///   the bytes after the last `\n`. With [`FinalNewline::Required`] (the
+///   default, for downloaded result files) they are [`LineEvent::Truncated`],
+///   never parsed. With [`FinalNewline::Optional`] (for user input files,
+///   where a missing final newline is normal) they are a last line.
+/// - The events are the same however the input is split into chunks.
+///
+/// # Lending
+///
+/// [`LineDecoder::feed`] returns a [`Lines`] that lends each line: from the
+/// chunk when the line lies inside it, or from the internal tail buffer for
+/// the one line that straddles chunks. Nothing is copied for lines inside a
+/// chunk. Drain it with [`Lines::next_line`] until `None` before feeding the
+/// next chunk. If a `Lines` is dropped early, the undrained rest of its
+/// chunk is kept and yielded first by the next `feed` or `finish`: no line is
+/// lost and no state is torn. Those kept bytes are the only memory that can
+/// grow past the cap, and only when the caller stops draining
+/// ([`LineDecoder::pending_len`] shows them).
+///
+/// # Resuming a cut-off download
+///
+/// [`LineDecoder::complete_bytes`] is the offset just after the last complete
+/// line handled, and [`LineDecoder::is_at_line_boundary`] says whether any
+/// partial line is held. After a connection dies mid-file, call
+/// [`LineDecoder::rewind_to_line_boundary`] and fetch the rest with
+/// `Range: bytes=<complete_bytes>-`; a strict `finish` that reports
+/// truncation rewinds the same way. A new decoder can take over from a
+/// checkpoint with [`LineDecoder::resume_at`].
+///
+/// # Example
 ///
 /// ```
 /// use batch_core::jsonl::{LineDecoder, LineEvent};
@@ -458,18 +462,10 @@ impl Lines<'_> {
                 } else if dec.tail.len() + n > max {
                     let so_far = (dec.tail.len() + n) as u64;
                     let take = max - dec.tail.len();
-                    let piece = match src {
-                        Src::Pending => &dec.pending[base..base + take],
-                        _ => &self.chunk[base..base + take],
-                    };
-                    push_tail(&mut dec.tail, piece, max);
+                    push_tail(&mut dec.tail, &data[..take], max);
                     dec.overlong = Some(so_far);
                 } else {
-                    let piece = match src {
-                        Src::Pending => &dec.pending[base..],
-                        _ => &self.chunk[base..],
-                    };
-                    push_tail(&mut dec.tail, piece, max);
+                    push_tail(&mut dec.tail, data, max);
                 }
                 continue;
             };
@@ -518,10 +514,7 @@ impl Lines<'_> {
             }
             // The line straddles chunks: finish it in the tail.
             let total = dec.tail.len() + i;
-            let piece = match src {
-                Src::Pending => &dec.pending[base..base + i],
-                _ => &self.chunk[base..base + i],
-            };
+            let piece = &data[..i];
             if total > max {
                 let take = max - dec.tail.len();
                 push_tail(&mut dec.tail, &piece[..take], max);

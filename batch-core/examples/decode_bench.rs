@@ -1,0 +1,151 @@
+//! Decoding throughput on a large synthetic result file.
+//!
+//! Builds a few megabytes of realistic result lines once, then streams them
+//! over and over through a fixed read buffer, as a transport reading a
+//! download would, into the bare line decoder and into the full
+//! `ResultStream` (decode + parse). Prints MB/s and the largest tail buffer
+//! seen; nothing is asserted.
+//!
+//! ```sh
+//! cargo run --release -p batch-core --example decode_bench -- [megabytes]
+//! ```
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::time::Instant;
+
+use batch_core::jsonl::LineDecoder;
+use batch_core::results::{ResultEvent, ResultStream};
+use serde_json::json;
+
+const MAX_LINE: usize = 1 << 20;
+
+/// About 4 MiB of lines: mostly chat completions, some errors, now and then
+/// an embeddings line of ~60 KB.
+fn block() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    while out.len() < 4 << 20 {
+        n += 1;
+        let line = match n % 50 {
+            0 => {
+                let v: Vec<f64> = (0..3072)
+                    .map(|i| ((i * 7919 + n) % 1000) as f64 / 1e4 - 0.05)
+                    .collect();
+                json!({"id": format!("batch_req_{n}"), "custom_id": format!("emb-{n}"),
+                       "response": {"status_code": 200, "request_id": "req", "body": {
+                           "object": "list", "model": "text-embedding-3-large",
+                           "data": [{"object": "embedding", "index": 0, "embedding": v}],
+                           "usage": {"prompt_tokens": 9, "total_tokens": 9}}}, "error": null})
+            }
+            1..=4 => json!({"id": format!("batch_req_{n}"), "custom_id": format!("req-{n}"),
+                "response": {"status_code": 400, "request_id": "req", "body": {"error": {
+                    "message": "Invalid value for 'temperature'.", "type": "invalid_request_error",
+                    "param": "temperature", "code": "invalid_value"}}}, "error": null}),
+            _ => json!({"id": format!("batch_req_{n}"), "custom_id": format!("req-{n}"),
+                "response": {"status_code": 200, "request_id": "req", "body": {
+                    "id": "chatcmpl-x", "object": "chat.completion", "created": 1_741_793_523,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [{"index": 0, "message": {"role": "assistant",
+                        "content": format!("```json\n{{\"label\": \"positive\", \"score\": 0.{n:04}, \"reason\": \"The review praises the food and the service at length.\"}}\n```"),
+                        "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 112, "completion_tokens": 31, "total_tokens": 143,
+                              "prompt_tokens_details": {"cached_tokens": 64}}}}, "error": null}),
+        };
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out
+}
+
+/// Calls `f` with successive `chunk`-byte reads of `total` bytes of
+/// `block` repeated.
+fn stream(block: &[u8], total: usize, chunk: usize, mut f: impl FnMut(&[u8])) {
+    let mut buf = vec![0u8; chunk];
+    let (mut pos, mut sent) = (0, 0);
+    while sent < total {
+        let want = chunk.min(total - sent);
+        let mut filled = 0;
+        while filled < want {
+            let n = (want - filled).min(block.len() - pos);
+            buf[filled..filled + n].copy_from_slice(&block[pos..pos + n]);
+            filled += n;
+            pos = (pos + n) % block.len();
+        }
+        f(&buf[..want]);
+        sent += want;
+    }
+}
+
+fn mb_per_s(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / secs
+}
+
+fn main() {
+    let megabytes: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(256);
+    let block = block();
+    // Whole blocks only, so the file ends at a line boundary.
+    let total = (megabytes << 20).div_ceil(block.len()) * block.len();
+    println!(
+        "synthetic result file: {:.0} MiB ({} passes over a {:.1} MiB block of lines), cap {} KiB",
+        total as f64 / 1048576.0,
+        total / block.len(),
+        block.len() as f64 / 1048576.0,
+        MAX_LINE >> 10
+    );
+
+    for chunk in [64 << 10, 1500] {
+        let mut dec = LineDecoder::new(MAX_LINE);
+        let (mut lines, mut peak) = (0u64, 0usize);
+        let start = Instant::now();
+        stream(&block, total, chunk, |c| {
+            let mut it = dec.feed(c);
+            while it.next_line().is_some() {
+                lines += 1;
+            }
+            drop(it);
+            peak = peak.max(dec.buffered_len());
+        });
+        assert!(
+            dec.finish().next_line().is_none(),
+            "the file ends at a line boundary"
+        );
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "line decoder, {:>5}-byte chunks: {:>8.0} MB/s, {lines} lines, peak tail {peak} bytes",
+            chunk,
+            mb_per_s(total, secs)
+        );
+    }
+
+    // Parsing is much slower than splitting; a quarter of the bytes is enough.
+    let parse_total = (total / 4).div_ceil(block.len()) * block.len();
+    let mut rs = ResultStream::new(MAX_LINE);
+    let (mut ok, mut failed, mut other, mut peak) = (0u64, 0u64, 0u64, 0usize);
+    let start = Instant::now();
+    stream(&block, parse_total, 64 << 10, |c| {
+        for ev in rs.feed(c) {
+            match ev {
+                ResultEvent::Record(r) if r.is_success() => ok += 1,
+                ResultEvent::Record(_) => failed += 1,
+                _ => other += 1,
+            }
+        }
+        peak = peak.max(rs.decoder().buffered_len());
+    });
+    other += rs.finish().count() as u64;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "result stream (decode + parse), 65536-byte chunks: {:.0} MB/s, {:.0} records/s \
+         ({ok} ok, {failed} failed, {other} other), peak tail {peak} bytes",
+        mb_per_s(parse_total, secs),
+        (ok + failed) as f64 / secs
+    );
+}

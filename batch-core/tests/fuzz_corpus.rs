@@ -1,0 +1,63 @@
+//! Replays the checked-in fuzz corpus (tests/fuzz-corpus/<target>/) through
+//! the fuzz bodies, so the targets are exercised on every test run.
+#![cfg(feature = "fuzzing")]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+
+use batch_core::fuzzing;
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-corpus")
+        .join(target);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no corpus for {target}");
+    for path in paths {
+        let data =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        body(&data);
+    }
+}
+
+#[test]
+fn result_line_corpus() {
+    replay("result_line", fuzzing::result_line);
+}
+
+#[test]
+fn result_stream_corpus() {
+    replay("result_stream", fuzzing::result_stream);
+}
+
+#[test]
+fn line_decoder_corpus() {
+    replay("line_decoder", fuzzing::line_decoder);
+}
+
+#[test]
+fn fixtures_through_every_body() {
+    // The realistic fixtures, as single lines and as streams with a few
+    // different caps and cut points.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let file = std::fs::read(entry.expect("entry").path()).expect("fixture");
+        for line in file.split(|&b| b == b'\n') {
+            fuzzing::result_line(line);
+        }
+        for header in [
+            &[255u8, 3, 1, 0, 200, 0, 201, 0][..],
+            &[61, 1, 77, 1],
+            &[0, 0],
+            &[33, 2, 5, 0, 9, 0],
+        ] {
+            let data = [header, &file[..]].concat();
+            fuzzing::result_stream(&data);
+            fuzzing::line_decoder(&data);
+        }
+    }
+}
