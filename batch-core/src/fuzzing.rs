@@ -148,29 +148,6 @@ fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layout_reads_cap_cuts_and_payload() {
-        let (max, cuts, payload) = layout(&[10, 2, 3, 0, 1, 0, b'a', b'b', b'\n']);
-        assert_eq!((max, cuts, payload), (25, vec![1, 3], &b"ab\n"[..]));
-        assert_eq!(layout(&[]), (0, vec![], &b""[..]));
-        // A header longer than the input is cut short, not read past.
-        assert_eq!(layout(&[0, 15, 1]), (0, vec![], &b""[..]));
-    }
-
-    #[test]
-    fn bodies_accept_empty_and_tiny_inputs() {
-        for data in [&b""[..], b"\x00", b"\xff\xff", b"\n", b"{}"] {
-            result_line(data);
-            result_stream(data);
-            line_decoder(data);
-        }
-    }
-}
-
 /// Response JSON: `Batch`, `FileObject`, list pages and the error envelope.
 ///
 /// Whatever parses must serialize and parse back to the same value, and
@@ -198,4 +175,27 @@ pub fn api_json(data: &[u8]) {
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let err = ApiError::from_response(status, &http::HeaderMap::new(), data);
     let _ = err.to_string();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_reads_cap_cuts_and_payload() {
+        let (max, cuts, payload) = layout(&[10, 2, 3, 0, 1, 0, b'a', b'b', b'\n']);
+        assert_eq!((max, cuts, payload), (25, vec![1, 3], &b"ab\n"[..]));
+        assert_eq!(layout(&[]), (0, vec![], &b""[..]));
+        // A header longer than the input is cut short, not read past.
+        assert_eq!(layout(&[0, 15, 1]), (0, vec![], &b""[..]));
+    }
+
+    #[test]
+    fn bodies_accept_empty_and_tiny_inputs() {
+        for data in [&b""[..], b"\x00", b"\xff\xff", b"\n", b"{}"] {
+            result_line(data);
+            result_stream(data);
+            line_decoder(data);
+        }
+    }
 }
