@@ -208,6 +208,22 @@ async fn batch_completes_and_every_request_is_answered_once() {
             .is_some_and(|s| s.starts_with("file-"))
     );
 
+    // Keys come in the API's order.
+    let raw = api
+        .content(done["output_file_id"].as_str().expect("id"))
+        .await;
+    let first = String::from_utf8_lossy(&raw)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(first.starts_with("{\"id\":\"batch_req_"), "{first}");
+    assert!(first.contains("\"custom_id\""));
+    let raw = api
+        .content(done["error_file_id"].as_str().expect("id"))
+        .await;
+    assert!(String::from_utf8_lossy(&raw).ends_with("\"error\":null}\n"));
+
     // A second download is identical (deterministic), and the counters agree.
     let again = api.result_lines(&done["output_file_id"]).await;
     assert_eq!(again, output);

@@ -23,6 +23,23 @@ use crate::util::derived_hex_id;
 
 pub(crate) type AppState = Arc<Shared>;
 
+/// The `{id}` path segment; a malformed one answers 400 in the envelope.
+pub(crate) struct Id(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Id, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| Id(id))
+            .map_err(|e| ApiError::invalid(format!("Invalid path: {e}")))
+    }
+}
+
 /// Builds the whole application.
 pub(crate) fn router(shared: AppState) -> Router {
     let api = Router::new()
