@@ -30,6 +30,13 @@ struct Args {
     /// Seed for ids, output order and probabilistic faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Virtual time at start-up, in Unix seconds (default: the wall clock).
+    #[arg(long)]
+    start_time: Option<i64>,
+    /// Stepped clock: ignore real time and move virtual time this many
+    /// seconds before each API request (makes answers reproducible).
+    #[arg(long)]
+    step_secs: Option<f64>,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -67,6 +74,21 @@ async fn main() -> ExitCode {
         .speed(args.speed)
         .seed(args.seed)
         .faults(faults);
+    if let Some(t) = args.start_time {
+        builder = builder.start_time(t);
+    }
+    if let Some(step) = args.step_secs {
+        match std::time::Duration::try_from_secs_f64(step) {
+            Ok(d) => builder = builder.step_per_request(d),
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "batch-emulator: --step-secs must be >= 0"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);
     }

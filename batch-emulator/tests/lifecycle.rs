@@ -268,6 +268,47 @@ async fn the_same_seed_gives_the_same_results() {
     assert_eq!(outputs[0], outputs[1]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepped_clock_gives_byte_identical_answers() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let emu = Emulator::builder()
+            .seed(9)
+            .start_time(1_750_000_000)
+            .step_per_request(Duration::from_secs(20))
+            .start()
+            .await
+            .expect("start");
+        let api = Api::new(&emu.base_url());
+        let mut lines: Vec<String> = (0..8)
+            .map(|i| chat_line(&format!("s{i}"), "same"))
+            .collect();
+        lines.push(chat_line("bad", "[[emulator:fail=429]]"));
+        let file_id = api.upload(&lines).await;
+        let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+        assert_eq!(b["created_at"], 1_750_000_040);
+        let id = b["id"].as_str().expect("id");
+        let mut polls = 0;
+        let done = loop {
+            polls += 1;
+            assert!(polls < 100, "stepped clock did not finish the batch");
+            let b = api.batch(id).await;
+            if b["status"] == "completed" {
+                break b;
+            }
+        };
+        let out = api
+            .content(done["output_file_id"].as_str().expect("out"))
+            .await;
+        let err = api
+            .content(done["error_file_id"].as_str().expect("err"))
+            .await;
+        runs.push((done.to_string(), polls, out, err));
+        emu.shutdown().await.expect("shutdown");
+    }
+    assert!(runs[0] == runs[1], "two runs differ");
+}
+
 async fn failed_errors(api: &Api, body: Vec<u8>, endpoint: &str) -> Vec<(String, Option<u64>)> {
     let (status, file) = api.upload_with("bad.jsonl", body, "batch").await;
     assert_eq!(status, 200, "{file}");

@@ -146,6 +146,11 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         .unwrap_or_default();
     let route = route_of(req.method(), &path);
     let route_name = route.map_or("unmatched", Route::as_str);
+    if let Some(step) = shared.cfg.step_per_request {
+        shared
+            .clock
+            .advance_ms(u64::try_from(step.as_millis()).unwrap_or(u64::MAX));
+    }
     let request_no = {
         let mut c = lock(&shared.counters);
         c.requests_total += 1;
