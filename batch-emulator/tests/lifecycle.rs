@@ -48,6 +48,12 @@ async fn batch_completes_and_every_request_is_answered_once() {
         "len-1",
         "a fairly long question to cut [[emulator:length]]",
     ));
+    // Bodies are checked when run: a missing parameter fails that request only.
+    lines.push(
+        json!({"custom_id": "no-messages", "method": "POST", "url": "/v1/chat/completions",
+               "body": {"model": "gpt-4o-mini"}})
+        .to_string(),
+    );
     let ids: Vec<String> = custom_ids(
         &lines
             .iter()
@@ -109,7 +115,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
     assert_eq!(done["model"], "gpt-4o-mini");
     assert_eq!(
         done["request_counts"],
-        json!({"total": 16, "completed": 14, "failed": 2})
+        json!({"total": 17, "completed": 14, "failed": 3})
     );
     for key in ["in_progress_at", "finalizing_at", "completed_at"] {
         assert!(done[key].is_i64(), "{key} unset: {done}");
@@ -131,7 +137,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
     let errors = api.result_lines(&done["error_file_id"]).await;
     assert_each_once(&ids, &output, &errors);
     assert_eq!(output.len(), 14);
-    assert_eq!(errors.len(), 2);
+    assert_eq!(errors.len(), 3);
     // Output order is not input order.
     let out_ids = custom_ids(&output);
     let input_order: Vec<&String> = ids.iter().filter(|i| out_ids.contains(i)).collect();
@@ -180,7 +186,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
         .map(|l| l["response"]["status_code"].as_u64().expect("status"))
         .collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [400, 503]);
+    assert_eq!(statuses, [400, 400, 503]);
     for line in &errors {
         assert_eq!(line["error"], Value::Null);
         let err = &line["response"]["body"]["error"];
@@ -189,6 +195,10 @@ async fn batch_completes_and_every_request_is_answered_once() {
         }
         if line["response"]["status_code"] == 400 {
             assert_eq!(err["type"], "invalid_request_error");
+        }
+        if line["custom_id"] == "no-messages" {
+            assert_eq!(err["param"], "messages");
+            assert_eq!(err["code"], "missing_required_parameter");
         }
     }
 
