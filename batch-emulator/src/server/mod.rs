@@ -115,12 +115,11 @@ fn check_auth(shared: &Shared, req: &Request) -> Result<(), ApiError> {
         None => token.is_empty(),
     };
     if wrong {
-        let shown: String = if token.len() > 8 {
-            format!(
-                "{}****{}",
-                &token[..3.min(token.len())],
-                &token[token.len() - 4..]
-            )
+        let chars: Vec<char> = token.chars().collect();
+        let shown: String = if chars.len() > 8 {
+            let head: String = chars[..3].iter().collect();
+            let tail: String = chars[chars.len() - 4..].iter().collect();
+            format!("{head}****{tail}")
         } else {
             "****".to_owned()
         };
