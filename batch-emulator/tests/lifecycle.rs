@@ -702,3 +702,20 @@ async fn restart_on_the_same_folder_keeps_files_and_batches() {
     assert_ne!(third["id"], done["id"]);
     emu.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_input_snapshot_fails_the_batch_instead_of_hanging() {
+    let (emu, api) = manual(Timings::default()).await;
+    let file_id = api.upload(&[chat_line("a", "x")]).await;
+    let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+    let id = b["id"].as_str().expect("id");
+    api.advance(61).await;
+    assert_eq!(api.batch(id).await["status"], "in_progress");
+    std::fs::remove_file(emu.data_dir().join("batches").join(format!("{id}.jsonl")))
+        .expect("remove snapshot");
+    api.advance(3600).await;
+    let done = api.batch(id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["errors"]["data"][0]["code"], "server_error");
+    emu.shutdown().await.expect("shutdown");
+}
