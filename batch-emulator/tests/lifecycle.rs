@@ -710,7 +710,11 @@ async fn a_lost_input_snapshot_fails_the_batch_instead_of_hanging() {
     let b = api.create_batch(&file_id, "/v1/chat/completions").await;
     let id = b["id"].as_str().expect("id");
     api.advance(61).await;
-    assert_eq!(api.batch(id).await["status"], "in_progress");
+    let running = api.batch(id).await;
+    assert!(
+        running["status"] == "in_progress" || running["status"] == "finalizing",
+        "{running}"
+    );
     std::fs::remove_file(emu.data_dir().join("batches").join(format!("{id}.jsonl")))
         .expect("remove snapshot");
     api.advance(3600).await;
