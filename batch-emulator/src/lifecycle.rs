@@ -301,8 +301,8 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
             let result = tokio::task::spawn_blocking(move || write_results(&spec2)).await;
             let finished = match result {
                 Ok(Ok(f)) => f,
-                // The files could not be written; try again on the next tick.
-                Ok(Err(_)) | Err(_) => return,
+                Ok(Err(e)) => return fail_unwritable(shared, &spec, &e),
+                Err(e) => return fail_unwritable(shared, &spec, &e),
             };
             let mut written = 0;
             let mut db = lock(&shared.db);
@@ -341,6 +341,27 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
             }
             drop(db);
             shared.count(|c| c.result_files_written += written);
+        }
+    }
+}
+
+/// The result files could not be written (the data folder was tampered
+/// with, or the disk is full): the batch fails instead of retrying forever.
+fn fail_unwritable(shared: &Shared, spec: &FinishSpec, e: &dyn std::fmt::Display) {
+    let _ = std::fs::remove_file(&spec.output_path);
+    let _ = std::fs::remove_file(&spec.error_path);
+    let mut db = lock(&shared.db);
+    if let Some(b) = db.batches.get_mut(&spec.batch_id) {
+        if b.status == spec.from {
+            b.status = Status::Failed;
+            b.failed_ms = Some(spec.at_ms);
+            b.final_counts = Some((0, 0));
+            b.errors = Some(vec![BatchErrorItem {
+                code: "server_error".to_owned(),
+                message: format!("The emulator could not write the result files: {e}"),
+                param: None,
+                line: None,
+            }]);
         }
     }
 }

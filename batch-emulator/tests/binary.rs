@@ -113,6 +113,30 @@ async fn binary_prints_its_address_and_serves() {
     drop(server);
 }
 
+#[cfg(unix)]
+#[test]
+fn binary_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = spawn(&["--data-dir", dir.path().to_str().expect("utf-8 path")]);
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = server.child.try_wait().expect("try_wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let status = status.expect("exited within 5 s");
+    assert!(status.success(), "{status:?}");
+    assert!(dir.path().join("state.json").exists());
+}
+
 #[test]
 fn binary_rejects_a_bad_fault_spec() {
     let out = Command::new(env!("CARGO_BIN_EXE_batch-emulator"))
