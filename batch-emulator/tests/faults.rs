@@ -349,3 +349,77 @@ async fn control_paths_replace_faults_and_reset_counters() {
     assert!(emu.now() >= before + 7200);
     emu.shutdown().await.expect("shutdown");
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body from `stream`;
+/// returns its status and whether the server announced `Connection: close`.
+/// `None` if the connection ended first.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> Option<(u16, bool)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some((status, head.contains("connection: close")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_given_before_the_handler_keep_the_connection_usable() {
+    use tokio::io::AsyncWriteExt;
+    let emu = Emulator::builder()
+        .speed(2000.0)
+        .api_key(KEY)
+        .faults(FaultConfig::parse("429-every=1@batches.create").expect("spec"))
+        .start()
+        .await
+        .expect("start");
+    let body =
+        r#"{"input_file_id":"file-x","endpoint":"/v1/chat/completions","completion_window":"24h"}"#;
+    // A rate-limited create, and a create with a wrong key: each answered
+    // before its handler runs, while its body is still on the way.
+    for (key, expected) in [(KEY, 429u16), ("sk-wrong-key-0000", 401)] {
+        let mut stream = tokio::net::TcpStream::connect(emu.addr())
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /v1/batches HTTP/1.1\r\nHost: emulator\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("head");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(body.as_bytes()).await.expect("body");
+        let first = read_response(&mut stream).await;
+        assert_eq!(first, Some((expected, false)), "key {key}");
+        // The same connection serves the next request: the server read the
+        // body it did not need instead of closing the connection under the client.
+        let next = format!(
+            "GET /v1/batches HTTP/1.1\r\nHost: emulator\r\nAuthorization: Bearer {KEY}\r\n\r\n"
+        );
+        let _ = stream.write_all(next.as_bytes()).await;
+        let second = read_response(&mut stream).await;
+        assert_eq!(second, Some((200, false)), "key {key}");
+    }
+    emu.shutdown().await.expect("shutdown");
+}

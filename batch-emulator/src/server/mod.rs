@@ -157,12 +157,16 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         c.requests_total
     };
     let mut resp = match check_auth(&shared, &req) {
-        Err(e) => e.into_response(),
+        Err(e) => {
+            drain(req.into_body()).await;
+            e.into_response()
+        }
         Ok(()) => {
             let fault = route.and_then(|r| lock(&shared.faults).on_request(r));
             match fault {
                 Some(f) => {
                     shared.count(|c| c.fault(&f.name));
+                    drain(req.into_body()).await;
                     status_fault(f.status, f.retry_after).into_response()
                 }
                 None => {
@@ -187,6 +191,18 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Reads and drops a request body that the answer does not need. hyper
+/// closes a connection whose request body is still unread when the answer
+/// is sent, without saying so in the answer; a client that pools the
+/// connection would then lose its next request on it. Reading the body
+/// first keeps the connection usable, as a server that reads whole requests
+/// does.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    while let Some(Ok(_)) = data.next().await {}
 }
 
 fn status_fault(status: u16, retry_after: u64) -> ApiError {
