@@ -6,17 +6,19 @@ use std::io::{self, Read};
 use batch_core::api::Outgoing;
 use batch_core::job::{FailureKind, JobIo, TransportFailure};
 
-/// The request body ureq sends: bytes, or a multipart envelope around a
-/// streamed shard.
-pub(crate) fn body_reader(body: Outgoing, io: &mut impl JobIo) -> io::Result<Box<dyn Read + Send>> {
+/// The request body ureq sends: none, bytes, or a multipart envelope around
+/// a streamed shard. The core sets `Content-Length` on every request with a
+/// body, so ureq never chunks one; a request without a body must be sent as
+/// none, or ureq would announce an empty chunked body (on a `GET` too).
+pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<ureq::SendBody<'static>> {
     Ok(match body {
-        Outgoing::Empty => Box::new(io::empty()),
-        Outgoing::Json(bytes) => Box::new(io::Cursor::new(bytes)),
+        Outgoing::Empty => ureq::SendBody::none(),
+        Outgoing::Json(bytes) => ureq::SendBody::from_owned_reader(io::Cursor::new(bytes)),
         Outgoing::Multipart {
             head, shard, tail, ..
         } => {
             let file = io.open_shard(&shard)?;
-            Box::new(
+            ureq::SendBody::from_owned_reader(
                 io::Cursor::new(head)
                     .chain(file.take(shard.len))
                     .chain(io::Cursor::new(tail)),

@@ -45,7 +45,7 @@ fn exchange(
     io: &mut impl JobIo,
 ) -> Result<(), Error> {
     let (parts, body) = request.into_parts();
-    let body = ureq::SendBody::from_owned_reader(convert::body_reader(body, io)?);
+    let body = convert::body(body, io)?;
     let response = match client.agent().run(http::Request::from_parts(parts, body)) {
         Ok(r) => r,
         Err(e) => {
