@@ -1669,6 +1669,7 @@ impl Shard {
             succeeded: self.tally.succeeded,
             failed: self.tally.failed,
             not_processed: self.tally.not_processed,
+            error: self.batch.as_ref().and_then(first_error_message),
         }
     }
 }
