@@ -1,0 +1,13 @@
+//! End-to-end tests: the blocking (ureq) and async (reqwest) transports run
+//! the same scenarios against the emulator, started in-process on loopback
+//! at a high speed, and must agree.
+
+mod common;
+
+mod faults;
+mod happy;
+mod partial;
+mod secrets;
+mod seed_ops;
+mod streaming;
+mod wire;
