@@ -695,6 +695,64 @@ fn max_wait_with_cancel_collects_partial_results() {
     ));
 }
 
+/// Every upload or every create answers 500.
+fn effect_failing_forever(op: &'static str) {
+    let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |_| {});
+    let opts = RunOpts {
+        max_steps: 20_000,
+        ..RunOpts::faults(move |_, r| {
+            if (op == "create" && is_create(r)) || (op == "upload" && is_upload(r)) {
+                Fault::Status(500)
+            } else {
+                Fault::None
+            }
+        })
+    };
+    let summary = h.run_with(&mut job, opts).done();
+    check_invariants(&h, &plan, &summary);
+    assert!(!summary.complete);
+    for index in 0..25 {
+        let np = h.not_processed(index);
+        assert_eq!(np.code, "gave_up", "{op}");
+        assert!(np.message.contains(op), "{}", np.message);
+    }
+    // The look-ups in between (a 500 may hide an upload or create that
+    // happened) do not reset the count: the backoff grows to the policy's
+    // limit, then the shard is given up.
+    let mut per_shard = std::collections::BTreeMap::<u32, Vec<u32>>::new();
+    for e in &h.events {
+        if let JobEvent::Retrying {
+            shard,
+            op: o,
+            attempt,
+            ..
+        } = e
+        {
+            if *o == op {
+                per_shard.entry(*shard).or_default().push(*attempt);
+            }
+        }
+    }
+    let max = cfg.retry.max_attempts;
+    for (shard, attempts) in per_shard {
+        assert_eq!(attempts, (2..=max).collect::<Vec<_>>(), "shard {shard}");
+    }
+    assert_eq!(
+        h.sim.counters.uploads + h.sim.counters.creates,
+        if op == "create" { 3 } else { 0 }
+    );
+}
+
+#[test]
+fn create_failing_forever_is_given_up_with_growing_backoff() {
+    effect_failing_forever("create");
+}
+
+#[test]
+fn upload_failing_forever_is_given_up_with_growing_backoff() {
+    effect_failing_forever("upload");
+}
+
 /// A whole run with no faults: how many exchanges it takes.
 fn clean_exchanges() -> u64 {
     let (mut job, plan, mut h, _) = small_job();
