@@ -695,6 +695,43 @@ fn max_wait_with_cancel_collects_partial_results() {
     ));
 }
 
+#[test]
+fn max_wait_cancel_survives_a_crash_after_the_first_cancel() {
+    let setup = || {
+        three_shards(SimConfig::default(), |c| {
+            c.max_wait = Some(Duration::from_secs(30 * 60));
+            c.on_timeout = OnTimeout::Cancel;
+        })
+    };
+    let (mut job, _, mut h, _) = setup();
+    h.run_with(&mut job, RunOpts::default()).done();
+    let first_cancel = h.log.iter().find(|l| op_of(l) == "cancel").unwrap().n;
+
+    // Again, dying just after the server got the first cancel.
+    let (mut job, plan, mut h, cfg) = setup();
+    let end = h.run_with(
+        &mut job,
+        RunOpts {
+            crash_after: Some(first_cancel - 1),
+            crash_mode: CrashMode::AfterSend,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(end, RunEnd::Crashed));
+    let cp = h.checkpoint.clone().unwrap();
+    assert!(
+        cp.cancel_requested,
+        "the cancel decision was persisted first"
+    );
+    let mut job = Job::resume(cfg, plan.clone(), cp, h.now).unwrap();
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    check_invariants(&h, &plan, &summary);
+    assert!(summary.cancelled && summary.complete);
+    for s in &summary.shards {
+        assert_eq!(s.status, Some(BatchStatus::Cancelled));
+    }
+}
+
 /// Every upload or every create answers 500.
 fn effect_failing_forever(op: &'static str) {
     let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |_| {});

@@ -445,6 +445,9 @@ impl Job {
         if self.done {
             return Step::Done(self.summary());
         }
+        // Before the persist below: a timeout that cancels is recorded
+        // before the first cancel is sent.
+        self.check_deadline();
         if let Some(r) = self.fed.pop_front() {
             return Step::Result(r);
         }
@@ -458,7 +461,6 @@ impl Job {
         if self.poisoned {
             return self.finish_job();
         }
-        self.check_deadline();
         // Emit not-processed outcomes of finishing shards, one per poll.
         for i in 0..self.shards.len() {
             if let Some(step) = self.finishing_step(i) {

@@ -8,8 +8,9 @@ use batch_core::api::{ApiBase, ApiConfig, Outgoing};
 use batch_core::http::{self, HeaderValue, Method, Request, StatusCode};
 use batch_core::input::BatchRequest;
 use batch_core::job::{
-    BatchJob, BatchOptions, Checkpoint, FailureKind, Job, JobConfig, JobEvent, JobOutcome, JobPlan,
-    JobResult, JobSummary, NotProcessed, ShardLimits, Step, TransportFailure, shard_filename,
+    BatchJob, BatchOptions, Checkpoint, EffectState, FailureKind, Job, JobConfig, JobEvent,
+    JobOutcome, JobPlan, JobResult, JobSummary, NotProcessed, ShardLimits, Step, TransportFailure,
+    shard_filename,
 };
 pub use batch_core::{Endpoint, UnixMillis};
 use serde_json::{Value, json};
@@ -720,6 +721,7 @@ impl Harness {
             );
             match job.poll(self.now) {
                 Step::Send { id, request } => {
+                    self.check_write_ahead(&request);
                     if opts.crash_after.is_some_and(|c| exchanges_here >= c) {
                         if opts.crash_mode == CrashMode::AfterSend {
                             self.exchanges += 1;
@@ -767,6 +769,51 @@ impl Harness {
                 }
                 other => panic!("unexpected step {other:?}"),
             }
+        }
+    }
+
+    /// An upload, create or cancel leaves only once the checkpoint says it
+    /// may have happened (write-ahead), so a crash after sending it is
+    /// never mistaken for "not sent".
+    fn check_write_ahead(&self, request: &Request<Outgoing>) {
+        let cp = self.checkpoint.as_ref();
+        match request.body() {
+            Outgoing::Multipart { shard, .. } => {
+                let saved = cp.map(|cp| &cp.shards[shard.index as usize]);
+                assert_eq!(
+                    saved.map(|s| s.upload),
+                    Some(EffectState::MaybeSent),
+                    "shard {} uploaded before its checkpoint said so",
+                    shard.index
+                );
+            }
+            Outgoing::Json(body) if is_create(request) => {
+                let v: Value = serde_json::from_slice(body).unwrap();
+                let meta = &v["metadata"];
+                let shard: usize = meta["openai_batch_shard"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let attempt: u32 = meta["openai_batch_attempt"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let saved = cp.map(|cp| &cp.shards[shard]);
+                assert_eq!(
+                    saved.map(|s| (s.create, s.create_attempt)),
+                    Some((EffectState::MaybeSent, attempt)),
+                    "shard {shard}'s create was sent before its checkpoint said so"
+                );
+            }
+            _ if is_cancel(request) => {
+                assert!(
+                    cp.is_some_and(|cp| cp.cancel_requested),
+                    "a cancel was sent before the checkpoint recorded the cancellation"
+                );
+            }
+            _ => {}
         }
     }
 
