@@ -570,6 +570,64 @@ fn cut_download_resumes_with_range() {
     assert!(h.sim.counters.downloads >= 6 + 3);
 }
 
+/// Cuts each download's first response at `frac`, with the server's quirks in `sim`.
+fn cut_downloads(sim: SimConfig, frac: f64) -> (Harness, batch_core::job::JobSummary) {
+    let (mut job, plan, mut h, _) = three_shards(sim, |_| {});
+    let mut seen = std::collections::BTreeSet::new();
+    let opts = RunOpts::faults(|_, r| {
+        if is_download(r) && seen.insert(r.uri().path().to_owned()) {
+            Fault::CutBody(frac)
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    check_invariants(&h, &plan, &summary);
+    assert_eq!((summary.succeeded, summary.failed), (23, 2));
+    assert_eq!(summary.bad_lines, 0);
+    (h, summary)
+}
+
+#[test]
+fn cut_download_from_a_server_ignoring_range_skips_what_it_has() {
+    let sim = SimConfig {
+        ignore_range: true,
+        ..SimConfig::default()
+    };
+    let (h, _) = cut_downloads(sim, 0.6);
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, JobEvent::DownloadResumed { .. }))
+    );
+}
+
+#[test]
+fn files_without_a_final_newline_lose_no_line() {
+    for frac in [0.5, 0.99, 1.0] {
+        let sim = SimConfig {
+            no_final_newline: true,
+            ..SimConfig::default()
+        };
+        cut_downloads(sim, frac);
+    }
+    let sim = SimConfig {
+        no_final_newline: true,
+        ..SimConfig::default()
+    };
+    let (mut job, plan, mut h, _) = three_shards(sim, |_| {});
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert_eq!((summary.succeeded, summary.failed), (23, 2));
+}
+
+#[test]
+fn a_download_cut_after_its_last_byte_is_complete() {
+    // Every byte arrived but the connection failed before the end: the
+    // resumed request is past the end (416), and nothing is lost.
+    let (h, _) = cut_downloads(SimConfig::default(), 1.0);
+    assert!(h.log.iter().any(|l| l.range.is_some()));
+}
+
 #[test]
 fn garbage_line_is_reported_and_the_rest_kept() {
     let sim = SimConfig {

@@ -40,6 +40,10 @@ pub struct SimConfig {
     pub garbage_line: bool,
     /// Output lines that are missing (dropped by the server) for these ids.
     pub drop_ids: BTreeSet<String>,
+    /// The content endpoint ignores `Range` and always sends the whole file.
+    pub ignore_range: bool,
+    /// Result files do not end with a newline.
+    pub no_final_newline: bool,
 }
 
 impl Default for SimConfig {
@@ -55,6 +59,8 @@ impl Default for SimConfig {
             validation_error: None,
             garbage_line: false,
             drop_ids: BTreeSet::new(),
+            ignore_range: false,
+            no_final_newline: false,
         }
     }
 }
@@ -225,7 +231,8 @@ impl SimApi {
                     .headers()
                     .get(http::header::RANGE)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|r| r.strip_prefix("bytes="));
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .filter(|_| !self.cfg.ignore_range);
                 let start: usize = range
                     .and_then(|r| r.trim_end_matches('-').parse().ok())
                     .unwrap_or(0);
@@ -485,9 +492,13 @@ impl SimApi {
                 }
             }
         }
-        let mut mk = |content: String, name: &str| -> Option<String> {
+        let no_final_newline = self.cfg.no_final_newline;
+        let mut mk = |mut content: String, name: &str| -> Option<String> {
             if content.is_empty() {
                 return None;
+            }
+            if no_final_newline {
+                content.pop();
             }
             let id = self.id("file-");
             self.files.push(SimFile {
