@@ -9,7 +9,7 @@ use batch_core::api::BatchStatus;
 use batch_core::http::{self, Method};
 use batch_core::job::{
     CHECKPOINT_VERSION, ExchangeId, Job, JobConfig, JobEndError, JobEvent, JobOutcome, JobPlan,
-    OnTimeout, ResumeError, ShardEnd, ShardLimits, Step, UsageError,
+    OnTimeout, ResumeError, ShardEnd, ShardLimits, Step, StopAfter, UsageError,
 };
 use common::*;
 
@@ -787,6 +787,59 @@ fn max_wait_cancel_survives_a_crash_after_the_first_cancel() {
     assert!(summary.cancelled && summary.complete);
     for s in &summary.shards {
         assert_eq!(s.status, Some(BatchStatus::Cancelled));
+    }
+}
+
+#[test]
+fn an_auth_failure_stops_the_job_and_a_resume_continues() {
+    let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |_| {});
+    let summary = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(first_of_each(&["poll"], Fault::Status(401))),
+        )
+        .done();
+    check_invariants(&h, &plan, &summary);
+    assert!(!summary.complete);
+    let error = summary.error.clone().unwrap();
+    assert!(error.contains("authentication failed"), "{error}");
+    for index in 0..25 {
+        assert_eq!(h.not_processed(index).code, "job_stopped");
+    }
+    assert!(matches!(
+        *summary.verdict().unwrap_err(),
+        JobEndError::Stopped { .. }
+    ));
+    // Its batches run on; a resumed job (with a good key) collects them.
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert!(summary.complete && summary.error.is_none());
+    assert_eq!((summary.succeeded, summary.failed), (23, 2));
+    assert_eq!(h.sim.counters.creates, 3);
+    assert_eq!(h.sim.counters.uploads, 3);
+}
+
+#[test]
+fn stop_after_submitted_then_resume_to_the_end() {
+    for stop in [StopAfter::Submitted, StopAfter::Polled] {
+        let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |c| {
+            c.stop_after = stop;
+        });
+        let summary = h.run_with(&mut job, RunOpts::default()).done();
+        assert!(!summary.complete, "{stop:?}");
+        assert!(h.durable.is_empty(), "{stop:?}: no outcome yet");
+        assert_eq!(h.sim.counters.creates, 3);
+        assert!(summary.shards.iter().all(|s| s.batch_id.is_some()));
+        if stop == StopAfter::Polled {
+            assert!(summary.shards.iter().all(|s| s.status.is_some()));
+        }
+        let mut cfg = cfg;
+        cfg.stop_after = StopAfter::Finished;
+        let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+        let summary = run_clean(&mut job, &plan, &mut h);
+        assert!(summary.complete, "{stop:?}");
+        assert_eq!(h.sim.counters.creates, 3);
+        assert_eq!(h.sim.counters.uploads, 3);
     }
 }
 
