@@ -38,11 +38,21 @@ enum Behaviour {
     Drop(usize),
 }
 
+#[derive(Clone, Copy, Debug)]
+enum CrashPoint {
+    /// Just before the exchange is sent.
+    BeforeSend,
+    /// Just after the server got the exchange, before the answer is heard.
+    AfterSend,
+    /// Instead of storing a checkpoint.
+    AtPersist,
+}
+
 #[derive(Clone, Debug)]
 struct Crash {
-    /// Exchanges of the run before it crashes.
+    /// Exchanges (or checkpoints, for `AtPersist`) of the run before it crashes.
     after: u64,
-    after_send: bool,
+    point: CrashPoint,
     /// Clock change at the restart, in ms (negative: the clock went back).
     skew_ms: i64,
 }
@@ -88,13 +98,16 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
 }
 
 fn crash() -> impl Strategy<Value = Crash> {
-    (0u64..40, any::<bool>(), -30 * 60_000i64..3 * 3_600_000).prop_map(
-        |(after, after_send, skew_ms)| Crash {
-            after,
-            after_send,
-            skew_ms,
-        },
-    )
+    let point = prop_oneof![
+        Just(CrashPoint::BeforeSend),
+        Just(CrashPoint::AfterSend),
+        Just(CrashPoint::AtPersist),
+    ];
+    (0u64..40, point, -30 * 60_000i64..3 * 3_600_000).prop_map(|(after, point, skew_ms)| Crash {
+        after,
+        point,
+        skew_ms,
+    })
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -219,12 +232,17 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
                     .cloned()
                     .unwrap_or(Fault::None)
             }),
-            crash_after: crash.map(|c| c.after),
-            crash_mode: if crash.is_some_and(|c| c.after_send) {
+            crash_after: crash
+                .filter(|c| !matches!(c.point, CrashPoint::AtPersist))
+                .map(|c| c.after),
+            crash_mode: if crash.is_some_and(|c| matches!(c.point, CrashPoint::AfterSend)) {
                 CrashMode::AfterSend
             } else {
                 CrashMode::BeforeSend
             },
+            crash_at_persist: crash
+                .filter(|c| matches!(c.point, CrashPoint::AtPersist))
+                .map(|c| c.after),
             // The user's cancel, until a checkpoint records it.
             pause: sc.cancel_after_ms.map(|ms| -> PauseFn<'_> {
                 Box::new(move |h: &Harness| {

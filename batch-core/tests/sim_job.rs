@@ -925,24 +925,37 @@ fn small_job() -> (Job, JobPlan, Harness, JobConfig) {
     (job, plan, h, cfg)
 }
 
-/// Crashes after `first` exchanges, then again every `again` exchanges of
-/// each resumed run (for `repeats` runs), then runs to the end.
-fn crash_and_resume(first: u64, again: u64, repeats: u32, mode: CrashMode) {
+/// Where a run dies.
+#[derive(Clone, Copy, Debug)]
+enum CrashAt {
+    /// After this many exchanges (before or after the next reaches the server).
+    Exchange(u64, CrashMode),
+    /// Instead of storing this run's n-th checkpoint.
+    Persist(u64),
+}
+
+/// Crashes at `first`, then again at `again` in each resumed run (for
+/// `repeats` runs), then runs to the end.
+fn crash_and_resume(first: CrashAt, again: CrashAt, repeats: u32) {
     let (mut job, plan, mut h, cfg) = small_job();
     let mut crash = Some(first);
     let mut runs = 0;
     let summary = loop {
         runs += 1;
         assert!(runs < 100);
-        let end = h.run_with(
-            &mut job,
-            RunOpts {
-                crash_after: crash,
-                crash_mode: mode,
-                max_steps: 200_000,
-                ..Default::default()
-            },
-        );
+        let mut opts = RunOpts {
+            max_steps: 200_000,
+            ..Default::default()
+        };
+        match crash {
+            Some(CrashAt::Exchange(n, mode)) => {
+                opts.crash_after = Some(n);
+                opts.crash_mode = mode;
+            }
+            Some(CrashAt::Persist(n)) => opts.crash_at_persist = Some(n),
+            None => {}
+        }
+        let end = h.run_with(&mut job, opts);
         h.assert_no_double_effects(&plan);
         match end {
             RunEnd::Done(s) => break s,
@@ -956,7 +969,7 @@ fn crash_and_resume(first: u64, again: u64, repeats: u32, mode: CrashMode) {
             RunEnd::Paused => unreachable!(),
         }
     };
-    let ctx = format!("crash after {first}, then every {again} x{repeats}, {mode:?}");
+    let ctx = format!("crash at {first:?}, then at {again:?} x{repeats}");
     assert!(summary.complete, "{ctx}: {summary:?}");
     check_invariants(&h, &plan, &summary);
     assert_eq!((summary.succeeded, summary.failed), (5, 2), "{ctx}");
@@ -971,14 +984,29 @@ fn crash_and_resume(first: u64, again: u64, repeats: u32, mode: CrashMode) {
     }
 }
 
+fn clean_persists() -> u64 {
+    let (mut job, plan, mut h, _) = small_job();
+    run_clean(&mut job, &plan, &mut h);
+    h.persists
+}
+
 #[test]
 fn crash_at_every_exchange_then_resume() {
     let n = clean_exchanges();
     assert!(n >= 15, "{n}");
     for mode in [CrashMode::BeforeSend, CrashMode::AfterSend] {
         for k in 0..=n {
-            crash_and_resume(k, 0, 0, mode);
+            crash_and_resume(CrashAt::Exchange(k, mode), CrashAt::Exchange(0, mode), 0);
         }
+    }
+}
+
+#[test]
+fn crash_at_every_checkpoint_then_resume() {
+    let n = clean_persists();
+    assert!(n >= 15, "{n}");
+    for k in 0..=n {
+        crash_and_resume(CrashAt::Persist(k), CrashAt::Persist(0), 0);
     }
 }
 
@@ -987,8 +1015,14 @@ fn repeated_crashes_then_resume() {
     let n = clean_exchanges();
     for mode in [CrashMode::BeforeSend, CrashMode::AfterSend] {
         for k in 1..=n {
-            crash_and_resume(k, k, 4, mode);
+            let at = CrashAt::Exchange(k, mode);
+            crash_and_resume(at, at, 4);
         }
+    }
+    let n = clean_persists();
+    for k in 1..=n {
+        let at = CrashAt::Persist(k);
+        crash_and_resume(at, at, 4);
     }
 }
 

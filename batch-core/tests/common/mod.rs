@@ -611,6 +611,9 @@ pub struct RunOpts<'a> {
     /// Crash once this many exchanges were made in this run.
     pub crash_after: Option<u64>,
     pub crash_mode: CrashMode,
+    /// Crash instead of storing the checkpoint of this run's n-th `Persist`
+    /// (0-based): the process died before the checkpoint was durable.
+    pub crash_at_persist: Option<u64>,
     /// Checked at every `Wait`: stop the run there (no exchange in flight).
     pub pause: Option<PauseFn<'a>>,
     /// The time the driver wakes at, given the time it was asked to wake
@@ -626,6 +629,7 @@ impl Default for RunOpts<'_> {
             fault: Box::new(|_, _| Fault::None),
             crash_after: None,
             crash_mode: CrashMode::BeforeSend,
+            crash_at_persist: None,
             pause: None,
             wake: None,
             max_steps: 1_000_000,
@@ -723,6 +727,7 @@ impl Harness {
     pub fn run_with(&mut self, job: &mut Job, mut opts: RunOpts<'_>) -> RunEnd {
         self.delivered_this_run.clear();
         let mut exchanges_here = 0u64;
+        let mut persists_here = 0u64;
         loop {
             self.steps += 1;
             assert!(
@@ -762,6 +767,12 @@ impl Harness {
                     };
                 }
                 Step::Persist(cp) => {
+                    if opts.crash_at_persist == Some(persists_here) {
+                        self.volatile.clear();
+                        self.crashes += 1;
+                        return RunEnd::Crashed;
+                    }
+                    persists_here += 1;
                     let v = std::mem::take(&mut self.volatile);
                     self.durable.extend(v);
                     self.persists += 1;
