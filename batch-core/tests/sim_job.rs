@@ -843,6 +843,51 @@ fn stop_after_submitted_then_resume_to_the_end() {
     }
 }
 
+#[test]
+fn a_refused_create_is_reported_not_processed_and_not_ok() {
+    let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |_| {});
+    let summary = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(first_of_each(&["create"], Fault::Status(400))),
+        )
+        .done();
+    check_invariants(&h, &plan, &summary);
+    // Shard 0's create was refused; the others ran.
+    assert_eq!(summary.shards[0].end, Some(ShardEnd::NotSubmitted));
+    for index in plan.shards()[0].range() {
+        let np = h.not_processed(index);
+        assert_eq!(np.code, "create_failed");
+        assert!(np.message.contains("simulated failure"), "{}", np.message);
+    }
+    assert_eq!((summary.succeeded, summary.failed), (14, 1));
+    assert!(summary.complete);
+    let err = summary.verdict().unwrap_err();
+    match &*err {
+        JobEndError::Stopped { message, .. } => {
+            assert!(message.contains("shard 0"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_job_cancelled_before_any_batch_is_not_ok() {
+    let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |_| {});
+    job.cancel(UnixMillis(T0));
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert!(summary.cancelled && summary.complete);
+    assert_eq!(summary.not_processed, 25);
+    for index in 0..25 {
+        assert_eq!(h.not_processed(index).code, "job_cancelled");
+    }
+    assert_eq!(h.sim.counters.uploads + h.sim.counters.creates, 0);
+    assert!(matches!(
+        *summary.verdict().unwrap_err(),
+        JobEndError::Stopped { .. }
+    ));
+}
+
 /// Every upload or every create answers 500.
 fn effect_failing_forever(op: &'static str) {
     let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |_| {});
