@@ -261,6 +261,11 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
         };
         let end = h.run_with(&mut job, opts);
         h.assert_no_double_effects(&plan);
+        if let RunEnd::Done(s) = &end {
+            // Stopped early or not, every request has an outcome at `Done`.
+            assert_every_request_once(&h, &plan);
+            h.assert_summary_matches(s);
+        }
         match end {
             RunEnd::Done(s) if s.complete => break s,
             RunEnd::Done(s) => {

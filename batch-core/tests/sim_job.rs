@@ -629,6 +629,31 @@ fn a_download_cut_after_its_last_byte_is_complete() {
 }
 
 #[test]
+fn overlong_result_lines_are_salvaged_even_across_a_cut() {
+    for cut in [None, Some(0.5), Some(0.97)] {
+        let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |c| {
+            c.max_line_bytes = 120;
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        let opts = RunOpts::faults(|_, r| match cut {
+            Some(frac) if is_download(r) && seen.insert(r.uri().path().to_owned()) => {
+                Fault::CutBody(frac)
+            }
+            _ => Fault::None,
+        });
+        let summary = h.run_with(&mut job, opts).done();
+        check_invariants(&h, &plan, &summary);
+        assert_eq!(summary.not_processed, 25, "{cut:?}");
+        for index in 0..25 {
+            let np = h.not_processed(index);
+            assert_eq!(np.code, "unreadable_result", "{cut:?}");
+            assert!(np.message.contains("120-byte limit"), "{}", np.message);
+        }
+        assert_eq!(summary.bad_lines, 25, "{cut:?}");
+    }
+}
+
+#[test]
 fn garbage_line_is_reported_and_the_rest_kept() {
     let sim = SimConfig {
         garbage_line: true,
