@@ -1,10 +1,11 @@
 //! The Job under random faults, crashes, clock skew and server behaviours.
 //!
 //! Each case plans a random job, scripts a fault for every exchange
-//! (mostly none), crashes the driver at random points (before or after an
-//! exchange reaches the server), skews the clock at each restart and at
-//! wake-ups, and resumes from the last persisted checkpoint until the job
-//! completes. The invariants hold whatever happened:
+//! (mostly none; 429, 5xx with or without the server having acted, not
+//! sent, lost after send, cut body), crashes the driver at random points
+//! (before or after an exchange reaches the server, or instead of storing
+//! a checkpoint), skews the clock at each restart and at wake-ups, and
+//! resumes from the last persisted checkpoint until the job completes. The invariants hold whatever happened:
 //! - every request ends in exactly one durable outcome, and that outcome is
 //!   the one the server's behaviour decides (faults and crashes change how
 //!   the job gets there, never where it ends);
@@ -81,6 +82,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         80 => Just(Fault::None),
         4 => Just(Fault::Status(429)),
         4 => prop_oneof![Just(500u16), Just(502), Just(503)].prop_map(Fault::Status),
+        2 => prop_oneof![Just(500u16), Just(504)].prop_map(Fault::StatusAfterAct),
         4 => Just(Fault::NotSent),
         4 => Just(Fault::LostAfterSend),
         4 => (0.05f64..0.95).prop_map(Fault::CutBody),

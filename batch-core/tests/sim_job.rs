@@ -453,6 +453,26 @@ fn server_errors_are_retried() {
 }
 
 #[test]
+fn a_server_error_that_hid_a_success_is_reconciled() {
+    let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |_| {});
+    let summary = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(first_of_each(
+                &["upload", "create"],
+                Fault::StatusAfterAct(502),
+            )),
+        )
+        .done();
+    check_invariants(&h, &plan, &summary);
+    assert_eq!((summary.succeeded, summary.failed), (23, 2));
+    // Both effects happened behind the 502: found, not done again.
+    assert_eq!(h.sim.counters.uploads, 3);
+    assert_eq!(h.sim.counters.creates, 3);
+    assert_eq!(h.sim.counters.lists, 2);
+}
+
+#[test]
 fn not_sent_is_retried_without_reconciling() {
     let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |_| {});
     let kinds = ["upload", "create", "poll", "download"];

@@ -551,6 +551,8 @@ pub enum Fault {
     Status(u16),
     /// Nothing reaches the server.
     NotSent,
+    /// The server acts, then answers this status (a 5xx that hides a success).
+    StatusAfterAct(u16),
     /// The server acts, the answer is lost.
     LostAfterSend,
     /// The server acts; the body is cut after this fraction.
@@ -869,6 +871,11 @@ impl Harness {
                     self.now,
                 )
                 .unwrap();
+            }
+            Fault::StatusAfterAct(code) => {
+                let _ = self.sim.handle(request, &self.shards, self.now);
+                let r = error(code, "simulated failure after acting", Some("server_error"));
+                self.feed(job, id, r, None);
             }
             Fault::Status(code) => {
                 let mut r = error(
