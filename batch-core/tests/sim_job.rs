@@ -240,6 +240,38 @@ fn expired_batch_keeps_its_partial_output() {
     }
 }
 
+#[test]
+fn a_clock_that_jumps_back_is_clamped() {
+    let (mut job, plan, mut h, _) = three_shards(SimConfig::default(), |_| {});
+    let mut jumped = false;
+    let opts = RunOpts {
+        wake: Some(Box::new(move |until: UnixMillis| {
+            if !jumped && until.as_millis() > T0 + 20 * MIN {
+                jumped = true;
+                UnixMillis(until.as_millis() - 2 * HOUR)
+            } else {
+                until
+            }
+        })),
+        ..Default::default()
+    };
+    let summary = h.run_with(&mut job, opts).done();
+    check_invariants(&h, &plan, &summary);
+    assert!(summary.complete);
+    assert_eq!((summary.succeeded, summary.failed), (23, 2));
+    assert_eq!(h.sim.counters.creates, 3);
+    // The job kept its own time: it did not poll through the two hours the
+    // clock went back (at most one extra exchange per shard at the jump).
+    let (mut job, plan, mut clean, _) = three_shards(SimConfig::default(), |_| {});
+    run_clean(&mut job, &plan, &mut clean);
+    assert!(
+        h.sim.counters.polls <= clean.sim.counters.polls + 3,
+        "{} polls against {}",
+        h.sim.counters.polls,
+        clean.sim.counters.polls
+    );
+}
+
 /// Cancels a job with two of its three shards running; the third is never submitted.
 fn check_cancelled(h: &Harness, plan: &JobPlan, summary: &batch_core::job::JobSummary) {
     check_invariants(h, plan, summary);
