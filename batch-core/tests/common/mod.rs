@@ -579,6 +579,8 @@ pub struct Logged {
     pub path: String,
     /// The `Range` header, if any.
     pub range: Option<String>,
+    /// The shard of an upload or create.
+    pub shard: Option<u32>,
     pub fault: Fault,
 }
 
@@ -852,6 +854,7 @@ impl Harness {
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            shard: effect_shard(request),
             fault,
         });
     }
@@ -950,14 +953,6 @@ impl Harness {
         }
     }
 
-    /// Logged exchanges with this method whose path satisfies `pred`.
-    pub fn logged(&self, method: &Method, pred: impl Fn(&str) -> bool) -> Vec<&Logged> {
-        self.log
-            .iter()
-            .filter(|l| l.method == *method && pred(&l.path))
-            .collect()
-    }
-
     /// (succeeded, failed, not processed) over the durable results.
     pub fn durable_counts(&self) -> (u64, u64, u64) {
         let mut c = (0, 0, 0);
@@ -1007,6 +1002,18 @@ impl Harness {
             (s, f, n),
             "summary counts vs durable outcomes"
         );
+    }
+}
+
+/// The shard an upload (by its part) or a create (by its metadata) is for.
+pub fn effect_shard(r: &Request<Outgoing>) -> Option<u32> {
+    match r.body() {
+        Outgoing::Multipart { shard, .. } => Some(shard.index),
+        Outgoing::Json(body) if is_create(r) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            v["metadata"]["openai_batch_shard"].as_str()?.parse().ok()
+        }
+        _ => None,
     }
 }
 
