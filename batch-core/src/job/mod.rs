@@ -445,6 +445,9 @@ impl Job {
         if self.done {
             return Step::Done(self.summary());
         }
+        // Before the persist below: a timeout that cancels is recorded
+        // before the first cancel is sent.
+        self.check_deadline();
         if let Some(r) = self.fed.pop_front() {
             return Step::Result(r);
         }
@@ -458,7 +461,6 @@ impl Job {
         if self.poisoned {
             return self.finish_job();
         }
-        self.check_deadline();
         // Emit not-processed outcomes of finishing shards, one per poll.
         for i in 0..self.shards.len() {
             if let Some(step) = self.finishing_step(i) {
@@ -961,9 +963,16 @@ impl Job {
             return;
         }
         let now = self.now;
-        self.shards[i].attempts = 0;
-        self.shards[i].last_error = None;
-        self.shards[i].wait_reason = None;
+        let sh = &mut self.shards[i];
+        sh.wait_reason = None;
+        // A look-up after an unknown outcome is part of retrying the upload
+        // or create: only finding what it looks for ends the run of failed
+        // attempts, so an effect that keeps failing still backs off and is
+        // given up.
+        if !matches!(op, Op::FindUpload | Op::FindBatch) {
+            sh.attempts = 0;
+            sh.last_error = None;
+        }
         match op {
             Op::Upload => match api::parse_file(&head, body) {
                 Ok(file) => {
@@ -992,6 +1001,8 @@ impl Job {
                     if let Some(f) = found {
                         sh.file_id = Some(f.id.clone());
                         sh.upload = Effect::Idle;
+                        sh.attempts = 0;
+                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.dirty = true;
@@ -1044,6 +1055,8 @@ impl Job {
                     });
                     if let Some(b) = found.cloned() {
                         sh.create = Effect::Idle;
+                        sh.attempts = 0;
+                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.adopt_batch(i, b);
