@@ -1263,3 +1263,88 @@ fn a_body_before_its_head_is_a_usage_error() {
     assert_eq!(err, UsageError::BodyBeforeHead(id));
     assert_ends_in_misuse(&mut job, now);
 }
+
+#[test]
+fn token_limit_that_never_clears_is_reported_with_its_code() {
+    let sim = SimConfig {
+        token_limit_creates: 1_000,
+        ..SimConfig::default()
+    };
+    let (mut job, plan, mut h, _) = three_shards(sim, |c| c.max_requeues = 1);
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert_eq!(summary.not_processed, 25);
+    for index in 0..25 {
+        assert_eq!(h.not_processed(index).code, "token_limit_exceeded");
+    }
+    match *summary.verdict().unwrap_err() {
+        JobEndError::Failed { ref message, .. } => {
+            assert!(message.contains("token_limit_exceeded"), "{message}")
+        }
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_requeue_wait_survives_a_crash() {
+    let sim = SimConfig {
+        token_limit_creates: 1,
+        ..SimConfig::default()
+    };
+    let (mut job, plan, mut h, cfg) = three_shards(sim, |c| c.max_parallel = 1);
+    // Stop at the first wait after the requeue was decided and persisted.
+    let end = h.run_with(
+        &mut job,
+        RunOpts {
+            pause: Some(Box::new(|h: &Harness| {
+                h.events
+                    .iter()
+                    .any(|e| matches!(e, JobEvent::Requeued { .. }))
+            })),
+            ..RunOpts::default()
+        },
+    );
+    assert!(matches!(end, RunEnd::Paused));
+    let at = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            JobEvent::Requeued { at, .. } => Some(*at),
+            _ => None,
+        })
+        .unwrap();
+    // The process dies; a new one resumes from the checkpoint at once.
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert!(summary.complete);
+    let creates: Vec<&Logged> = h.log.iter().filter(|l| op_of(l) == "create").collect();
+    assert!(
+        creates[1].at >= at,
+        "the shard was created again before its requeue time"
+    );
+}
+
+#[test]
+fn a_deadline_survives_a_crash() {
+    let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |c| {
+        c.max_wait = Some(Duration::from_secs(30 * 60));
+    });
+    let start = h.now;
+    let end = h.run_with(
+        &mut job,
+        RunOpts {
+            pause: Some(Box::new(move |h: &Harness| {
+                h.now >= start.plus_millis(20 * 60_000)
+            })),
+            ..RunOpts::default()
+        },
+    );
+    assert!(matches!(end, RunEnd::Paused));
+    // Resumed with the same max_wait: the original deadline still holds.
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    assert!(summary.timed_out);
+    assert!(
+        h.now < start.plus_millis(31 * 60_000),
+        "the wait restarted at the resume"
+    );
+}

@@ -353,7 +353,7 @@ impl JobSummary {
                 Some(BatchStatus::Failed) => {
                     return Err(Box::new(JobEndError::Failed {
                         batch_id,
-                        message: "see the batch's errors".into(),
+                        message: s.error.clone().unwrap_or_else(|| "no reason given".into()),
                         summary: summary(),
                     }));
                 }

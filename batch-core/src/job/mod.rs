@@ -139,6 +139,8 @@ struct Shard {
     search_pages: u32,
     /// Emitting not-processed outcomes for the ids not seen: next offset in the shard.
     finishing: Option<Finishing>,
+    /// The batch's first error, once it failed.
+    error: Option<String>,
     end: Option<ShardEnd>,
     started: bool,
 }
@@ -308,7 +310,10 @@ impl Job {
     /// upload or create that may have been sent is looked for before it is
     /// done again. A shard interrupted while downloading downloads its
     /// results again (they are keyed by request index, so a sink overwrites
-    /// them). A new `max_wait` in `cfg` starts counting at `now`.
+    /// them). Waits (backoff, requeue, the next poll) and the job's deadline
+    /// survive: with a `max_wait` in `cfg`, the deadline recorded in the
+    /// checkpoint still holds, unless it has passed, in which case the new
+    /// `max_wait` counts from `now`.
     ///
     /// # Errors
     /// Fails if the checkpoint's version is unknown or `plan` is not the
@@ -332,6 +337,11 @@ impl Job {
             return Err(ResumeError::PlanMismatch { job_id: cp.job_id });
         }
         let mut job = Job::new(cfg, plan, now);
+        if job.deadline.is_some() {
+            if let Some(saved) = cp.deadline.filter(|d| *d > now) {
+                job.deadline = Some(saved);
+            }
+        }
         job.created_at = cp.created_at;
         job.rng = cp.rng;
         job.cancel_requested = cp.cancel_requested;
@@ -345,6 +355,8 @@ impl Job {
             shard.status = saved.status;
             shard.counts = saved.counts;
             shard.cancel_sent = saved.cancel_sent;
+            shard.not_before = saved.not_before;
+            shard.error = saved.error;
             shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
             match saved.end {
                 Some(ShardEnd::Stopped) | None => {
@@ -1196,6 +1208,9 @@ impl Job {
             self.event(JobEvent::Requeued { shard, at, reason });
             return;
         }
+        if status == BatchStatus::Failed {
+            sh.error = first_error_message(&batch);
+        }
         sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
             .into_iter()
             .flatten()
@@ -1235,7 +1250,12 @@ impl Job {
                 let why = batch
                     .and_then(first_error_message)
                     .unwrap_or_else(|| "no reason given".into());
-                ("batch_failed", format!("batch {batch_id} failed: {why}"))
+                let code = if batch.is_some_and(is_token_limit) {
+                    "token_limit_exceeded"
+                } else {
+                    "batch_failed"
+                };
+                (code, format!("batch {batch_id} failed: {why}"))
             }
             _ => (
                 "missing_result",
@@ -1645,6 +1665,7 @@ impl Shard {
             search_after: None,
             search_pages: 0,
             finishing: None,
+            error: None,
             end: None,
             started: false,
         }
@@ -1662,6 +1683,8 @@ impl Shard {
             counts: self.counts,
             cancel_sent: self.cancel_sent,
             end: self.end.clone(),
+            not_before: self.not_before,
+            error: self.error.clone(),
             tally: if self.end.is_some() {
                 self.tally
             } else {
@@ -1682,6 +1705,7 @@ impl Shard {
             succeeded: self.tally.succeeded,
             failed: self.tally.failed,
             not_processed: self.tally.not_processed,
+            error: self.error.clone(),
         }
     }
 }
