@@ -1348,3 +1348,34 @@ fn a_deadline_survives_a_crash() {
         "the wait restarted at the resume"
     );
 }
+
+#[test]
+fn stop_after_submitted_respects_parallelism_and_returns_at_once() {
+    let (mut job, plan, mut h, cfg) = three_shards(SimConfig::default(), |c| {
+        c.stop_after = StopAfter::Submitted;
+        c.max_parallel = 2;
+    });
+    let start = h.now;
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    // Two shards fit the parallel limit; the third waits for a slot, and the
+    // job does not wait for a batch to finish before returning.
+    assert_eq!(h.sim.counters.creates, 2);
+    assert!(
+        h.now < start.plus_millis(10 * 60_000),
+        "waited for a batch to finish"
+    );
+    assert_eq!(
+        summary
+            .shards
+            .iter()
+            .filter(|s| s.batch_id.is_some())
+            .count(),
+        2
+    );
+    let mut cfg = cfg;
+    cfg.stop_after = StopAfter::Finished;
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let summary = run_clean(&mut job, &plan, &mut h);
+    assert!(summary.complete);
+    assert_eq!(h.sim.counters.creates, 3);
+}

@@ -700,17 +700,29 @@ impl Job {
         if all_ended {
             return true;
         }
+        // A shard that cannot start yet (every parallel slot is taken by a
+        // running batch) does not hold back an early stop: a job stopped
+        // after submission has submitted all that parallelism allows.
+        let room = self.active_shards() < self.cfg.max_parallel.max(1);
+        let waiting = |s: &Shard| !s.started && !room;
         match self.cfg.stop_after {
             StopAfter::Finished => false,
             StopAfter::Submitted => self
                 .shards
                 .iter()
-                .all(|s| s.end.is_some() || s.batch_id.is_some()),
+                .all(|s| s.end.is_some() || s.batch_id.is_some() || waiting(s)),
             StopAfter::Polled => self
                 .shards
                 .iter()
-                .all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled)),
+                .all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled) || waiting(s)),
         }
+    }
+
+    fn active_shards(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| s.started && s.end.is_none() && s.finishing.is_none())
+            .count()
     }
 
     fn check_deadline(&mut self) {
@@ -730,11 +742,7 @@ impl Job {
 
     /// Opens new shards while fewer than `max_parallel` are in flight.
     fn start_shards(&mut self) {
-        let active = self
-            .shards
-            .iter()
-            .filter(|s| s.started && s.end.is_none() && s.finishing.is_none())
-            .count();
+        let active = self.active_shards();
         let mut room = self.cfg.max_parallel.max(1).saturating_sub(active);
         for sh in &mut self.shards {
             if room == 0 {
