@@ -17,6 +17,9 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
+        // In the workspace, reqwest is built without a bundled crypto
+        // provider (batch-async brings its own); install ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
