@@ -388,9 +388,7 @@ pub struct ShardSummary {
     pub failed: u64,
     /// Requests not processed.
     pub not_processed: u64,
-    /// The batch's first error (`code at line N: message`), when it failed,
-    /// for example in validation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The batch's first error, when it failed.
     pub error: Option<String>,
 }
 
