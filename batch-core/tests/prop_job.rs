@@ -323,7 +323,12 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
             if let Some(code) = got_code.filter(|c| cancelled && Some(*c) != want.1) {
                 // Cut short by the cancel: not run (a batch refused for the
                 // token limit is not created again once cancelled).
-                let allowed = ["batch_cancelled", "job_cancelled", "batch_failed"];
+                let allowed = [
+                    "batch_cancelled",
+                    "job_cancelled",
+                    "batch_failed",
+                    "token_limit_exceeded",
+                ];
                 prop_assert!(
                     allowed.contains(&code),
                     "request {} ({}): {:?}",
