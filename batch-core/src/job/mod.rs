@@ -504,7 +504,7 @@ impl Job {
         }
         let mut next: Option<(UnixMillis, WaitReason)> = None;
         for (i, sh) in self.shards.iter().enumerate() {
-            if sh.end.is_some() || !sh.started || self.shard_busy(i) {
+            if sh.end.is_some() || !sh.started || self.shard_busy(i) || self.holds(sh) {
                 continue;
             }
             let reason = sh.wait_reason.clone().unwrap_or(WaitReason::PollBatch {
@@ -718,6 +718,18 @@ impl Job {
         }
     }
 
+    /// Whether the job stops before collecting outcomes (after submission
+    /// or a status poll).
+    fn stops_early(&self) -> bool {
+        self.cfg.stop_after != StopAfter::Finished
+    }
+
+    /// Whether `sh` waits for nothing: its batch finished, and this job
+    /// stops early, so it leaves the outcomes to the run that collects them.
+    fn holds(&self, sh: &Shard) -> bool {
+        self.stops_early() && sh.status.as_ref().is_some_and(BatchStatus::is_terminal)
+    }
+
     fn active_shards(&self) -> usize {
         self.shards
             .iter()
@@ -766,6 +778,7 @@ impl Job {
         let now = self.now;
         let cancel = self.cancel_requested;
         let stopping = self.timed_out && self.cfg.on_timeout == OnTimeout::LeaveRunning;
+        let early = self.stops_early();
         let fatal = self.fatal.clone();
         let sh = &mut self.shards[i];
         if sh.end.is_some() || sh.finishing.is_some() {
@@ -832,6 +845,9 @@ impl Job {
             } else {
                 Op::Poll
             }
+        } else if early {
+            // A finished batch's outcomes belong to the run that collects them.
+            return None;
         } else if let Some(file_id) = sh.downloads.front().cloned() {
             Op::Download { file_id }
         } else {

@@ -1,0 +1,81 @@
+//! A job stopped early (after submission, or after one status poll) leaves
+//! every outcome to the run that collects them, even when a batch has
+//! already finished by the time it is polled.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use batch_core::api::BatchStatus;
+use batch_core::job::{Job, ShardLimits, StopAfter};
+use common::*;
+
+#[test]
+fn a_status_poll_of_finished_batches_downloads_nothing_and_loses_nothing() {
+    // Batches finish within seconds; the poll interval is 30 s.
+    let sim = SimConfig {
+        validate_ms: 1_000,
+        run_ms: 1_000,
+        finalize_ms: 1_000,
+        ..SimConfig::default()
+    };
+    let reqs = requests(25, Some(10));
+    let (mut job, plan, shards, cfg) = job_for(&reqs, ShardLimits::new(10, 1 << 20), |c| {
+        c.stop_after = StopAfter::Submitted;
+    });
+    let mut h = Harness::new(SimApi::new(sim), shards, UnixMillis(1_700_000_000_000));
+    // Shard 1's first create is refused with a 500, so its batch is created
+    // (and next due for a poll) later than the others'.
+    let mut refused = false;
+    let submitted = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(|_, r| {
+                if !refused && is_create(r) && effect_shard(r) == Some(1) {
+                    refused = true;
+                    Fault::Status(500)
+                } else {
+                    Fault::None
+                }
+            }),
+        )
+        .done();
+    assert!(submitted.shards.iter().all(|s| s.batch_id.is_some()));
+
+    // A status poll: each batch is read once. Shard 0's is due first and has
+    // finished; its results must wait for the collecting run.
+    let mut polled_cfg = cfg.clone();
+    polled_cfg.stop_after = StopAfter::Polled;
+    let mut job = Job::resume(
+        polled_cfg,
+        plan.clone(),
+        h.checkpoint.clone().unwrap(),
+        h.now,
+    )
+    .unwrap();
+    let status = h.run_with(&mut job, RunOpts::default()).done();
+    assert!(
+        status
+            .shards
+            .iter()
+            .all(|s| s.status == Some(BatchStatus::Completed)),
+        "{status:?}"
+    );
+    assert_eq!(
+        h.sim.counters.downloads, 0,
+        "a status poll downloaded results"
+    );
+    assert!(
+        h.durable.is_empty() && h.volatile.is_empty(),
+        "a status poll delivered outcomes"
+    );
+    assert!(status.shards.iter().all(|s| s.end.is_none()), "{status:?}");
+
+    // The collecting run delivers every outcome once.
+    let mut cfg = cfg;
+    cfg.stop_after = StopAfter::Finished;
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    assert!(summary.complete, "{summary:?}");
+    assert_every_request_once(&h, &plan);
+    assert_eq!(h.sim.counters.creates, 3, "one batch per shard");
+}
