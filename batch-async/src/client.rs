@@ -113,7 +113,7 @@ impl Client {
             &mut handle,
             StopAfter::Submitted,
             &SystemClock,
-            &mut |_| {},
+            None,
             &mut |_| {},
         )
         .await?;
@@ -134,7 +134,7 @@ impl Client {
             &mut handle,
             StopAfter::Submitted,
             &SystemClock,
-            &mut |_| {},
+            None,
             &mut |_| {},
         )
         .await?;
@@ -146,14 +146,8 @@ impl Client {
     /// # Errors
     /// Fails if the job stops (for example, the key is refused).
     pub async fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Error> {
-        self.drive(
-            job,
-            StopAfter::Polled,
-            &SystemClock,
-            &mut |_| {},
-            &mut |_| {},
-        )
-        .await
+        self.drive(job, StopAfter::Polled, &SystemClock, None, &mut |_| {})
+            .await
     }
 
     /// Waits for the job's batches and returns every request's outcome, in
@@ -178,7 +172,13 @@ impl Client {
         on_event: &mut (dyn FnMut(&JobEvent) + Send),
     ) -> Result<JobSummary, Error> {
         let summary = self
-            .drive(job, StopAfter::Finished, &SystemClock, on_result, on_event)
+            .drive(
+                job,
+                StopAfter::Finished,
+                &SystemClock,
+                Some(on_result),
+                on_event,
+            )
             .await?;
         match summary.verdict() {
             Ok(()) => Ok(summary),
@@ -281,7 +281,7 @@ impl Client {
                 job,
                 StopAfter::Finished,
                 clock,
-                &mut |r| results.push(r),
+                Some(&mut |r| results.push(r)),
                 &mut |_| {},
             )
             .await?;
@@ -297,14 +297,19 @@ impl Client {
         handle: &mut BatchJob,
         stop: StopAfter,
         clock: &impl Clock,
-        on_result: &mut (dyn FnMut(JobResult) + Send),
+        on_result: Option<&mut (dyn FnMut(JobResult) + Send)>,
         on_event: &mut (dyn FnMut(&JobEvent) + Send),
     ) -> Result<JobSummary, Error> {
         let mut job = handle
             .job(self.api.clone(), stop, clock.now())
             .map_err(JobError::from)?;
-        let mut io = handle.io(on_result, on_event);
-        run(&mut job, self, clock, &mut io).await
+        match on_result {
+            Some(on_result) => {
+                run(&mut job, self, clock, &mut handle.io(on_result, on_event)).await
+            }
+            // A run that stops early: outcomes that come anyway stay in the handle.
+            None => run(&mut job, self, clock, &mut handle.io_holding(on_event)).await,
+        }
     }
 }
 

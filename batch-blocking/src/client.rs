@@ -114,7 +114,7 @@ impl Client {
             &mut handle,
             StopAfter::Submitted,
             &SystemClock,
-            &mut |_| {},
+            None,
             &mut |_| {},
         )?;
         Ok(handle)
@@ -134,7 +134,7 @@ impl Client {
             &mut handle,
             StopAfter::Submitted,
             &SystemClock,
-            &mut |_| {},
+            None,
             &mut |_| {},
         )?;
         Ok(handle)
@@ -145,13 +145,7 @@ impl Client {
     /// # Errors
     /// Fails if the job stops (for example, the key is refused).
     pub fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Error> {
-        self.drive(
-            job,
-            StopAfter::Polled,
-            &SystemClock,
-            &mut |_| {},
-            &mut |_| {},
-        )
+        self.drive(job, StopAfter::Polled, &SystemClock, None, &mut |_| {})
     }
 
     /// Waits for the job's batches and returns every request's outcome, in
@@ -175,7 +169,13 @@ impl Client {
         on_result: &mut dyn FnMut(JobResult),
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
-        let summary = self.drive(job, StopAfter::Finished, &SystemClock, on_result, on_event)?;
+        let summary = self.drive(
+            job,
+            StopAfter::Finished,
+            &SystemClock,
+            Some(on_result),
+            on_event,
+        )?;
         match summary.verdict() {
             Ok(()) => Ok(summary),
             Err(reason) => Err(Error::Ended {
@@ -263,7 +263,7 @@ impl Client {
             job,
             StopAfter::Finished,
             clock,
-            &mut |r| results.push(r),
+            Some(&mut |r| results.push(r)),
             &mut |_| {},
         )?;
         results.sort_by_key(|r| r.index);
@@ -278,14 +278,17 @@ impl Client {
         handle: &mut BatchJob,
         stop: StopAfter,
         clock: &impl Clock,
-        on_result: &mut dyn FnMut(JobResult),
+        on_result: Option<&mut dyn FnMut(JobResult)>,
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
         let mut job = handle
             .job(self.api.clone(), stop, clock.now())
             .map_err(JobError::from)?;
-        let mut io = handle.io(on_result, on_event);
-        run(&mut job, self, clock, &mut io)
+        match on_result {
+            Some(on_result) => run(&mut job, self, clock, &mut handle.io(on_result, on_event)),
+            // A run that stops early: outcomes that come anyway stay in the handle.
+            None => run(&mut job, self, clock, &mut handle.io_holding(on_event)),
+        }
     }
 }
 

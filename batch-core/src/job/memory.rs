@@ -99,6 +99,9 @@ pub struct BatchJob {
     options: BatchOptions,
     checkpoint: Option<Checkpoint>,
     seed: u64,
+    /// Outcomes that came during a run that did not collect them (see
+    /// [`io_holding`](Self::io_holding)), kept for the next that does.
+    held: Vec<JobResult>,
 }
 
 impl BatchJob {
@@ -167,6 +170,7 @@ impl BatchJob {
             options: options.clone(),
             checkpoint: None,
             seed,
+            held: Vec::new(),
         })
     }
 
@@ -217,18 +221,47 @@ impl BatchJob {
     }
 
     /// A [`JobIo`] over this handle: shards from memory, checkpoints into
-    /// the handle, results to `on_result`, events to `on_event`.
+    /// the handle, results to `on_result`, events to `on_event`. Outcomes
+    /// held from an earlier run (see [`io_holding`](Self::io_holding)) go to
+    /// `on_result` first.
     pub fn io<'a, R: FnMut(JobResult), E: FnMut(&JobEvent)>(
         &'a mut self,
-        on_result: R,
+        mut on_result: R,
         on_event: E,
     ) -> MemoryIo<'a, R, E> {
+        for r in self.held.drain(..) {
+            on_result(r);
+        }
         MemoryIo {
             shards: &self.shards,
             checkpoint: &mut self.checkpoint,
             on_result,
             on_event,
         }
+    }
+
+    /// A [`JobIo`] for a run that stops before collecting outcomes (after
+    /// submission, or a status poll). Outcomes that come anyway, such as
+    /// the not-processed outcomes of a shard whose upload was refused, are
+    /// kept in the handle: the job records that shard as finished and does
+    /// not deliver them again, so the next [`io`](Self::io) hands them out.
+    pub fn io_holding<'a, E: FnMut(&JobEvent)>(
+        &'a mut self,
+        on_event: E,
+    ) -> MemoryIo<'a, impl FnMut(JobResult) + 'a, E> {
+        let held = &mut self.held;
+        MemoryIo {
+            shards: &self.shards,
+            checkpoint: &mut self.checkpoint,
+            on_result: move |r| held.push(r),
+            on_event,
+        }
+    }
+
+    /// The outcomes held for the next collecting run (see
+    /// [`io_holding`](Self::io_holding)).
+    pub fn held(&self) -> &[JobResult] {
+        &self.held
     }
 }
 
