@@ -1,6 +1,6 @@
 //! The seed's operations, one by one: submit and come back later.
 
-use batch_core::job::JobSummary;
+use batch_core::job::{JobOutcome, JobSummary};
 
 use crate::common::*;
 
@@ -179,6 +179,62 @@ fn raw_requests_to_another_endpoint_and_bodies_the_server_refuses() {
                 other => panic!("{t}: {other:?}"),
             }
         }
+        rendered.push(canonical(&results));
+    }
+    assert_eq!(rendered[0], rendered[1], "the transports' results differ");
+}
+
+#[test]
+fn outcomes_decided_while_submitting_reach_get_results() {
+    // The third shard's file is over this server's size limit: its upload
+    // is refused during submit, which ends the shard there and then.
+    let items = items(300, |i| {
+        (i >= 200).then(|| format!("question {i} {}", "x".repeat(200)))
+    });
+    let setup = Setup {
+        max_batch_file_bytes: 30_000,
+        ..Setup::default()
+    };
+    let outcomes = both(&setup, |t, emu| {
+        let mut job = t
+            .submit_batch(&items, &prompt(), &options(100, 3))
+            .expect("submit");
+        let ids = job.batch_ids();
+        let status = t.poll_status(&mut job).expect("poll");
+        let got = t.get_results(&mut job);
+        (ids, status, got, emu.counters())
+    });
+    let mut rendered = Vec::new();
+    for (t, (ids, status, got, counters)) in ["blocking", "async"].iter().zip(outcomes) {
+        assert_eq!(ids.len(), 2, "{t}");
+        assert_eq!(status.shards[2].batch_id, None, "{t}");
+        let Err(Fail::Ended {
+            reason, results, ..
+        }) = got
+        else {
+            panic!("{t}: a shard was refused, yet {got:?}");
+        };
+        assert!(reason.to_string().contains("shard 2"), "{t}: {reason}");
+        assert_each_once(t, &results, &items);
+        for r in &results {
+            match &r.outcome {
+                JobOutcome::NotProcessed(np) => {
+                    assert!(r.index >= 200, "{t}: {}", r.custom_id);
+                    assert_eq!(np.code, "upload_failed", "{t}");
+                    assert!(
+                        np.message.contains("File is too large"),
+                        "{t}: {}",
+                        np.message
+                    );
+                }
+                other => {
+                    assert!(r.index < 200, "{t}: {other:?}");
+                    assert!(matches!(other, JobOutcome::Succeeded(_)), "{t}: {other:?}");
+                }
+            }
+        }
+        assert_eq!(counters.files_uploaded, 2, "{t}");
+        assert_eq!(counters.batches_created, 2, "{t}");
         rendered.push(canonical(&results));
     }
     assert_eq!(rendered[0], rendered[1], "the transports' results differ");

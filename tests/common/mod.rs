@@ -51,6 +51,8 @@ pub struct Setup {
     pub max_requests_per_batch: u64,
     /// The only key the emulator accepts.
     pub api_key: String,
+    /// The largest batch input file the emulator accepts.
+    pub max_batch_file_bytes: u64,
 }
 
 impl Default for Setup {
@@ -65,6 +67,7 @@ impl Default for Setup {
             },
             max_requests_per_batch: 50_000,
             api_key: KEY.to_owned(),
+            max_batch_file_bytes: 200_000_000,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Setup {
             .api_key(self.api_key.clone())
             .timings(self.timings)
             .max_requests_per_batch(self.max_requests_per_batch)
+            .max_batch_file_bytes(self.max_batch_file_bytes)
             .start_blocking()
             .expect("emulator starts")
     }
