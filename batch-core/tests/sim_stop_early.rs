@@ -11,7 +11,7 @@ use common::*;
 
 #[test]
 fn a_status_poll_of_finished_batches_downloads_nothing_and_loses_nothing() {
-    // Batches finish within seconds; the poll interval is 30 s.
+    // Batches finish within seconds.
     let sim = SimConfig {
         validate_ms: 1_000,
         run_ms: 1_000,
@@ -23,26 +23,13 @@ fn a_status_poll_of_finished_batches_downloads_nothing_and_loses_nothing() {
         c.stop_after = StopAfter::Submitted;
     });
     let mut h = Harness::new(SimApi::new(sim), shards, UnixMillis(1_700_000_000_000));
-    // Shard 1's first create is refused with a 500, so its batch is created
-    // (and next due for a poll) later than the others'.
-    let mut refused = false;
-    let submitted = h
-        .run_with(
-            &mut job,
-            RunOpts::faults(|_, r| {
-                if !refused && is_create(r) && effect_shard(r) == Some(1) {
-                    refused = true;
-                    Fault::Status(500)
-                } else {
-                    Fault::None
-                }
-            }),
-        )
-        .done();
-    assert!(submitted.shards.iter().all(|s| s.batch_id.is_some()));
+    let submitted = h.run_with(&mut job, RunOpts::default()).done();
+    let slow = submitted.shards[1].batch_id.clone().unwrap();
+    h.now = h.now.saturating_add(std::time::Duration::from_secs(60));
 
-    // A status poll: each batch is read once. Shard 0's is due first and has
-    // finished; its results must wait for the collecting run.
+    // A status poll once every batch has finished. The first read of shard
+    // 1's batch fails with a 500, so shard 0's finished batch is read while
+    // shard 1 backs off; its results must wait for the collecting run.
     let mut polled_cfg = cfg.clone();
     polled_cfg.stop_after = StopAfter::Polled;
     let mut job = Job::resume(
@@ -52,7 +39,21 @@ fn a_status_poll_of_finished_batches_downloads_nothing_and_loses_nothing() {
         h.now,
     )
     .unwrap();
-    let status = h.run_with(&mut job, RunOpts::default()).done();
+    let mut failed = false;
+    let status = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(|_, r| {
+                if !failed && is_poll(r) && r.uri().path().ends_with(slow.as_str()) {
+                    failed = true;
+                    Fault::Status(500)
+                } else {
+                    Fault::None
+                }
+            }),
+        )
+        .done();
+    assert!(failed);
     assert!(
         status
             .shards
@@ -78,4 +79,36 @@ fn a_status_poll_of_finished_batches_downloads_nothing_and_loses_nothing() {
     assert!(summary.complete, "{summary:?}");
     assert_every_request_once(&h, &plan);
     assert_eq!(h.sim.counters.creates, 3, "one batch per shard");
+}
+
+#[test]
+fn a_status_poll_reads_every_batch_now() {
+    let reqs = requests(25, Some(10));
+    let (mut job, plan, shards, cfg) = job_for(&reqs, ShardLimits::new(10, 1 << 20), |c| {
+        c.stop_after = StopAfter::Submitted;
+        c.poll_interval = std::time::Duration::from_secs(600);
+    });
+    let mut h = Harness::new(
+        SimApi::new(SimConfig::default()),
+        shards,
+        UnixMillis(1_700_000_000_000),
+    );
+    h.run_with(&mut job, RunOpts::default()).done();
+    let asked_at = h.now;
+    let logged = h.log.len();
+    let mut polled_cfg = cfg;
+    polled_cfg.stop_after = StopAfter::Polled;
+    let mut job = Job::resume(polled_cfg, plan, h.checkpoint.clone().unwrap(), h.now).unwrap();
+    let status = h.run_with(&mut job, RunOpts::default()).done();
+    assert!(
+        status.shards.iter().all(|s| s.status.is_some()),
+        "{status:?}"
+    );
+    let polls: Vec<_> = h.log[logged..]
+        .iter()
+        .filter(|l| l.path.starts_with("/v1/batches/"))
+        .collect();
+    assert_eq!(polls.len(), 3, "{polls:?}");
+    // Not ten minutes later, at the batches' next scheduled poll.
+    assert!(polls.iter().all(|l| l.at == asked_at), "{polls:?}");
 }

@@ -345,6 +345,8 @@ impl Job {
         job.created_at = cp.created_at;
         job.rng = cp.rng;
         job.cancel_requested = cp.cancel_requested;
+        // A status poll reads every batch now, not at its next scheduled poll.
+        let poll_now = job.cfg.stop_after == StopAfter::Polled;
         for (shard, saved) in job.shards.iter_mut().zip(cp.shards) {
             shard.file_id = saved.file_id;
             shard.upload = effect_from(saved.upload);
@@ -355,7 +357,9 @@ impl Job {
             shard.status = saved.status;
             shard.counts = saved.counts;
             shard.cancel_sent = saved.cancel_sent;
-            shard.not_before = saved.not_before;
+            if !poll_now {
+                shard.not_before = saved.not_before;
+            }
             shard.error = saved.error;
             shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
             match saved.end {
