@@ -112,3 +112,34 @@ fn a_status_poll_reads_every_batch_now() {
     // Not ten minutes later, at the batches' next scheduled poll.
     assert!(polls.iter().all(|l| l.at == asked_at), "{polls:?}");
 }
+
+#[test]
+fn a_cancel_goes_out_now_not_at_the_next_scheduled_poll() {
+    let reqs = requests(25, Some(10));
+    let (mut job, plan, shards, cfg) = job_for(&reqs, ShardLimits::new(10, 1 << 20), |c| {
+        c.stop_after = StopAfter::Submitted;
+        c.poll_interval = std::time::Duration::from_secs(600);
+    });
+    let mut h = Harness::new(
+        SimApi::new(SimConfig::default()),
+        shards,
+        UnixMillis(1_700_000_000_000),
+    );
+    h.run_with(&mut job, RunOpts::default()).done();
+    let asked_at = h.now;
+    let mut cfg = cfg;
+    cfg.stop_after = StopAfter::Finished;
+    let mut job = Job::resume(cfg, plan.clone(), h.checkpoint.clone().unwrap(), h.now).unwrap();
+    job.cancel(h.now);
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    assert!(summary.cancelled && summary.complete, "{summary:?}");
+    assert_every_request_once(&h, &plan);
+    let cancels: Vec<_> = h
+        .log
+        .iter()
+        .filter(|l| l.path.ends_with("/cancel"))
+        .collect();
+    assert_eq!(cancels.len(), 3, "{cancels:?}");
+    // Not ten minutes later, at the batches' next scheduled poll.
+    assert!(cancels.iter().all(|l| l.at == asked_at), "{cancels:?}");
+}

@@ -395,6 +395,18 @@ impl Job {
         if !self.cancel_requested {
             self.cancel_requested = true;
             self.dirty = true;
+            self.hurry_polls();
+        }
+    }
+
+    /// Brings forward every shard that only waits for its next poll (not a
+    /// backoff), so that a cancel goes out now.
+    fn hurry_polls(&mut self) {
+        let now = self.now;
+        for sh in &mut self.shards {
+            if matches!(sh.wait_reason, None | Some(WaitReason::PollBatch { .. })) {
+                sh.not_before = sh.not_before.min(now);
+            }
         }
     }
 
@@ -750,7 +762,10 @@ impl Job {
         }
         self.timed_out = true;
         match self.cfg.on_timeout {
-            OnTimeout::Cancel => self.cancel_requested = true,
+            OnTimeout::Cancel => {
+                self.cancel_requested = true;
+                self.hurry_polls();
+            }
             OnTimeout::LeaveRunning => {}
         }
         self.dirty = true;
