@@ -6,23 +6,30 @@ use std::io::{self, Read};
 use batch_core::api::Outgoing;
 use batch_core::job::{FailureKind, JobIo, TransportFailure};
 
-/// The request body ureq sends: none, bytes, or a multipart envelope around
-/// a streamed shard. The core sets `Content-Length` on every request with a
-/// body, so ureq never chunks one; a request without a body must be sent as
-/// none, or ureq would announce an empty chunked body (on a `GET` too).
-pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<ureq::SendBody<'static>> {
+/// The request body, resolved through `io` so it can move to the thread
+/// that sends it: none, bytes, or a multipart envelope around a streamed
+/// shard.
+pub(crate) enum Body {
+    None,
+    Reader(Box<dyn Read + Send>),
+}
+
+/// Resolves the core's body description.
+pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<Body> {
     Ok(match body {
-        Outgoing::Empty => ureq::SendBody::none(),
-        Outgoing::Json(bytes) => ureq::SendBody::from_owned_reader(io::Cursor::new(bytes)),
+        Outgoing::Empty => Body::None,
+        Outgoing::Json(bytes) | Outgoing::Bytes(bytes) => {
+            Body::Reader(Box::new(io::Cursor::new(bytes)))
+        }
         Outgoing::Multipart {
             head, shard, tail, ..
         } => {
             let file = io.open_shard(&shard)?;
-            ureq::SendBody::from_owned_reader(
+            Body::Reader(Box::new(
                 io::Cursor::new(head)
                     .chain(file.take(shard.len))
                     .chain(io::Cursor::new(tail)),
-            )
+            ))
         }
         other => {
             return Err(io::Error::other(format!(
@@ -30,6 +37,16 @@ pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<ureq::Send
             )));
         }
     })
+}
+
+/// The body ureq sends. The core sets `Content-Length` on every request with
+/// a body, so ureq never chunks one; a request without a body is sent as
+/// none, or ureq would announce an empty chunked body (on a `GET` too).
+pub(crate) fn send_body(body: Body) -> ureq::SendBody<'static> {
+    match body {
+        Body::None => ureq::SendBody::none(),
+        Body::Reader(r) => ureq::SendBody::from_owned_reader(r),
+    }
 }
 
 /// Classifies a ureq error raised before the response head.

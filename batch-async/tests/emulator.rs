@@ -1,4 +1,4 @@
-//! The async transport runs a sharded job's exchanges concurrently against a
+//! The async transport runs a sharded job (three shards at once) against a
 //! real server on loopback (the emulator).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +10,7 @@ use batch_core::input::{Item, SystemPrompt};
 use batch_core::job::{BatchOptions, JobEvent, JobOutcome, ShardLimits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sharded_job_runs_its_shards_side_by_side() {
+async fn a_sharded_job_completes_against_a_real_server() {
     let emu = batch_emulator::Emulator::builder()
         .speed(2000.0)
         .start()
@@ -54,7 +54,7 @@ async fn a_sharded_job_runs_its_shards_side_by_side() {
             other => panic!("{other:?}"),
         }
     }
-    // All three shards were submitted before the first one finished.
+    // With room for every shard, all three were submitted before any finished.
     let first_finish = events
         .iter()
         .position(|e| matches!(e, JobEvent::ShardFinished { .. }))
