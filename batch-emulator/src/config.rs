@@ -1,0 +1,87 @@
+//! Start-up configuration.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::faults::FaultConfig;
+
+/// Base durations of a batch's lifecycle, in virtual time (divided by the
+/// speed factor to get real time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    /// Time spent in `validating`. Default 60 s.
+    pub validating: Duration,
+    /// Time to process one request while `in_progress`. Default 1 s.
+    pub per_request: Duration,
+    /// Time spent in `finalizing`. Default 30 s.
+    pub finalizing: Duration,
+    /// Time spent in `cancelling`. Default 60 s (the real API says up to 10 min).
+    pub cancelling: Duration,
+    /// The completion window: `expires_at = created_at + this`. Default 24 h.
+    pub completion_window: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Timings {
+        Timings {
+            validating: Duration::from_secs(60),
+            per_request: Duration::from_secs(1),
+            finalizing: Duration::from_secs(30),
+            cancelling: Duration::from_secs(60),
+            completion_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Everything the emulator needs to start. Build it with
+/// [`Emulator::builder`](crate::Emulator::builder) or fill it in directly.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Address to bind. Default `127.0.0.1`.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one. Default 0.
+    pub port: u16,
+    /// Folder for file bytes and the state file. `None` uses a fresh
+    /// temporary folder that is removed on shutdown.
+    pub data_dir: Option<PathBuf>,
+    /// Virtual seconds per real second (`1000.0` makes a 60 s validation take
+    /// 60 ms). Default 1.0.
+    pub speed: f64,
+    /// Seed for ids, output order and probabilistic faults. Default 0.
+    pub seed: u64,
+    /// Faults active from the start.
+    pub faults: FaultConfig,
+    /// If set, only `Authorization: Bearer <this>` is accepted; otherwise any
+    /// non-empty bearer token is.
+    pub api_key: Option<String>,
+    /// Largest upload of any purpose. Default 512 MB.
+    pub max_upload_bytes: u64,
+    /// Largest `purpose=batch` upload. Default 200 MB.
+    pub max_batch_file_bytes: u64,
+    /// Most requests in one batch input file. Default 50,000.
+    pub max_requests_per_batch: u64,
+    /// Lifecycle durations.
+    pub timings: Timings,
+    /// How often (real time) the lifecycle driver wakes up. Default 10 ms.
+    pub tick: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> EmulatorConfig {
+        EmulatorConfig {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            data_dir: None,
+            speed: 1.0,
+            seed: 0,
+            faults: FaultConfig::default(),
+            api_key: None,
+            max_upload_bytes: 512 * 1000 * 1000,
+            max_batch_file_bytes: 200 * 1000 * 1000,
+            max_requests_per_batch: 50_000,
+            timings: Timings::default(),
+            tick: Duration::from_millis(10),
+        }
+    }
+}

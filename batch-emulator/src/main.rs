@@ -1,0 +1,135 @@
+//! `batch-emulator`: serve the emulated Files and Batches API.
+//!
+//! The first line on stdout is `listening on http://HOST:PORT/v1`.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use batch_emulator::{Emulator, FaultConfig};
+use clap::Parser;
+
+/// An offline server for the OpenAI Files and Batches API.
+#[derive(Debug, Parser)]
+#[command(name = "batch-emulator", version, about)]
+struct Args {
+    /// Port to listen on; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Folder for file bytes and state; reuse it to keep files and batches
+    /// across restarts. Default: a temporary folder removed on exit.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Virtual seconds per real second (1000 makes a 60 s validation take 60 ms).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Fault spec, e.g. `429-every=7,cut-content-every=3,expire`.
+    #[arg(long, default_value = "")]
+    faults: String,
+    /// Seed for ids, output order and probabilistic faults.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Accept only this bearer token (default: any non-empty token).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Largest batch input file in bytes.
+    #[arg(long)]
+    max_batch_file_bytes: Option<u64>,
+    /// Most requests in one batch.
+    #[arg(long)]
+    max_requests: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let faults = match FaultConfig::parse(&args.faults) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "batch-emulator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "batch-emulator: --speed must be positive"
+        );
+        return ExitCode::from(2);
+    }
+    let mut builder = Emulator::builder()
+        .host(args.host)
+        .port(args.port)
+        .speed(args.speed)
+        .seed(args.seed)
+        .faults(faults);
+    if let Some(dir) = args.data_dir {
+        builder = builder.data_dir(dir);
+    }
+    if let Some(key) = args.api_key {
+        builder = builder.api_key(key);
+    }
+    if let Some(n) = args.max_batch_file_bytes {
+        builder = builder.max_batch_file_bytes(n);
+    }
+    if let Some(n) = args.max_requests {
+        builder = builder.max_requests_per_batch(n);
+    }
+    let emu = match builder.start().await {
+        Ok(e) => e,
+        Err(e) => {
+            let mut msg = format!("batch-emulator: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            let _ = writeln!(std::io::stderr(), "{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        #[allow(clippy::print_stdout)]
+        let written = writeln!(out, "listening on {}", emu.base_url()).and_then(|()| out.flush());
+        if written.is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    wait_for_signal().await;
+    match emu.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "batch-emulator: saving state failed: {e}"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

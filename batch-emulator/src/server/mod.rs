@@ -1,0 +1,239 @@
+//! The HTTP surface: routes, the auth and fault layer, and the fallbacks.
+
+mod batches;
+mod content;
+mod control;
+mod files;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::faults::{CommitFault, Route};
+use crate::state::{Shared, lock};
+use crate::util::derived_hex_id;
+
+pub(crate) type AppState = Arc<Shared>;
+
+/// Builds the whole application.
+pub(crate) fn router(shared: AppState) -> Router {
+    let api = Router::new()
+        .route("/files", post(files::create).get(files::list))
+        .route(
+            "/files/{file_id}",
+            get(files::retrieve).delete(files::delete),
+        )
+        .route("/files/{file_id}/content", get(content::download))
+        .route("/batches", post(batches::create).get(batches::list))
+        .route("/batches/{batch_id}", get(batches::retrieve))
+        .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), api_layer))
+        .method_not_allowed_fallback(unknown_route);
+    Router::new()
+        .nest("/v1", api)
+        .nest("/__emulator", control::router())
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+fn route_of(method: &Method, path: &str) -> Option<Route> {
+    let r = match (method.as_str(), path) {
+        ("POST", "/v1/files") => Route::FilesCreate,
+        ("GET" | "HEAD", "/v1/files") => Route::FilesList,
+        ("GET" | "HEAD", "/v1/files/{file_id}") => Route::FilesGet,
+        ("DELETE", "/v1/files/{file_id}") => Route::FilesDelete,
+        ("GET" | "HEAD", "/v1/files/{file_id}/content") => Route::FilesContent,
+        ("POST", "/v1/batches") => Route::BatchesCreate,
+        ("GET" | "HEAD", "/v1/batches") => Route::BatchesList,
+        ("GET" | "HEAD", "/v1/batches/{batch_id}") => Route::BatchesGet,
+        ("POST", "/v1/batches/{batch_id}/cancel") => Route::BatchesCancel,
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// 404 in the envelope for any unknown path or method.
+async fn unknown_route(State(shared): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/v1/") || path == "/v1" {
+        shared.count(|c| {
+            c.requests_total += 1;
+            *c.requests.entry("unmatched".to_owned()).or_default() += 1;
+            *c.responses.entry("404".to_owned()).or_default() += 1;
+        });
+    }
+    ApiError::invalid_url(req.method().as_str(), &path).into_response()
+}
+
+/// Checks the bearer token; `Err` is the 401 answer.
+fn check_auth(shared: &Shared, req: &Request) -> Result<(), ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(value) = value else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "You didn't provide an API key. You need to provide your API key in an Authorization \
+             header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        ));
+    };
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let wrong = match &shared.cfg.api_key {
+        Some(expected) => token != expected,
+        None => token.is_empty(),
+    };
+    if wrong {
+        let shown: String = if token.len() > 8 {
+            format!(
+                "{}****{}",
+                &token[..3.min(token.len())],
+                &token[token.len() - 4..]
+            )
+        } else {
+            "****".to_owned()
+        };
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            format!(
+                "Incorrect API key provided: {shown}. You can find your API key at \
+                 https://platform.openai.com/account/api-keys."
+            ),
+        )
+        .code("invalid_api_key"));
+    }
+    Ok(())
+}
+
+/// Counting, auth, request-level faults and commit faults for `/v1` routes.
+async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let route = route_of(req.method(), &path);
+    let route_name = route.map_or("unmatched", Route::as_str);
+    let request_no = {
+        let mut c = lock(&shared.counters);
+        c.requests_total += 1;
+        *c.requests.entry(route_name.to_owned()).or_default() += 1;
+        c.requests_total
+    };
+    let mut resp = match check_auth(&shared, &req) {
+        Err(e) => e.into_response(),
+        Ok(()) => {
+            let fault = route.and_then(|r| lock(&shared.faults).on_request(r));
+            match fault {
+                Some(f) => {
+                    shared.count(|c| c.fault(&f.name));
+                    status_fault(f.status, f.retry_after).into_response()
+                }
+                None => {
+                    let resp = next.run(req).await;
+                    match route {
+                        Some(r) if r.commits() && resp.status().is_success() => {
+                            apply_commit_fault(&shared, r, resp).await
+                        }
+                        _ => resp,
+                    }
+                }
+            }
+        }
+    };
+    let status = resp.status().as_u16().to_string();
+    shared.count(|c| *c.responses.entry(status).or_default() += 1);
+    let rid = derived_hex_id(
+        "req_",
+        &["http", &shared.seed().to_string(), &request_no.to_string()],
+    );
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn status_fault(status: u16, retry_after: u64) -> ApiError {
+    if status == 429 {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "requests",
+            format!(
+                "Rate limit reached for requests in organization org-emulator on requests per min \
+                 (RPM): Limit 60, Used 60, Requested 1. Please try again in {retry_after}s."
+            ),
+        )
+        .code("rate_limit_exceeded");
+        e.retry_after = Some(retry_after);
+        e
+    } else {
+        let mut e = ApiError::server_error();
+        e.status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        e
+    }
+}
+
+async fn apply_commit_fault(shared: &Shared, route: Route, resp: Response) -> Response {
+    let fault = lock(&shared.faults).on_commit(route);
+    match fault {
+        None => resp,
+        Some(CommitFault::Answer500) => {
+            shared.count(|c| c.fault("commit-then-500"));
+            ApiError::server_error().into_response()
+        }
+        Some(CommitFault::Cut) => {
+            shared.count(|c| c.fault("commit-then-cut"));
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let mut resp = Response::from_parts(parts, cut_body(bytes.clone(), bytes.len() / 2));
+            if let Ok(v) = HeaderValue::from_str(&bytes.len().to_string()) {
+                resp.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            resp
+        }
+    }
+}
+
+/// A body that yields the first `keep` bytes, waits a moment so they reach
+/// the socket, then fails, so the server aborts the connection with the
+/// declared length unmet.
+pub(crate) fn cut_body(bytes: Bytes, keep: usize) -> Body {
+    let head = bytes.slice(..keep.min(bytes.len()));
+    let stream = futures_util::stream::unfold(0u8, move |stage| {
+        let head = head.clone();
+        async move {
+            match stage {
+                0 => Some((Ok(head), 1)),
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "emulated connection cut",
+                        )),
+                        2,
+                    ))
+                }
+                _ => None,
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
