@@ -49,7 +49,13 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
             .clone()
             .unwrap_or_else(|| with_suffix(&args.output, ".journal")),
     );
-    let prepared = job::prepare(ctx, &input, Some(&args.plan), &journal)?;
+    let prepared = job::prepare(
+        ctx,
+        &input,
+        &args.input.display().to_string(),
+        Some(&args.plan),
+        &journal,
+    )?;
     run_prepared(
         ctx,
         &journal,
@@ -66,7 +72,13 @@ pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
     let started = Instant::now();
     let journal = Journal::new(args.journal.clone());
     let planfile = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
-    let prepared = job::prepare(ctx, &planfile.input, None, &journal)?;
+    let prepared = job::prepare(
+        ctx,
+        &planfile.input,
+        &planfile.input.display().to_string(),
+        None,
+        &journal,
+    )?;
     let drive: DriveArgs = args.into();
     run_prepared(
         ctx,
@@ -259,7 +271,13 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
             .clone()
             .unwrap_or_else(|| with_suffix(&args.input, ".journal")),
     );
-    let mut prepared = job::prepare(ctx, &input, Some(&args.plan), &journal)?;
+    let mut prepared = job::prepare(
+        ctx,
+        &input,
+        &args.input.display().to_string(),
+        Some(&args.plan),
+        &journal,
+    )?;
     let limits = limits_of(&prepared.planfile);
     let api = job::connect(
         ctx,
@@ -411,7 +429,13 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
     if let Some(dir) = &args.journal {
         let journal = Journal::new(dir.clone());
         let pf = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
-        let mut prepared = job::prepare(ctx, &pf.input, None, &journal)?;
+        let mut prepared = job::prepare(
+            ctx,
+            &pf.input,
+            &pf.input.display().to_string(),
+            None,
+            &journal,
+        )?;
         let limits = limits_of(&pf);
         let api = job::connect(ctx, &args.api, Some(&journal), Some(&pf), Some(&limits))?;
         let drive = Drive {

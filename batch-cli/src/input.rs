@@ -123,14 +123,13 @@ pub(crate) fn build_plan(
             w.finish()?;
         }
     }
-    let plan = match builder.finish() {
-        Ok(plan) if errors.total == 0 => plan,
-        Ok(_) => return Err(errors.into_error()),
-        Err(e) => {
-            errors.push(e);
-            return Err(errors.into_error());
-        }
-    };
+    if errors.total > 0 {
+        return Err(errors.into_error());
+    }
+    let plan = builder.finish().map_err(|e| {
+        errors.push(e);
+        errors.into_error()
+    })?;
     Ok(Planned {
         plan,
         input_len,

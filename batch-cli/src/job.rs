@@ -193,10 +193,10 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
 pub(crate) fn prepare(
     ctx: &Ctx,
     input: &Path,
+    source: &str,
     args: Option<&PlanArgs>,
     journal: &Journal,
 ) -> Result<Prepared, CliError> {
-    let source = input.display().to_string();
     if let Some(pf) = journal.read_plan()? {
         if let Some(args) = args {
             let (want, endpoint_given) = requested_options(args)?;
@@ -204,7 +204,7 @@ pub(crate) fn prepare(
         }
         let planned = input::build_plan(
             input,
-            &source,
+            source,
             &spec_of(&pf.options),
             &pf.job_id,
             None,
@@ -244,7 +244,7 @@ pub(crate) fn prepare(
     let job_id = format!("ob-{:016x}", random_u64());
     let planned = input::build_plan(
         input,
-        &source,
+        source,
         &spec_of(&opts),
         &job_id,
         Some(&shards),
