@@ -35,7 +35,6 @@ fn limits_of(p: &PlanFile) -> batch_core::job::ShardLimits {
 
 /// `openai-batch run INPUT -o RESULTS`.
 pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
-    let started = Instant::now();
     let input = absolute(&args.input)?;
     if !input.is_file() {
         return Err(CliError::usage(format!(
@@ -49,27 +48,21 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
             .clone()
             .unwrap_or_else(|| with_suffix(&args.output, ".journal")),
     );
-    let prepared = job::prepare(
-        ctx,
-        &input,
-        &args.input.display().to_string(),
-        Some(&args.plan),
-        &journal,
-    )?;
+    let source = args.input.display().to_string();
+    let prepared = job::prepare(ctx, &input, &source, Some(&args.plan), &journal)?;
     run_prepared(
         ctx,
         &journal,
+        &source,
         prepared,
         &args.drive,
         &args.api,
         &args.output,
-        started,
     )
 }
 
 /// `openai-batch results --journal DIR -o RESULTS`.
 pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
-    let started = Instant::now();
     let journal = Journal::new(args.journal.clone());
     let planfile = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
     let prepared = job::prepare(
@@ -83,11 +76,11 @@ pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
     run_prepared(
         ctx,
         &journal,
+        &planfile.input.display().to_string(),
         prepared,
         &drive,
         &args.api,
         &args.output,
-        started,
     )
 }
 
@@ -101,18 +94,18 @@ fn no_job(journal: &Journal) -> CliError {
 fn run_prepared(
     ctx: &Ctx,
     journal: &Journal,
+    source: &str,
     mut prepared: Prepared,
     drive_args: &DriveArgs,
     api_args: &crate::args::ApiArgs,
     output: &Path,
-    started: Instant,
 ) -> Result<u8, CliError> {
+    let started = ctx.started;
     let pf = prepared.planfile.clone();
     let pf = &pf;
     if prepared.fresh {
         ctx.note(&format!(
-            "{}: {} requests in {} shard{} for {} (journal {})",
-            pf.input.display(),
+            "{source}: {} requests in {} shard{} for {} (journal {})",
             pf.digest.requests,
             pf.digest.shards,
             if pf.digest.shards == 1 { "" } else { "s" },
@@ -386,39 +379,41 @@ pub(crate) fn status(ctx: &Ctx, args: &StatusArgs) -> Result<u8, CliError> {
         }
         for (i, s) in shards.iter().enumerate() {
             match &s.batch_id {
-                Some(id) => rows.push((Some(i), retrieve(&api, id)?)),
+                Some(id) => rows.push((Some(i), Ok(retrieve(&api, id)?))),
                 None if args.json => {}
-                None => term::out(&format!(
-                    "shard {i:<4} {:<40} {}",
-                    "-",
-                    if s.end.is_some() {
+                None => rows.push((
+                    Some(i),
+                    Err(if s.end.is_some() {
                         "ended without a batch"
                     } else {
                         "not submitted"
-                    }
+                    }),
                 )),
             }
         }
     } else {
         for id in &args.batch_ids {
-            rows.push((None, retrieve(&api, id)?));
+            rows.push((None, Ok(retrieve(&api, id)?)));
         }
     }
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(shard, b)| json!({"shard": shard, "batch": b}))
+            .filter_map(|(shard, b)| b.as_ref().ok().map(|b| json!({"shard": shard, "batch": b})))
             .collect();
         term::out(&serde_json::Value::Array(list).to_string());
     } else {
         for (shard, b) in &rows {
             let prefix = shard.map(|i| format!("shard {i:<4} ")).unwrap_or_default();
-            term::out(&format!(
-                "{prefix}{:<40} {:<12} {}",
-                b.id,
-                b.status.as_str(),
-                counts_text(b)
-            ));
+            term::out(&match b {
+                Ok(b) => format!(
+                    "{prefix}{:<40} {:<12} {}",
+                    b.id,
+                    b.status.as_str(),
+                    counts_text(b)
+                ),
+                Err(what) => format!("{prefix}{:<40} {what}", "-"),
+            });
         }
     }
     Ok(EXIT_OK)

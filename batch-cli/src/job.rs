@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     pub(crate) interrupt: Interrupt,
     pub(crate) supervisor: Sender<Signal<Result<u8, CliError>>>,
     pub(crate) progress: Rc<RefCell<Progress>>,
+    /// When the command started.
+    pub(crate) started: std::time::Instant,
 }
 
 impl Ctx {
@@ -646,9 +648,14 @@ fn run_round(
         line: Vec::new(),
     };
     let progress = ctx.progress.clone();
+    let parked_progress = ctx.progress.clone();
+    let notify = parked_notifier(ctx.supervisor.clone());
     let clock = CliClock::new(
         ctx.interrupt.clone(),
-        Some(parked_notifier(ctx.supervisor.clone())),
+        Some(Box::new(move || {
+            parked_progress.borrow_mut().finish();
+            notify();
+        })),
         Box::new(move || progress.borrow_mut().tick()),
     );
     let result = batch_blocking::run(&mut job, &api.client, &clock, &mut io);

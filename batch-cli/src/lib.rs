@@ -174,6 +174,7 @@ fn dispatch(
         interrupt,
         supervisor,
         progress: Rc::new(RefCell::new(Progress::new(mode))),
+        started: std::time::Instant::now(),
     };
     match command {
         Command::Run(a) => commands::run(&ctx, a),

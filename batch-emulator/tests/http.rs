@@ -130,7 +130,11 @@ async fn uploads_are_validated() {
     let line = chat_line("a", "x");
 
     let (status, file) = api
-        .upload_with("in.jsonl", common::jsonl(std::slice::from_ref(&line)), "batch")
+        .upload_with(
+            "in.jsonl",
+            common::jsonl(std::slice::from_ref(&line)),
+            "batch",
+        )
         .await;
     assert_eq!(status, 200, "{file}");
     for key in [
@@ -169,7 +173,11 @@ async fn uploads_are_validated() {
     assert_eq!(body["error"]["param"], "purpose");
 
     let (status, body) = api
-        .upload_with("in.csv", common::jsonl(std::slice::from_ref(&line)), "batch")
+        .upload_with(
+            "in.csv",
+            common::jsonl(std::slice::from_ref(&line)),
+            "batch",
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -207,7 +215,8 @@ async fn uploads_are_validated() {
         .text("expires_after[seconds]", "7200")
         .part(
             "file",
-            reqwest::multipart::Part::bytes(common::jsonl(std::slice::from_ref(&line))).file_name("e.jsonl"),
+            reqwest::multipart::Part::bytes(common::jsonl(std::slice::from_ref(&line)))
+                .file_name("e.jsonl"),
         );
     let (status, file) = api
         .send(api.http.post(api.url("/files")).multipart(form))
