@@ -94,6 +94,10 @@ pub(crate) struct DriveArgs {
     /// Print only errors and the final summary.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Seconds before a batch refused for a full queue is created again
+    /// (doubling each time) [default: 60; 1 with --emulator].
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub(crate) requeue_delay: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +216,7 @@ impl From<&ResultsArgs> for DriveArgs {
             retry_failed: a.retry_failed,
             json: a.json,
             quiet: a.quiet,
+            requeue_delay: None,
         }
     }
 }

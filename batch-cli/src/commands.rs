@@ -150,7 +150,8 @@ fn finish(
     let last = driven.summaries.last();
     if let Some(error) = last.and_then(|s| s.error.clone()) {
         return Err(CliError::failed(format!(
-            "{error}; the job is kept in {}: fix the problem and run the same command again",
+            "{}; the job is kept in {}: fix the problem and run the same command again",
+            error.trim_end_matches('.'),
             journal.dir().display()
         )));
     }
@@ -290,6 +291,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
                 retry_failed: 0,
                 json: args.json,
                 quiet: args.quiet,
+                requeue_delay: None,
             },
             api.emulator.is_some(),
         )?
@@ -445,6 +447,7 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
                     retry_failed: 0,
                     json: args.json,
                     quiet: false,
+                    requeue_delay: None,
                 },
                 api.emulator.is_some(),
             )?

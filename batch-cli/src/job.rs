@@ -374,6 +374,7 @@ pub(crate) struct Drive {
     pub(crate) poll_interval: Duration,
     pub(crate) max_wait: Option<Duration>,
     pub(crate) retry_failed: u32,
+    pub(crate) requeue_delay: Option<Duration>,
     pub(crate) stop: StopAfter,
     pub(crate) cancel: bool,
 }
@@ -399,11 +400,17 @@ impl Drive {
             None => Duration::from_secs(60),
         };
         let max_wait = d.max_wait.map(|s| seconds("--max-wait", s)).transpose()?;
+        let requeue_delay = match d.requeue_delay {
+            Some(s) => Some(seconds("--requeue-delay", s)?),
+            None if emulator => Some(Duration::from_secs(1)),
+            None => None,
+        };
         Ok(Drive {
             parallel: d.parallel,
             poll_interval,
             max_wait,
             retry_failed: d.retry_failed,
+            requeue_delay,
             stop: StopAfter::Finished,
             cancel: false,
         })
@@ -617,6 +624,9 @@ fn run_round(
         d.parallel
     };
     cfg.seed = random_u64();
+    if let Some(delay) = d.requeue_delay {
+        cfg.requeue_delay = delay;
+    }
     cfg.stop_after = d.stop;
     let now = SystemClock.now();
     let label = if round == 0 {

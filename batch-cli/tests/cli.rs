@@ -600,3 +600,75 @@ fn the_emulator_flag_needs_no_key_and_a_changed_input_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_full_queue_is_waited_out_not_failed() {
+    // The second batch created is refused with token_limit_exceeded.
+    let emu = emulator("token-limit-every=2");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 200;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = run(
+        &emu,
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gpt-4o-mini",
+            "--max-requests-per-batch",
+            "100",
+            "--poll-interval",
+            "0.05",
+            "--requeue-delay",
+            "0.2",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the batch queue is full"),
+        "{}",
+        stderr(&o)
+    );
+    let results = lines(&out);
+    assert_eq!(ids(&results), expected_ids(n));
+    assert_eq!(outcomes(&results, "succeeded"), n);
+    assert_eq!(emu.counters().batches_created, 3);
+}
+
+#[test]
+fn a_refused_key_fails_the_run_with_one_sentence_and_no_key() {
+    let emu = Emulator::builder()
+        .speed(20.0)
+        .api_key("sk-the-right-one")
+        .start_blocking()
+        .expect("emulator starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = input(dir.path(), 10, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = run(
+        &emu,
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "m",
+            "--poll-interval",
+            "0.05",
+        ],
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: authentication failed") && last.contains("run the same command"),
+        "{err}"
+    );
+    assert!(!contains(&o.stderr, KEY) && !contains(&o.stdout, KEY));
+    assert!(!out.exists());
+    assert_eq!(emu.counters().files_uploaded, 0);
+}
