@@ -148,9 +148,10 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
     let system = match &args.system {
         Some(s) if s.starts_with('@') => {
             let path = &s[1..];
-            Some(fs::read_to_string(path).map_err(|e| {
+            let text = fs::read_to_string(path).map_err(|e| {
                 CliError::usage(format!("cannot read the system prompt from {path}: {e}"))
-            })?)
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
         }
         other => other.clone(),
     };
