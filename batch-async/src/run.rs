@@ -1,26 +1,71 @@
 //! The driver loop: execute what the job asks for, nothing more.
+//!
+//! Exchanges run concurrently: each `Step::Send` becomes a task that reports
+//! the response head, its body chunks and its end over a bounded channel,
+//! and the loop feeds those reports to the job in arrival order. The job
+//! decides how many exchanges are in flight (one per shard at most); the
+//! channel's bound keeps memory flat when the job is slower than the network.
 
 use batch_core::api::Outgoing;
-use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step};
+use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
 
+/// Reports queued from the exchanges to the loop at most.
+const QUEUE: usize = 16;
+
+/// What an exchange task reports.
+enum Report {
+    Head(ExchangeId, http::response::Parts),
+    Chunk(ExchangeId, Bytes),
+    End(ExchangeId),
+    Failed(ExchangeId, TransportFailure),
+}
+
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
 ///
 /// # Errors
 /// Fails if `io` fails, or if the job reports a driver misuse (a bug).
+/// Exchanges still in flight when it fails are aborted.
 pub async fn run(
     job: &mut Job,
     client: &Client,
     clock: &impl Clock,
     io: &mut impl JobIo,
 ) -> Result<JobSummary, Error> {
+    let (tx, mut rx) = mpsc::channel::<Report>(QUEUE);
+    let mut tasks = JoinSet::new();
+    let mut in_flight = 0usize;
     loop {
+        // Feed what has arrived before asking the job what to do next.
+        while let Ok(report) = rx.try_recv() {
+            in_flight -= feed(job, clock, io, report)?;
+        }
         match job.poll(clock.now()) {
-            Step::Send { id, request } => exchange(job, client, clock, id, request, io).await?,
+            Step::Send { id, request } => {
+                let request = prepare(request, io)?;
+                let http = client.http().clone();
+                let tx = tx.clone();
+                in_flight += 1;
+                tasks.spawn(exchange(http, id, request, tx));
+            }
+            Step::Wait { until, .. } if in_flight > 0 => {
+                tokio::select! {
+                    biased;
+                    report = rx.recv() => {
+                        if let Some(report) = report {
+                            in_flight -= feed(job, clock, io, report)?;
+                        }
+                    }
+                    () = clock.sleep_until(until) => {}
+                }
+            }
             Step::Wait { until, .. } => clock.sleep_until(until).await,
             Step::Persist(cp) => io.persist(&cp)?,
             Step::Event(ev) => io.event(&ev)?,
@@ -31,43 +76,78 @@ pub async fn run(
     }
 }
 
-async fn exchange(
-    job: &mut Job,
-    client: &Client,
-    clock: &impl Clock,
-    id: ExchangeId,
+/// The native request, with the body resolved through `io`.
+fn prepare(
     request: http::Request<Outgoing>,
     io: &mut impl JobIo,
-) -> Result<(), Error> {
+) -> Result<reqwest::Request, Error> {
     let (parts, body) = request.into_parts();
     let body = convert::body(body, io)?;
-    let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
-        .map_err(|e| Error::Setup(e.to_string()))?;
-    let mut response = match client.http().execute(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            job.handle_failure(id, convert::failure_before_head(&e), clock.now())
-                .map_err(JobError::from)?;
-            return Ok(());
+    reqwest::Request::try_from(http::Request::from_parts(parts, body))
+        .map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// Hands one report to the job. Returns 1 when the exchange is over.
+fn feed(
+    job: &mut Job,
+    clock: &impl Clock,
+    io: &mut impl JobIo,
+    report: Report,
+) -> Result<usize, Error> {
+    match report {
+        Report::Head(id, head) => job
+            .handle_head(id, head, clock.now())
+            .map_err(JobError::from)?,
+        Report::Chunk(id, chunk) => {
+            for result in job.handle_body(id, &chunk).map_err(JobError::from)? {
+                io.result(result)?;
+            }
         }
-    };
-    job.handle_head(id, convert::head(&response), clock.now())
-        .map_err(JobError::from)?;
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                for result in job.handle_body(id, &chunk).map_err(JobError::from)? {
-                    io.result(result)?;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                job.handle_failure(id, convert::failure_in_body(&e), clock.now())
-                    .map_err(JobError::from)?;
-                return Ok(());
-            }
+        Report::End(id) => {
+            job.handle_end(id, clock.now()).map_err(JobError::from)?;
+            return Ok(1);
+        }
+        Report::Failed(id, failure) => {
+            job.handle_failure(id, failure, clock.now())
+                .map_err(JobError::from)?;
+            return Ok(1);
         }
     }
-    job.handle_end(id, clock.now()).map_err(JobError::from)?;
-    Ok(())
+    Ok(0)
+}
+
+/// One exchange: send, then report the head, each chunk and the end (or the failure).
+async fn exchange(
+    http: reqwest::Client,
+    id: ExchangeId,
+    request: reqwest::Request,
+    tx: mpsc::Sender<Report>,
+) {
+    let mut response = match http.execute(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx
+                .send(Report::Failed(id, convert::failure_before_head(&e)))
+                .await;
+            return;
+        }
+    };
+    if tx
+        .send(Report::Head(id, convert::head(&response)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let report = match response.chunk().await {
+            Ok(Some(chunk)) => Report::Chunk(id, chunk),
+            Ok(None) => Report::End(id),
+            Err(e) => Report::Failed(id, convert::failure_in_body(&e)),
+        };
+        let last = !matches!(report, Report::Chunk(..));
+        if tx.send(report).await.is_err() || last {
+            return;
+        }
+    }
 }

@@ -148,6 +148,35 @@ fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
+/// Response JSON: `Batch`, `FileObject`, list pages and the error envelope.
+///
+/// Whatever parses must serialize and parse back to the same value, and
+/// [`ApiError::from_response`](crate::api::ApiError::from_response) must
+/// accept any bytes with any status.
+pub fn api_json(data: &[u8]) {
+    use crate::api::{ApiError, Batch, ErrorResponse, FileObject, List};
+    fn round_trip<
+        T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+    >(
+        data: &[u8],
+    ) {
+        if let Ok(v) = serde_json::from_slice::<T>(data) {
+            let again = serde_json::to_vec(&v).expect("a parsed value serializes");
+            let back: T = serde_json::from_slice(&again).expect("what we write parses back");
+            assert_eq!(back, v, "round trip changed the value");
+        }
+    }
+    round_trip::<Batch>(data);
+    round_trip::<FileObject>(data);
+    round_trip::<List<Batch>>(data);
+    round_trip::<ErrorResponse>(data);
+    let status = data.first().map_or(500, |b| 400 + u16::from(*b % 200));
+    let status =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let err = ApiError::from_response(status, &http::HeaderMap::new(), data);
+    let _ = err.to_string();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

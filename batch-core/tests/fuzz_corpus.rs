@@ -35,6 +35,11 @@ fn result_stream_corpus() {
 }
 
 #[test]
+fn api_json_corpus() {
+    replay("api_json", fuzzing::api_json);
+}
+
+#[test]
 fn line_decoder_corpus() {
     replay("line_decoder", fuzzing::line_decoder);
 }

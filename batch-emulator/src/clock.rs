@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub(crate) struct VirtualClock {
     started: Instant,
     base_ms: u64,
+    /// 0 for a stepped clock, which only moves by `advance_ms`.
     speed: f64,
     offset_ms: AtomicU64,
 }
@@ -19,12 +20,23 @@ impl VirtualClock {
     /// Starts at the later of the wall clock and `not_before_ms` (the last
     /// virtual time a previous run persisted), so time never goes backwards
     /// across restarts.
-    pub(crate) fn new(speed: f64, not_before_ms: u64) -> VirtualClock {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        let speed = if speed.is_finite() && speed > 0.0 {
+    /// `start_ms` replaces the wall clock as the starting point; `stepped`
+    /// makes the clock ignore real time.
+    pub(crate) fn new(
+        speed: f64,
+        start_ms: Option<u64>,
+        stepped: bool,
+        not_before_ms: u64,
+    ) -> VirtualClock {
+        let wall = start_ms.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0)
+        });
+        let speed = if stepped {
+            0.0
+        } else if speed.is_finite() && speed > 0.0 {
             speed
         } else {
             1.0
@@ -37,6 +49,8 @@ impl VirtualClock {
         }
     }
 
+    /// Virtual seconds per real second; 0 for a stepped clock.
+    /// Virtual seconds per real second; 0 for a stepped clock.
     pub(crate) fn speed(&self) -> f64 {
         self.speed
     }
@@ -56,7 +70,9 @@ impl VirtualClock {
     }
 
     /// Converts a real duration in ms to virtual ms.
+    /// A stepped clock counts it one to one.
     pub(crate) fn real_to_virtual_ms(&self, real_ms: u64) -> u64 {
-        (real_ms as f64 * self.speed).min(u64::MAX as f64 / 4.0) as u64
+        let speed = if self.speed > 0.0 { self.speed } else { 1.0 };
+        (real_ms as f64 * speed).min(u64::MAX as f64 / 4.0) as u64
     }
 }

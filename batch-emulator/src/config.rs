@@ -50,6 +50,15 @@ pub struct EmulatorConfig {
     pub speed: f64,
     /// Seed for ids, output order and probabilistic faults. Default 0.
     pub seed: u64,
+    /// Virtual time at start-up, in Unix seconds. Default: the wall clock.
+    /// (A data folder whose state is later than this keeps its later time.)
+    pub start_time: Option<i64>,
+    /// Stepped clock: if set, virtual time does not follow real time at all
+    /// (`speed` is ignored); it moves forward by this much before each `/v1`
+    /// request, and by explicit advances. With a fixed `start_time` and
+    /// `seed`, the same sequence of requests then gets byte-identical answers,
+    /// timestamps included.
+    pub step_per_request: Option<Duration>,
     /// Faults active from the start.
     pub faults: FaultConfig,
     /// If set, only `Authorization: Bearer <this>` is accepted; otherwise any
@@ -75,6 +84,8 @@ impl Default for EmulatorConfig {
             data_dir: None,
             speed: 1.0,
             seed: 0,
+            start_time: None,
+            step_per_request: None,
             faults: FaultConfig::default(),
             api_key: None,
             max_upload_bytes: 512 * 1000 * 1000,

@@ -40,7 +40,9 @@
 //! runs `speed` times faster. Base durations (see [`Timings`]): 60 s
 //! validating, 1 s per request, 30 s finalizing, 60 s cancelling, a 24 h
 //! completion window. `POST /__emulator/advance` (or
-//! [`RunningEmulator::advance`]) jumps the clock.
+//! [`RunningEmulator::advance`]) jumps the clock. A stepped clock
+//! ([`EmulatorBuilder::step_per_request`]) ignores real time and moves a fixed
+//! step per request, so identical request sequences get identical answers.
 //!
 //! # Directives
 //!

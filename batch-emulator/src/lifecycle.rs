@@ -25,7 +25,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::model::{BatchErrorItem, BatchRecord, FileRecord, Status, Usage, secs};
 use crate::respond::{Ctx, respond};
@@ -214,22 +215,6 @@ fn step(b: &mut BatchRecord, now: u64) -> Step {
             if now < v_end {
                 return Step::Idle;
             }
-            if b.faults.token_limit {
-                let model = b.model.clone().unwrap_or_else(|| "gpt-4o-mini".to_owned());
-                b.status = Status::Failed;
-                b.failed_ms = Some(v_end);
-                b.errors = Some(vec![BatchErrorItem {
-                    code: "token_limit_exceeded".to_owned(),
-                    message: format!(
-                        "Enqueued token limit reached for {model} in organization org-emulator. \
-                         Limit: 90,000 enqueued tokens. Please try again once some in_progress \
-                         batches have been completed."
-                    ),
-                    param: None,
-                    line: None,
-                }]);
-                return Step::Changed;
-            }
             Step::Validate { at_ms: v_end }
         }
         Status::InProgress => {
@@ -316,8 +301,8 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
             let result = tokio::task::spawn_blocking(move || write_results(&spec2)).await;
             let finished = match result {
                 Ok(Ok(f)) => f,
-                // The files could not be written; try again on the next tick.
-                Ok(Err(_)) | Err(_) => return,
+                Ok(Err(e)) => return fail_unwritable(shared, &spec, &e),
+                Err(e) => return fail_unwritable(shared, &spec, &e),
             };
             let mut written = 0;
             let mut db = lock(&shared.db);
@@ -360,6 +345,27 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
     }
 }
 
+/// The result files could not be written (the data folder was tampered
+/// with, or the disk is full): the batch fails instead of retrying forever.
+fn fail_unwritable(shared: &Shared, spec: &FinishSpec, e: &dyn std::fmt::Display) {
+    let _ = std::fs::remove_file(&spec.output_path);
+    let _ = std::fs::remove_file(&spec.error_path);
+    let mut db = lock(&shared.db);
+    if let Some(b) = db.batches.get_mut(&spec.batch_id) {
+        if b.status == spec.from {
+            b.status = Status::Failed;
+            b.failed_ms = Some(spec.at_ms);
+            b.final_counts = Some((0, 0));
+            b.errors = Some(vec![BatchErrorItem {
+                code: "server_error".to_owned(),
+                message: format!("The emulator could not write the result files: {e}"),
+                param: None,
+                line: None,
+            }]);
+        }
+    }
+}
+
 fn io_error_item(e: &dyn std::fmt::Display) -> BatchErrorItem {
     BatchErrorItem {
         code: "invalid_request".to_owned(),
@@ -375,6 +381,22 @@ fn apply_validation(
     outcome: Result<ValidInput, Vec<BatchErrorItem>>,
 ) {
     match outcome {
+        Ok(v) if b.faults.token_limit => {
+            let model = v.model.unwrap_or_else(|| "gpt-4o-mini".to_owned());
+            b.status = Status::Failed;
+            b.failed_ms = Some(at_ms);
+            b.errors = Some(vec![BatchErrorItem {
+                code: "token_limit_exceeded".to_owned(),
+                message: format!(
+                    "Enqueued token limit reached for {model} in organization org-emulator. \
+                     Limit: 90,000 enqueued tokens. Please try again once some in_progress \
+                     batches have been completed."
+                ),
+                param: None,
+                line: None,
+            }]);
+            b.model = Some(model);
+        }
         Ok(v) => {
             b.status = Status::InProgress;
             b.in_progress_ms = Some(at_ms);
@@ -388,6 +410,29 @@ fn apply_validation(
             b.errors = Some(errors);
         }
     }
+}
+
+/// One line of an output or error file (`BatchRequestOutput`), keys in the
+/// API's order.
+#[derive(Serialize)]
+struct ResultLine<'a> {
+    id: &'a str,
+    custom_id: &'a str,
+    response: Option<ResultResponse<'a>>,
+    error: Option<ResultError<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResultResponse<'a> {
+    status_code: u16,
+    request_id: &'a str,
+    body: &'a Value,
+}
+
+#[derive(Serialize)]
+struct ResultError<'a> {
+    code: &'a str,
+    message: &'a str,
 }
 
 /// Lines collected in a temporary file, with their offsets for reordering.
@@ -519,12 +564,15 @@ fn write_results(spec: &FinishSpec) -> io::Result<Finished> {
         let body = line.get("body").cloned().unwrap_or(Value::Null);
         let req_id = derived_hex_id("batch_req_", &[&spec.batch_id, custom_id]);
         if p >= spec.processed {
-            let record = json!({
-                "id": req_id,
-                "custom_id": custom_id,
-                "response": null,
-                "error": {"code": stop_code, "message": stop_message}
-            });
+            let record = ResultLine {
+                id: &req_id,
+                custom_id,
+                response: None,
+                error: Some(ResultError {
+                    code: stop_code,
+                    message: stop_message,
+                }),
+            };
             errors.push(&serde_json::to_vec(&record).map_err(io::Error::other)?)?;
             failed += 1;
             continue;
@@ -539,16 +587,17 @@ fn write_results(spec: &FinishSpec) -> io::Result<Finished> {
                 created: secs(ran_at),
             },
         );
-        let record = json!({
-            "id": req_id,
-            "custom_id": custom_id,
-            "response": {
-                "status_code": outcome.status,
-                "request_id": derived_hex_id("req_", &["req", &spec.batch_id, custom_id]),
-                "body": outcome.body
-            },
-            "error": null
-        });
+        let request_id = derived_hex_id("req_", &["req", &spec.batch_id, custom_id]);
+        let record = ResultLine {
+            id: &req_id,
+            custom_id,
+            response: Some(ResultResponse {
+                status_code: outcome.status,
+                request_id: &request_id,
+                body: &outcome.body,
+            }),
+            error: None,
+        };
         let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
         if outcome.status == 200 {
             usage.input_tokens += outcome.input_tokens;

@@ -30,6 +30,13 @@ struct Args {
     /// Seed for ids, output order and probabilistic faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Virtual time at start-up, in Unix seconds (default: the wall clock).
+    #[arg(long)]
+    start_time: Option<i64>,
+    /// Stepped clock: ignore real time and move virtual time this many
+    /// seconds before each API request (makes answers reproducible).
+    #[arg(long)]
+    step_secs: Option<f64>,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -67,6 +74,21 @@ async fn main() -> ExitCode {
         .speed(args.speed)
         .seed(args.seed)
         .faults(faults);
+    if let Some(t) = args.start_time {
+        builder = builder.start_time(t);
+    }
+    if let Some(step) = args.step_secs {
+        match std::time::Duration::try_from_secs_f64(step) {
+            Ok(d) => builder = builder.step_per_request(d),
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "batch-emulator: --step-secs must be >= 0"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);
     }
@@ -92,6 +114,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signals = Signals::register();
     {
         let mut out = std::io::stdout().lock();
         #[allow(clippy::print_stdout)]
@@ -100,7 +123,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    wait_for_signal().await;
+    signals.wait().await;
     match emu.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -113,23 +136,51 @@ async fn main() -> ExitCode {
     }
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+/// Stop signals, registered before the listening line is printed so a
+/// signal sent right after it is never missed.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        if self.term.is_none() && self.int.is_none() {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -111,10 +111,10 @@ pub(crate) struct Ctx<'a> {
 
 /// Executes one request of a batch deterministically.
 pub(crate) fn respond(endpoint: &str, body: &Value, ctx: Ctx<'_>) -> Outcome {
-    let d = directives(body);
-    if let Some(status) = d.fail {
-        return failure(status);
+    if let Some(failed) = precheck(endpoint, body) {
+        return failed;
     }
+    let d = directives(body);
     let model = body
         .get("model")
         .and_then(Value::as_str)
@@ -135,6 +135,38 @@ pub(crate) fn respond(endpoint: &str, body: &Value, ctx: Ctx<'_>) -> Outcome {
             None,
         ),
     }
+}
+
+/// The failure a request will get when executed, if any: a `fail`
+/// directive, or a required body parameter missing (the live API checks
+/// bodies only when it runs them, so these fail per request, not at
+/// validation).
+pub(crate) fn precheck(endpoint: &str, body: &Value) -> Option<Outcome> {
+    if let Some(status) = directives(body).fail {
+        return Some(failure(status));
+    }
+    let required = match endpoint {
+        "/v1/chat/completions" => "messages",
+        "/v1/embeddings" | "/v1/moderations" => "input",
+        "/v1/images/generations" | "/v1/images/edits" | "/v1/videos" => "prompt",
+        _ => return None,
+    };
+    let present = match body.get(required) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty() || required != "messages",
+        Some(_) => true,
+    };
+    if present {
+        return None;
+    }
+    let mut out = failure_with(
+        400,
+        "invalid_request_error",
+        &format!("Missing required parameter: '{required}'."),
+        Some("missing_required_parameter"),
+    );
+    out.body["error"]["param"] = Value::String(required.to_owned());
+    Some(out)
 }
 
 fn failure(status: u16) -> Outcome {

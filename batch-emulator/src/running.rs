@@ -80,6 +80,19 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Virtual time at start-up, in Unix seconds (default: the wall clock).
+    pub fn start_time(mut self, unix_secs: i64) -> Self {
+        self.config.start_time = Some(unix_secs);
+        self
+    }
+
+    /// Use a stepped clock that moves `step` before each `/v1` request and
+    /// ignores real time; see [`EmulatorConfig::step_per_request`].
+    pub fn step_per_request(mut self, step: Duration) -> Self {
+        self.config.step_per_request = Some(step);
+        self
+    }
+
     /// Keep files and state in this folder (kept across restarts).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.data_dir = Some(dir.into());

@@ -116,7 +116,15 @@ impl Shared {
             },
             Err(e) => return Err(e),
         };
-        let clock = VirtualClock::new(cfg.speed, db.last_now_ms);
+        let start_ms = cfg
+            .start_time
+            .map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        let clock = VirtualClock::new(
+            cfg.speed,
+            start_ms,
+            cfg.step_per_request.is_some(),
+            db.last_now_ms,
+        );
         let faults = FaultState::new(cfg.faults.clone(), cfg.seed);
         Ok(Shared {
             cfg,

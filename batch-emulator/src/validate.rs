@@ -11,7 +11,7 @@ use batch_core::Endpoint;
 use serde_json::Value;
 
 use crate::model::BatchErrorItem;
-use crate::respond::directives;
+use crate::respond::precheck;
 
 /// At most this many errors are reported for one file.
 const MAX_ERRORS: usize = 100;
@@ -220,7 +220,7 @@ pub(crate) fn validate_input(
             ),
             _ => {}
         }
-        if directives(body).fail.is_some() {
+        if precheck(endpoint, body).is_some() {
             fail_positions.push(position);
         }
     }

@@ -216,7 +216,7 @@ async fn output_files_can_hold_a_garbage_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_can_stall() {
-    let (emu, api) = start("stall-validating-ms=400").await;
+    let (emu, api) = start("stall-validating-ms=1000").await;
     let file_id = api.upload(&[chat_line("a", "x")]).await;
     let started = Instant::now();
     let b = api.create_batch(&file_id, "/v1/chat/completions").await;
@@ -225,7 +225,7 @@ async fn validation_can_stall() {
     assert_eq!(api.batch(id).await["status"], "validating");
     let done = api.wait_terminal(id, Duration::from_secs(15)).await;
     assert_eq!(done["status"], "completed");
-    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     assert_eq!(
         emu.counters().faults_injected.get("stall-validating"),
         Some(&1)

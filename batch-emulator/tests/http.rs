@@ -189,9 +189,15 @@ async fn uploads_are_validated() {
     let (status, body) = api.upload_with("big.jsonl", big.clone(), "batch").await;
     assert_eq!(status, 413, "{body}");
     assert_envelope(&body);
-    // The limit is for batch files only.
+    // The limit is for batch files only, and uploads are not capped at a
+    // framework default.
     let (status, _) = api.upload_with("big.bin", big, "user_data").await;
     assert_eq!(status, 200);
+    let (status, large) = api
+        .upload_with("large.bin", vec![b'z'; 3 * 1024 * 1024], "user_data")
+        .await;
+    assert_eq!(status, 200, "{large}");
+    assert_eq!(large["bytes"], 3 * 1024 * 1024);
 
     let form = reqwest::multipart::Form::new().text("purpose", "batch");
     let (status, body) = api
@@ -241,7 +247,7 @@ async fn uploads_are_validated() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "integer_below_min_value");
 
-    assert_eq!(emu.counters().files_uploaded, 4);
+    assert_eq!(emu.counters().files_uploaded, 5);
     emu.shutdown().await.expect("shutdown");
 }
 

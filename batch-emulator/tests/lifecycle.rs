@@ -48,6 +48,12 @@ async fn batch_completes_and_every_request_is_answered_once() {
         "len-1",
         "a fairly long question to cut [[emulator:length]]",
     ));
+    // Bodies are checked when run: a missing parameter fails that request only.
+    lines.push(
+        json!({"custom_id": "no-messages", "method": "POST", "url": "/v1/chat/completions",
+               "body": {"model": "gpt-4o-mini"}})
+        .to_string(),
+    );
     let ids: Vec<String> = custom_ids(
         &lines
             .iter()
@@ -109,7 +115,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
     assert_eq!(done["model"], "gpt-4o-mini");
     assert_eq!(
         done["request_counts"],
-        json!({"total": 16, "completed": 14, "failed": 2})
+        json!({"total": 17, "completed": 14, "failed": 3})
     );
     for key in ["in_progress_at", "finalizing_at", "completed_at"] {
         assert!(done[key].is_i64(), "{key} unset: {done}");
@@ -131,7 +137,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
     let errors = api.result_lines(&done["error_file_id"]).await;
     assert_each_once(&ids, &output, &errors);
     assert_eq!(output.len(), 14);
-    assert_eq!(errors.len(), 2);
+    assert_eq!(errors.len(), 3);
     // Output order is not input order.
     let out_ids = custom_ids(&output);
     let input_order: Vec<&String> = ids.iter().filter(|i| out_ids.contains(i)).collect();
@@ -180,7 +186,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
         .map(|l| l["response"]["status_code"].as_u64().expect("status"))
         .collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [400, 503]);
+    assert_eq!(statuses, [400, 400, 503]);
     for line in &errors {
         assert_eq!(line["error"], Value::Null);
         let err = &line["response"]["body"]["error"];
@@ -189,6 +195,10 @@ async fn batch_completes_and_every_request_is_answered_once() {
         }
         if line["response"]["status_code"] == 400 {
             assert_eq!(err["type"], "invalid_request_error");
+        }
+        if line["custom_id"] == "no-messages" {
+            assert_eq!(err["param"], "messages");
+            assert_eq!(err["code"], "missing_required_parameter");
         }
     }
 
@@ -207,6 +217,22 @@ async fn batch_completes_and_every_request_is_answered_once() {
             .as_str()
             .is_some_and(|s| s.starts_with("file-"))
     );
+
+    // Keys come in the API's order.
+    let raw = api
+        .content(done["output_file_id"].as_str().expect("id"))
+        .await;
+    let first = String::from_utf8_lossy(&raw)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(first.starts_with("{\"id\":\"batch_req_"), "{first}");
+    assert!(first.contains("\"custom_id\""));
+    let raw = api
+        .content(done["error_file_id"].as_str().expect("id"))
+        .await;
+    assert!(String::from_utf8_lossy(&raw).ends_with("\"error\":null}\n"));
 
     // A second download is identical (deterministic), and the counters agree.
     let again = api.result_lines(&done["output_file_id"]).await;
@@ -250,6 +276,47 @@ async fn the_same_seed_gives_the_same_results() {
         emu.shutdown().await.expect("shutdown");
     }
     assert_eq!(outputs[0], outputs[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepped_clock_gives_byte_identical_answers() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let emu = Emulator::builder()
+            .seed(9)
+            .start_time(1_750_000_000)
+            .step_per_request(Duration::from_secs(20))
+            .start()
+            .await
+            .expect("start");
+        let api = Api::new(&emu.base_url());
+        let mut lines: Vec<String> = (0..8)
+            .map(|i| chat_line(&format!("s{i}"), "same"))
+            .collect();
+        lines.push(chat_line("bad", "[[emulator:fail=429]]"));
+        let file_id = api.upload(&lines).await;
+        let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+        assert_eq!(b["created_at"], 1_750_000_040);
+        let id = b["id"].as_str().expect("id");
+        let mut polls = 0;
+        let done = loop {
+            polls += 1;
+            assert!(polls < 100, "stepped clock did not finish the batch");
+            let b = api.batch(id).await;
+            if b["status"] == "completed" {
+                break b;
+            }
+        };
+        let out = api
+            .content(done["output_file_id"].as_str().expect("out"))
+            .await;
+        let err = api
+            .content(done["error_file_id"].as_str().expect("err"))
+            .await;
+        runs.push((done.to_string(), polls, out, err));
+        emu.shutdown().await.expect("shutdown");
+    }
+    assert!(runs[0] == runs[1], "two runs differ");
 }
 
 async fn failed_errors(api: &Api, body: Vec<u8>, endpoint: &str) -> Vec<(String, Option<u64>)> {
@@ -633,5 +700,26 @@ async fn restart_on_the_same_folder_keeps_files_and_batches() {
     let third = api.create_batch(&file_id, "/v1/chat/completions").await;
     assert_ne!(third["id"], pending["id"]);
     assert_ne!(third["id"], done["id"]);
+    emu.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_input_snapshot_fails_the_batch_instead_of_hanging() {
+    let (emu, api) = manual(Timings::default()).await;
+    let file_id = api.upload(&[chat_line("a", "x")]).await;
+    let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+    let id = b["id"].as_str().expect("id");
+    api.advance(61).await;
+    let running = api.batch(id).await;
+    assert!(
+        running["status"] == "in_progress" || running["status"] == "finalizing",
+        "{running}"
+    );
+    std::fs::remove_file(emu.data_dir().join("batches").join(format!("{id}.jsonl")))
+        .expect("remove snapshot");
+    api.advance(3600).await;
+    let done = api.batch(id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["errors"]["data"][0]["code"], "server_error");
     emu.shutdown().await.expect("shutdown");
 }

@@ -71,6 +71,13 @@ pub struct ShardCheckpoint {
     pub cancel_sent: bool,
     /// How it ended, once its results were all delivered.
     pub end: Option<ShardEnd>,
+    /// No operation before this instant (a backoff, a requeue wait, the
+    /// next poll): waits survive a restart.
+    #[serde(default)]
+    pub not_before: UnixMillis,
+    /// The batch's first error, when it failed.
+    #[serde(default)]
+    pub error: Option<String>,
     /// Its tallies, once ended.
     pub tally: Tally,
 }

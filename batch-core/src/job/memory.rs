@@ -17,7 +17,9 @@ use crate::error::InputError;
 use crate::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use crate::job::checkpoint::Checkpoint;
 use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
-use crate::job::types::{JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, StopAfter};
+use crate::job::types::{
+    JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, ShardEnd, StopAfter,
+};
 use crate::job::{Job, JobIo, ResumeError};
 use crate::time::UnixMillis;
 
@@ -351,7 +353,7 @@ impl JobSummary {
                 Some(BatchStatus::Failed) => {
                     return Err(Box::new(JobEndError::Failed {
                         batch_id,
-                        message: "see the batch's errors".into(),
+                        message: s.error.clone().unwrap_or_else(|| "no reason given".into()),
                         summary: summary(),
                     }));
                 }
@@ -369,14 +371,27 @@ impl JobSummary {
                         summary: summary(),
                     }));
                 }
-                _ if !self.complete => {
-                    let message = format!("shard {} ended without a completed batch", s.shard);
+                _ => {
+                    // No batch, or one that never finished: its requests
+                    // were not processed, so the job did not complete.
+                    let message = match (&s.end, self.cancelled) {
+                        (Some(ShardEnd::NotSubmitted), true) => {
+                            format!(
+                                "the job was cancelled before shard {} was submitted",
+                                s.shard
+                            )
+                        }
+                        (Some(ShardEnd::NotSubmitted), false) => format!(
+                            "shard {} could not be submitted (see its requests' outcomes)",
+                            s.shard
+                        ),
+                        _ => format!("shard {} ended without a completed batch", s.shard),
+                    };
                     return Err(Box::new(JobEndError::Stopped {
                         message,
                         summary: summary(),
                     }));
                 }
-                _ => {}
             }
         }
         Ok(())

@@ -139,6 +139,8 @@ struct Shard {
     search_pages: u32,
     /// Emitting not-processed outcomes for the ids not seen: next offset in the shard.
     finishing: Option<Finishing>,
+    /// The batch's first error, once it failed.
+    error: Option<String>,
     end: Option<ShardEnd>,
     started: bool,
 }
@@ -308,7 +310,10 @@ impl Job {
     /// upload or create that may have been sent is looked for before it is
     /// done again. A shard interrupted while downloading downloads its
     /// results again (they are keyed by request index, so a sink overwrites
-    /// them). A new `max_wait` in `cfg` starts counting at `now`.
+    /// them). Waits (backoff, requeue, the next poll) and the job's deadline
+    /// survive: with a `max_wait` in `cfg`, the deadline recorded in the
+    /// checkpoint still holds, unless it has passed, in which case the new
+    /// `max_wait` counts from `now`.
     ///
     /// # Errors
     /// Fails if the checkpoint's version is unknown or `plan` is not the
@@ -332,6 +337,11 @@ impl Job {
             return Err(ResumeError::PlanMismatch { job_id: cp.job_id });
         }
         let mut job = Job::new(cfg, plan, now);
+        if job.deadline.is_some() {
+            if let Some(saved) = cp.deadline.filter(|d| *d > now) {
+                job.deadline = Some(saved);
+            }
+        }
         job.created_at = cp.created_at;
         job.rng = cp.rng;
         job.cancel_requested = cp.cancel_requested;
@@ -345,6 +355,15 @@ impl Job {
             shard.status = saved.status;
             shard.counts = saved.counts;
             shard.cancel_sent = saved.cancel_sent;
+            shard.not_before = saved.not_before;
+            if shard.batch_id.is_some() {
+                // The next poll of a running batch comes no later than the
+                // resumed job's poll interval (which may be shorter).
+                shard.not_before = shard
+                    .not_before
+                    .min(now.saturating_add(job.cfg.poll_interval));
+            }
+            shard.error = saved.error;
             shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
             match saved.end {
                 Some(ShardEnd::Stopped) | None => {
@@ -445,6 +464,9 @@ impl Job {
         if self.done {
             return Step::Done(self.summary());
         }
+        // Before the persist below: a timeout that cancels is recorded
+        // before the first cancel is sent.
+        self.check_deadline();
         if let Some(r) = self.fed.pop_front() {
             return Step::Result(r);
         }
@@ -458,7 +480,6 @@ impl Job {
         if self.poisoned {
             return self.finish_job();
         }
-        self.check_deadline();
         // Emit not-processed outcomes of finishing shards, one per poll.
         for i in 0..self.shards.len() {
             if let Some(step) = self.finishing_step(i) {
@@ -686,17 +707,29 @@ impl Job {
         if all_ended {
             return true;
         }
+        // A shard that cannot start yet (every parallel slot is taken by a
+        // running batch) does not hold back an early stop: a job stopped
+        // after submission has submitted all that parallelism allows.
+        let room = self.active_shards() < self.cfg.max_parallel.max(1);
+        let waiting = |s: &Shard| !s.started && !room;
         match self.cfg.stop_after {
             StopAfter::Finished => false,
             StopAfter::Submitted => self
                 .shards
                 .iter()
-                .all(|s| s.end.is_some() || s.batch_id.is_some()),
+                .all(|s| s.end.is_some() || s.batch_id.is_some() || waiting(s)),
             StopAfter::Polled => self
                 .shards
                 .iter()
-                .all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled)),
+                .all(|s| s.end.is_some() || (s.batch_id.is_some() && s.polled) || waiting(s)),
         }
+    }
+
+    fn active_shards(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| s.started && s.end.is_none() && s.finishing.is_none())
+            .count()
     }
 
     fn check_deadline(&mut self) {
@@ -716,11 +749,7 @@ impl Job {
 
     /// Opens new shards while fewer than `max_parallel` are in flight.
     fn start_shards(&mut self) {
-        let active = self
-            .shards
-            .iter()
-            .filter(|s| s.started && s.end.is_none() && s.finishing.is_none())
-            .count();
+        let active = self.active_shards();
         let mut room = self.cfg.max_parallel.max(1).saturating_sub(active);
         for sh in &mut self.shards {
             if room == 0 {
@@ -789,7 +818,17 @@ impl Job {
             );
             return None;
         }
-        if now < sh.not_before {
+        // A cancel goes out at once, not at the next poll; only a backoff
+        // after a failed attempt holds it back.
+        let cancel_now = cancel
+            && !sh.cancel_sent
+            && sh.batch_id.is_some()
+            && sh.status.as_ref().is_some_and(|s| !s.is_terminal())
+            && !matches!(
+                sh.wait_reason,
+                Some(WaitReason::Backoff { .. } | WaitReason::RateLimit { .. })
+            );
+        if now < sh.not_before && !cancel_now {
             return None;
         }
         let op = if sh.file_id.is_none() {
@@ -961,9 +1000,16 @@ impl Job {
             return;
         }
         let now = self.now;
-        self.shards[i].attempts = 0;
-        self.shards[i].last_error = None;
-        self.shards[i].wait_reason = None;
+        let sh = &mut self.shards[i];
+        sh.wait_reason = None;
+        // A look-up after an unknown outcome is part of retrying the upload
+        // or create: only finding what it looks for ends the run of failed
+        // attempts, so an effect that keeps failing still backs off and is
+        // given up.
+        if !matches!(op, Op::FindUpload | Op::FindBatch) {
+            sh.attempts = 0;
+            sh.last_error = None;
+        }
         match op {
             Op::Upload => match api::parse_file(&head, body) {
                 Ok(file) => {
@@ -992,6 +1038,8 @@ impl Job {
                     if let Some(f) = found {
                         sh.file_id = Some(f.id.clone());
                         sh.upload = Effect::Idle;
+                        sh.attempts = 0;
+                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.dirty = true;
@@ -1044,6 +1092,8 @@ impl Job {
                     });
                     if let Some(b) = found.cloned() {
                         sh.create = Effect::Idle;
+                        sh.attempts = 0;
+                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.adopt_batch(i, b);
@@ -1183,6 +1233,9 @@ impl Job {
             self.event(JobEvent::Requeued { shard, at, reason });
             return;
         }
+        if status == BatchStatus::Failed {
+            sh.error = first_error_message(&batch);
+        }
         sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
             .into_iter()
             .flatten()
@@ -1222,7 +1275,12 @@ impl Job {
                 let why = batch
                     .and_then(first_error_message)
                     .unwrap_or_else(|| "no reason given".into());
-                ("batch_failed", format!("batch {batch_id} failed: {why}"))
+                let code = if batch.is_some_and(is_token_limit) {
+                    "token_limit_exceeded"
+                } else {
+                    "batch_failed"
+                };
+                (code, format!("batch {batch_id} failed: {why}"))
             }
             _ => (
                 "missing_result",
@@ -1632,6 +1690,7 @@ impl Shard {
             search_after: None,
             search_pages: 0,
             finishing: None,
+            error: None,
             end: None,
             started: false,
         }
@@ -1649,6 +1708,8 @@ impl Shard {
             counts: self.counts,
             cancel_sent: self.cancel_sent,
             end: self.end.clone(),
+            not_before: self.not_before,
+            error: self.error.clone(),
             tally: if self.end.is_some() {
                 self.tally
             } else {
@@ -1669,6 +1730,7 @@ impl Shard {
             succeeded: self.tally.succeeded,
             failed: self.tally.failed,
             not_processed: self.tally.not_processed,
+            error: self.error.clone(),
         }
     }
 }

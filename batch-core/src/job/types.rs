@@ -388,6 +388,8 @@ pub struct ShardSummary {
     pub failed: u64,
     /// Requests not processed.
     pub not_processed: u64,
+    /// The batch's first error, when it failed.
+    pub error: Option<String>,
 }
 
 /// The end of a job.

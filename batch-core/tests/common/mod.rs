@@ -8,8 +8,9 @@ use batch_core::api::{ApiBase, ApiConfig, Outgoing};
 use batch_core::http::{self, HeaderValue, Method, Request, StatusCode};
 use batch_core::input::BatchRequest;
 use batch_core::job::{
-    BatchJob, BatchOptions, Checkpoint, FailureKind, Job, JobConfig, JobEvent, JobOutcome, JobPlan,
-    JobResult, JobSummary, ShardLimits, Step, TransportFailure,
+    BatchJob, BatchOptions, Checkpoint, EffectState, FailureKind, Job, JobConfig, JobEvent,
+    JobOutcome, JobPlan, JobResult, JobSummary, NotProcessed, ShardLimits, Step, TransportFailure,
+    shard_filename,
 };
 pub use batch_core::{Endpoint, UnixMillis};
 use serde_json::{Value, json};
@@ -39,6 +40,10 @@ pub struct SimConfig {
     pub garbage_line: bool,
     /// Output lines that are missing (dropped by the server) for these ids.
     pub drop_ids: BTreeSet<String>,
+    /// The content endpoint ignores `Range` and always sends the whole file.
+    pub ignore_range: bool,
+    /// Result files do not end with a newline.
+    pub no_final_newline: bool,
 }
 
 impl Default for SimConfig {
@@ -54,6 +59,8 @@ impl Default for SimConfig {
             validation_error: None,
             garbage_line: false,
             drop_ids: BTreeSet::new(),
+            ignore_range: false,
+            no_final_newline: false,
         }
     }
 }
@@ -224,7 +231,8 @@ impl SimApi {
                     .headers()
                     .get(http::header::RANGE)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|r| r.strip_prefix("bytes="));
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .filter(|_| !self.cfg.ignore_range);
                 let start: usize = range
                     .and_then(|r| r.trim_end_matches('-').parse().ok())
                     .unwrap_or(0);
@@ -484,9 +492,13 @@ impl SimApi {
                 }
             }
         }
-        let mut mk = |content: String, name: &str| -> Option<String> {
+        let no_final_newline = self.cfg.no_final_newline;
+        let mut mk = |mut content: String, name: &str| -> Option<String> {
             if content.is_empty() {
                 return None;
+            }
+            if no_final_newline {
+                content.pop();
             }
             let id = self.id("file-");
             self.files.push(SimFile {
@@ -539,10 +551,103 @@ pub enum Fault {
     Status(u16),
     /// Nothing reaches the server.
     NotSent,
+    /// The server acts, then answers this status (a 5xx that hides a success).
+    StatusAfterAct(u16),
     /// The server acts, the answer is lost.
     LostAfterSend,
     /// The server acts; the body is cut after this fraction.
     CutBody(f64),
+}
+
+/// When a scripted crash happens relative to the exchange it hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// The process dies just before sending the exchange.
+    BeforeSend,
+    /// The server acts on the exchange, then the process dies before it
+    /// hears the answer.
+    AfterSend,
+}
+
+/// One exchange as the simulated server saw it (or did not see it).
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// 1-based over the harness's whole life.
+    pub n: u64,
+    pub at: UnixMillis,
+    pub method: Method,
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The shard of an upload or create.
+    pub shard: Option<u32>,
+    pub fault: Fault,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    Done(JobSummary),
+    Crashed,
+    /// The `pause` predicate held at a `Wait`; nothing is in flight.
+    Paused,
+}
+
+impl RunEnd {
+    pub fn done(self) -> JobSummary {
+        match self {
+            RunEnd::Done(s) => s,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+}
+
+/// Chooses the fault of exchange `n` (1-based over the harness's life).
+pub type FaultFn<'a> = Box<dyn FnMut(u64, &Request<Outgoing>) -> Fault + 'a>;
+/// Decides at a `Wait` whether to pause the run there.
+pub type PauseFn<'a> = Box<dyn FnMut(&Harness) -> bool + 'a>;
+/// The time the driver wakes at, given the time it asked to wake at.
+pub type WakeFn<'a> = Box<dyn FnMut(UnixMillis) -> UnixMillis + 'a>;
+
+/// The knobs of one run.
+pub struct RunOpts<'a> {
+    pub fault: FaultFn<'a>,
+    /// Crash once this many exchanges were made in this run.
+    pub crash_after: Option<u64>,
+    pub crash_mode: CrashMode,
+    /// Crash instead of storing the checkpoint of this run's n-th `Persist`
+    /// (0-based): the process died before the checkpoint was durable.
+    pub crash_at_persist: Option<u64>,
+    /// Checked at every `Wait`: stop the run there (no exchange in flight).
+    pub pause: Option<PauseFn<'a>>,
+    /// The time the driver wakes at, given the time it was asked to wake
+    /// at (early, late or skewed wake-ups).
+    pub wake: Option<WakeFn<'a>>,
+    /// Bound on `poll` calls over the harness's life (a livelock fails the test).
+    pub max_steps: u64,
+}
+
+impl Default for RunOpts<'_> {
+    fn default() -> Self {
+        RunOpts {
+            fault: Box::new(|_, _| Fault::None),
+            crash_after: None,
+            crash_mode: CrashMode::BeforeSend,
+            crash_at_persist: None,
+            pause: None,
+            wake: None,
+            max_steps: 1_000_000,
+        }
+    }
+}
+
+impl<'a> RunOpts<'a> {
+    pub fn faults(f: impl FnMut(u64, &Request<Outgoing>) -> Fault + 'a) -> Self {
+        RunOpts {
+            fault: Box::new(f),
+            ..Default::default()
+        }
+    }
 }
 
 /// Drives a job against the simulation, recording everything a test checks.
@@ -555,12 +660,18 @@ pub struct Harness {
     /// Results delivered since the last persist (lost on a crash).
     pub volatile: BTreeMap<u64, JobResult>,
     pub checkpoint: Option<Checkpoint>,
+    /// How many checkpoints were persisted.
+    pub persists: u64,
     pub events: Vec<JobEvent>,
     pub steps: u64,
     /// Indexes delivered more than once within one uninterrupted run.
     pub duplicates_in_run: Vec<u64>,
     delivered_this_run: BTreeSet<u64>,
     pub exchanges: u64,
+    /// Every exchange the job asked for, in order.
+    pub log: Vec<Logged>,
+    /// How many runs ended in a crash.
+    pub crashes: u64,
 }
 
 /// The simulation stopped the driver (a scripted crash).
@@ -576,11 +687,14 @@ impl Harness {
             durable: BTreeMap::new(),
             volatile: BTreeMap::new(),
             checkpoint: None,
+            persists: 0,
             events: Vec::new(),
             steps: 0,
             duplicates_in_run: Vec::new(),
             delivered_this_run: BTreeSet::new(),
             exchanges: 0,
+            log: Vec::new(),
+            crashes: 0,
         }
     }
 
@@ -600,92 +714,206 @@ impl Harness {
         crash_after: Option<u64>,
         max_steps: u64,
     ) -> Result<JobSummary, Crashed> {
+        let opts = RunOpts {
+            fault: Box::new(fault),
+            crash_after,
+            max_steps,
+            ..Default::default()
+        };
+        match self.run_with(job, opts) {
+            RunEnd::Done(s) => Ok(s),
+            RunEnd::Crashed => Err(Crashed),
+            RunEnd::Paused => unreachable!("no pause predicate"),
+        }
+    }
+
+    /// Runs with the given knobs until done, a crash or a pause.
+    pub fn run_with(&mut self, job: &mut Job, mut opts: RunOpts<'_>) -> RunEnd {
         self.delivered_this_run.clear();
         let mut exchanges_here = 0u64;
+        let mut persists_here = 0u64;
         loop {
             self.steps += 1;
             assert!(
-                self.steps < max_steps,
-                "the job did not finish within {max_steps} steps (livelock?)"
+                self.steps < opts.max_steps,
+                "the job did not finish within {} steps (livelock?)",
+                opts.max_steps
             );
             match job.poll(self.now) {
                 Step::Send { id, request } => {
-                    if crash_after.is_some_and(|c| exchanges_here >= c) {
+                    self.check_write_ahead(&request);
+                    if opts.crash_after.is_some_and(|c| exchanges_here >= c) {
+                        if opts.crash_mode == CrashMode::AfterSend {
+                            self.exchanges += 1;
+                            self.log_exchange(&request, Fault::LostAfterSend);
+                            let _ = self.sim.handle(&request, &self.shards, self.now);
+                        }
                         self.volatile.clear();
-                        return Err(Crashed);
+                        self.crashes += 1;
+                        return RunEnd::Crashed;
                     }
                     exchanges_here += 1;
                     self.exchanges += 1;
-                    let f = fault(self.exchanges, &request);
-                    match f {
-                        Fault::NotSent => {
-                            job.handle_failure(
-                                id,
-                                TransportFailure::new(FailureKind::NotSent, "connection refused"),
-                                self.now,
-                            )
-                            .unwrap();
-                        }
-                        Fault::Status(code) => {
-                            let mut r = error(
-                                code,
-                                "simulated failure",
-                                Some(if code == 429 {
-                                    "rate_limit_exceeded"
-                                } else {
-                                    "server_error"
-                                }),
-                            );
-                            if code == 429 {
-                                r.head.headers.insert(
-                                    http::header::RETRY_AFTER,
-                                    HeaderValue::from_static("20"),
-                                );
-                            }
-                            self.feed(job, id, r, None);
-                        }
-                        Fault::LostAfterSend => {
-                            let _ = self.sim.handle(&request, &self.shards, self.now);
-                            job.handle_failure(
-                                id,
-                                TransportFailure::new(
-                                    FailureKind::OutcomeUnknown,
-                                    "connection reset",
-                                ),
-                                self.now,
-                            )
-                            .unwrap();
-                        }
-                        Fault::CutBody(frac) => {
-                            let r = self.sim.handle(&request, &self.shards, self.now);
-                            let cut = ((r.body.len() as f64) * frac) as usize;
-                            self.feed(job, id, r, Some(cut));
-                        }
-                        Fault::None => {
-                            let r = self.sim.handle(&request, &self.shards, self.now);
-                            self.feed(job, id, r, None);
-                        }
-                    }
+                    let f = (opts.fault)(self.exchanges, &request);
+                    self.log_exchange(&request, f.clone());
+                    self.exchange(job, id, &request, f);
                 }
                 Step::Wait { until, .. } => {
                     assert!(until >= self.now, "wait in the past");
-                    self.now = until;
+                    if let Some(pause) = opts.pause.as_mut() {
+                        if pause(self) {
+                            return RunEnd::Paused;
+                        }
+                    }
+                    self.now = match opts.wake.as_mut() {
+                        Some(wake) => wake(until),
+                        None => until,
+                    };
                 }
                 Step::Persist(cp) => {
+                    if opts.crash_at_persist == Some(persists_here) {
+                        self.volatile.clear();
+                        self.crashes += 1;
+                        return RunEnd::Crashed;
+                    }
+                    persists_here += 1;
                     let v = std::mem::take(&mut self.volatile);
                     self.durable.extend(v);
+                    self.persists += 1;
                     // Checkpoints must survive serialization.
                     let json = serde_json::to_string(&cp).unwrap();
-                    self.checkpoint = Some(serde_json::from_str(&json).unwrap());
+                    let back: Checkpoint = serde_json::from_str(&json).unwrap();
+                    assert_eq!(back, cp, "a checkpoint changed in a JSON round trip");
+                    self.checkpoint = Some(back);
                 }
                 Step::Event(ev) => self.events.push(ev),
                 Step::Result(r) => self.deliver(r),
                 Step::Done(summary) => {
                     let v = std::mem::take(&mut self.volatile);
                     self.durable.extend(v);
-                    return Ok(summary);
+                    return RunEnd::Done(summary);
                 }
                 other => panic!("unexpected step {other:?}"),
+            }
+        }
+    }
+
+    /// An upload, create or cancel leaves only once the checkpoint says it
+    /// may have happened (write-ahead), so a crash after sending it is
+    /// never mistaken for "not sent".
+    fn check_write_ahead(&self, request: &Request<Outgoing>) {
+        let cp = self.checkpoint.as_ref();
+        match request.body() {
+            Outgoing::Multipart { shard, .. } => {
+                let saved = cp.map(|cp| &cp.shards[shard.index as usize]);
+                assert_eq!(
+                    saved.map(|s| s.upload),
+                    Some(EffectState::MaybeSent),
+                    "shard {} uploaded before its checkpoint said so",
+                    shard.index
+                );
+            }
+            Outgoing::Json(body) if is_create(request) => {
+                let v: Value = serde_json::from_slice(body).unwrap();
+                let meta = &v["metadata"];
+                let shard: usize = meta["openai_batch_shard"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let attempt: u32 = meta["openai_batch_attempt"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let saved = cp.map(|cp| &cp.shards[shard]);
+                assert_eq!(
+                    saved.map(|s| (s.create, s.create_attempt)),
+                    Some((EffectState::MaybeSent, attempt)),
+                    "shard {shard}'s create was sent before its checkpoint said so"
+                );
+            }
+            _ if is_cancel(request) => {
+                assert!(
+                    cp.is_some_and(|cp| cp.cancel_requested),
+                    "a cancel was sent before the checkpoint recorded the cancellation"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn log_exchange(&mut self, request: &Request<Outgoing>, fault: Fault) {
+        self.log.push(Logged {
+            n: self.exchanges,
+            at: self.now,
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            range: request
+                .headers()
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            shard: effect_shard(request),
+            fault,
+        });
+    }
+
+    fn exchange(
+        &mut self,
+        job: &mut Job,
+        id: batch_core::job::ExchangeId,
+        request: &Request<Outgoing>,
+        f: Fault,
+    ) {
+        match f {
+            Fault::NotSent => {
+                job.handle_failure(
+                    id,
+                    TransportFailure::new(FailureKind::NotSent, "connection refused"),
+                    self.now,
+                )
+                .unwrap();
+            }
+            Fault::StatusAfterAct(code) => {
+                let _ = self.sim.handle(request, &self.shards, self.now);
+                let r = error(code, "simulated failure after acting", Some("server_error"));
+                self.feed(job, id, r, None);
+            }
+            Fault::Status(code) => {
+                let mut r = error(
+                    code,
+                    "simulated failure",
+                    Some(if code == 429 {
+                        "rate_limit_exceeded"
+                    } else {
+                        "server_error"
+                    }),
+                );
+                if code == 429 {
+                    r.head
+                        .headers
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("20"));
+                }
+                self.feed(job, id, r, None);
+            }
+            Fault::LostAfterSend => {
+                let _ = self.sim.handle(request, &self.shards, self.now);
+                job.handle_failure(
+                    id,
+                    TransportFailure::new(FailureKind::OutcomeUnknown, "connection reset"),
+                    self.now,
+                )
+                .unwrap();
+            }
+            Fault::CutBody(frac) => {
+                let r = self.sim.handle(request, &self.shards, self.now);
+                let cut = ((r.body.len() as f64) * frac) as usize;
+                self.feed(job, id, r, Some(cut));
+            }
+            Fault::None => {
+                let r = self.sim.handle(request, &self.shards, self.now);
+                self.feed(job, id, r, None);
             }
         }
     }
@@ -724,6 +952,94 @@ impl Harness {
             job.handle_end(id, self.now).unwrap();
         }
     }
+
+    /// (succeeded, failed, not processed) over the durable results.
+    pub fn durable_counts(&self) -> (u64, u64, u64) {
+        let mut c = (0, 0, 0);
+        for r in self.durable.values() {
+            match &r.outcome {
+                JobOutcome::Succeeded(_) => c.0 += 1,
+                JobOutcome::Failed(_) => c.1 += 1,
+                JobOutcome::NotProcessed(_) => c.2 += 1,
+                _ => panic!("unknown outcome"),
+            }
+        }
+        c
+    }
+
+    /// The not-processed reason of request `index`, or a panic.
+    pub fn not_processed(&self, index: u64) -> &NotProcessed {
+        match &self.durable[&index].outcome {
+            JobOutcome::NotProcessed(np) => np,
+            other => panic!("request {index}: expected not processed, got {other:?}"),
+        }
+    }
+
+    /// No shard has two live batches, and no shard file was uploaded twice.
+    pub fn assert_no_double_effects(&self, plan: &JobPlan) {
+        for s in plan.shards() {
+            assert!(
+                self.sim.live_batches_for_shard(s.index) <= 1,
+                "shard {} has {} live batches",
+                s.index,
+                self.sim.live_batches_for_shard(s.index)
+            );
+            let name = shard_filename(plan.job_id(), s.index);
+            assert!(
+                self.sim.uploads_named(&name) <= 1,
+                "shard {} was uploaded {} times",
+                s.index,
+                self.sim.uploads_named(&name)
+            );
+        }
+    }
+
+    /// The summary's counts are the durable outcomes' counts.
+    pub fn assert_summary_matches(&self, summary: &JobSummary) {
+        let (s, f, n) = self.durable_counts();
+        assert_eq!(
+            (summary.succeeded, summary.failed, summary.not_processed),
+            (s, f, n),
+            "summary counts vs durable outcomes"
+        );
+    }
+}
+
+/// The shard an upload (by its part) or a create (by its metadata) is for.
+pub fn effect_shard(r: &Request<Outgoing>) -> Option<u32> {
+    match r.body() {
+        Outgoing::Multipart { shard, .. } => Some(shard.index),
+        Outgoing::Json(body) if is_create(r) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            v["metadata"]["openai_batch_shard"].as_str()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+pub fn is_upload(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::POST && r.uri().path().ends_with("/files")
+}
+
+pub fn is_create(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::POST && r.uri().path().ends_with("/batches")
+}
+
+pub fn is_cancel(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::POST && r.uri().path().ends_with("/cancel")
+}
+
+pub fn is_download(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::GET && r.uri().path().ends_with("/content")
+}
+
+pub fn is_poll(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::GET && r.uri().path().contains("/batches/")
+}
+
+pub fn is_list(r: &Request<Outgoing>) -> bool {
+    r.method() == Method::GET
+        && (r.uri().path().ends_with("/batches") || r.uri().path().ends_with("/files"))
 }
 
 /// `n` chat requests with ids `req-0..`, where ids listed in `fail` contain "fail".

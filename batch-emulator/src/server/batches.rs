@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use batch_core::Endpoint;
 use serde_json::Value;
 
-use super::AppState;
 use super::files::{check_expiry_seconds, parse_limit, query_map};
+use super::{AppState, Id};
 use crate::error::{ApiError, ok_json};
 use crate::lifecycle::advance_all;
 use crate::model::{BatchRecord, BatchTimings, ListObject, Status, Usage};
@@ -271,7 +271,7 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
 }
 
 /// `GET /batches/{id}`.
-pub(super) async fn retrieve(State(shared): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn retrieve(State(shared): State<AppState>, Id(id): Id) -> Response {
     advance_all(&shared).await;
     let now = shared.clock.now_ms();
     let db = lock(&shared.db);
@@ -282,7 +282,7 @@ pub(super) async fn retrieve(State(shared): State<AppState>, Path(id): Path<Stri
 }
 
 /// `POST /batches/{id}/cancel`.
-pub(super) async fn cancel(State(shared): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn cancel(State(shared): State<AppState>, Id(id): Id) -> Response {
     advance_all(&shared).await;
     let now = shared.clock.now_ms();
     let (body, changed) = {

@@ -5,7 +5,7 @@ use std::io::SeekFrom;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::AppState;
 use super::files::file_not_found;
+use super::{AppState, Id};
 use crate::error::ApiError;
 use crate::lifecycle::advance_all;
 use crate::state::lock;
@@ -121,7 +121,7 @@ pub(crate) fn decide(
 /// `GET /files/{id}/content`.
 pub(super) async fn download(
     State(shared): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     headers: HeaderMap,
 ) -> Response {
     advance_all(&shared).await;

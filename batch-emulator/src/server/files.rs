@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
-use super::AppState;
+use super::{AppState, Id};
 use crate::error::{ApiError, ok_json};
 use crate::lifecycle::advance_all;
 use crate::model::{DeletedFile, FileRecord, ListObject, UPLOAD_PURPOSES, secs};
@@ -359,7 +359,7 @@ pub(super) async fn list(State(shared): State<AppState>, q: QueryMap) -> Respons
 }
 
 /// `GET /files/{id}`.
-pub(super) async fn retrieve(State(shared): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn retrieve(State(shared): State<AppState>, Id(id): Id) -> Response {
     advance_all(&shared).await;
     let db = lock(&shared.db);
     match db.files.get(&id) {
@@ -369,7 +369,7 @@ pub(super) async fn retrieve(State(shared): State<AppState>, Path(id): Path<Stri
 }
 
 /// `DELETE /files/{id}`.
-pub(super) async fn delete(State(shared): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn delete(State(shared): State<AppState>, Id(id): Id) -> Response {
     advance_all(&shared).await;
     let removed = lock(&shared.db).files.remove(&id);
     if removed.is_none() {

@@ -23,6 +23,23 @@ use crate::util::derived_hex_id;
 
 pub(crate) type AppState = Arc<Shared>;
 
+/// The `{id}` path segment; a malformed one answers 400 in the envelope.
+pub(crate) struct Id(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Id, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| Id(id))
+            .map_err(|e| ApiError::invalid(format!("Invalid path: {e}")))
+    }
+}
+
 /// Builds the whole application.
 pub(crate) fn router(shared: AppState) -> Router {
     let api = Router::new()
@@ -98,12 +115,11 @@ fn check_auth(shared: &Shared, req: &Request) -> Result<(), ApiError> {
         None => token.is_empty(),
     };
     if wrong {
-        let shown: String = if token.len() > 8 {
-            format!(
-                "{}****{}",
-                &token[..3.min(token.len())],
-                &token[token.len() - 4..]
-            )
+        let chars: Vec<char> = token.chars().collect();
+        let shown: String = if chars.len() > 8 {
+            let head: String = chars[..3].iter().collect();
+            let tail: String = chars[chars.len() - 4..].iter().collect();
+            format!("{head}****{tail}")
         } else {
             "****".to_owned()
         };
@@ -129,6 +145,11 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         .unwrap_or_default();
     let route = route_of(req.method(), &path);
     let route_name = route.map_or("unmatched", Route::as_str);
+    if let Some(step) = shared.cfg.step_per_request {
+        shared
+            .clock
+            .advance_ms(u64::try_from(step.as_millis()).unwrap_or(u64::MAX));
+    }
     let request_no = {
         let mut c = lock(&shared.counters);
         c.requests_total += 1;
