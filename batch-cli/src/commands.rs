@@ -19,10 +19,10 @@ fn absolute(p: &Path) -> Result<PathBuf, CliError> {
     std::path::absolute(p).map_err(|e| CliError::usage(format!("{}: {e}", p.display())))
 }
 
-/// `PATH` + `suffix`, as a sibling path.
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
+/// The default journal of a `run` writing `output`, or of a `submit` of `input`.
+pub(crate) fn default_journal(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal");
     PathBuf::from(s)
 }
 
@@ -46,7 +46,7 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
         args.drive
             .journal
             .clone()
-            .unwrap_or_else(|| with_suffix(&args.output, ".journal")),
+            .unwrap_or_else(|| default_journal(&args.output)),
     );
     let source = args.input.display().to_string();
     let prepared = job::prepare(ctx, &input, &source, Some(&args.plan), &journal)?;
@@ -263,7 +263,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let journal = Journal::new(
         args.journal
             .clone()
-            .unwrap_or_else(|| with_suffix(&args.input, ".journal")),
+            .unwrap_or_else(|| default_journal(&args.input)),
     );
     let mut prepared = job::prepare(
         ctx,

@@ -60,7 +60,7 @@ const SLICE: Duration = Duration::from_millis(100);
 /// The system clock, with waits that end at Ctrl-C and tick the display.
 pub(crate) struct CliClock<'a> {
     interrupt: Interrupt,
-    parked: Option<Box<dyn Fn() + 'a>>,
+    parked: Box<dyn Fn() + 'a>,
     tick: Box<dyn Fn() + 'a>,
 }
 
@@ -69,7 +69,7 @@ impl<'a> CliClock<'a> {
     /// calls `parked` and then never returns from the wait.
     pub(crate) fn new(
         interrupt: Interrupt,
-        parked: Option<Box<dyn Fn() + 'a>>,
+        parked: Box<dyn Fn() + 'a>,
         tick: Box<dyn Fn() + 'a>,
     ) -> Self {
         CliClock {
@@ -88,13 +88,10 @@ impl Clock for CliClock<'_> {
     fn sleep_until(&self, deadline: UnixMillis) {
         loop {
             if self.interrupt.is_set() {
-                if let Some(parked) = &self.parked {
-                    parked();
-                    loop {
-                        std::thread::park();
-                    }
+                (self.parked)();
+                loop {
+                    std::thread::park();
                 }
-                return;
             }
             let left = self.now().until(deadline);
             if left.is_zero() {

@@ -663,10 +663,10 @@ fn run_round(
     let notify = parked_notifier(ctx.supervisor.clone());
     let clock = CliClock::new(
         ctx.interrupt.clone(),
-        Some(Box::new(move || {
+        Box::new(move || {
             parked_progress.borrow_mut().finish();
             notify();
-        })),
+        }),
         Box::new(move || progress.borrow_mut().tick()),
     );
     let result = batch_blocking::run(&mut job, &api.client, &clock, &mut io);

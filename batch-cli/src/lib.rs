@@ -140,17 +140,18 @@ fn quiet(c: &Command) -> bool {
 
 fn journal_hint(c: &Command) -> Option<String> {
     let p = match c {
-        Command::Run(a) => Some(a.drive.journal.clone().unwrap_or_else(|| {
-            let mut s = a.output.as_os_str().to_owned();
-            s.push(".journal");
-            s.into()
-        })),
+        Command::Run(a) => Some(
+            a.drive
+                .journal
+                .clone()
+                .unwrap_or_else(|| commands::default_journal(&a.output)),
+        ),
         Command::Results(a) => Some(a.journal.clone()),
-        Command::Submit(a) => Some(a.journal.clone().unwrap_or_else(|| {
-            let mut s = a.input.as_os_str().to_owned();
-            s.push(".journal");
-            s.into()
-        })),
+        Command::Submit(a) => Some(
+            a.journal
+                .clone()
+                .unwrap_or_else(|| commands::default_journal(&a.input)),
+        ),
         Command::Cancel(a) => a.journal.clone(),
         Command::Status(a) => a.journal.clone(),
         Command::List(_) => None,
