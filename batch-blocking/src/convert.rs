@@ -6,12 +6,11 @@ use std::io::{self, Read};
 use batch_core::api::Outgoing;
 use batch_core::job::{FailureKind, JobIo, TransportFailure};
 
-/// The request body ureq sends: bytes, or a multipart envelope around a
-/// streamed shard.
+/// A streamed request body: the multipart envelope around a shard (the core
+/// sets its exact `Content-Length`). Bodiless and in-memory bodies are sent
+/// as they are by the callers.
 pub(crate) fn body_reader(body: Outgoing, io: &mut impl JobIo) -> io::Result<Box<dyn Read + Send>> {
     Ok(match body {
-        Outgoing::Empty => Box::new(io::empty()),
-        Outgoing::Json(bytes) => Box::new(io::Cursor::new(bytes)),
         Outgoing::Multipart {
             head, shard, tail, ..
         } => {

@@ -45,8 +45,22 @@ fn exchange(
     io: &mut impl JobIo,
 ) -> Result<(), Error> {
     let (parts, body) = request.into_parts();
-    let body = ureq::SendBody::from_owned_reader(convert::body_reader(body, io)?);
-    let response = match client.agent().run(http::Request::from_parts(parts, body)) {
+    // No body at all for a bodiless request (ureq would otherwise send an
+    // empty chunked body with a GET), and sized bodies for the rest.
+    let sent = match body {
+        Outgoing::Empty => client.agent().run(http::Request::from_parts(parts, ())),
+        Outgoing::Json(bytes) | Outgoing::Bytes(bytes) => client
+            .agent()
+            .run(http::Request::from_parts(parts, &bytes[..])),
+        other => {
+            let reader = convert::body_reader(other, io)?;
+            client.agent().run(http::Request::from_parts(
+                parts,
+                ureq::SendBody::from_owned_reader(reader),
+            ))
+        }
+    };
+    let response = match sent {
         Ok(r) => r,
         Err(e) => {
             job.handle_failure(id, convert::failure_before_head(&e), clock.now())
