@@ -262,18 +262,12 @@ impl Client {
         &self,
         request: http::Request<api::Outgoing>,
     ) -> Result<(http::response::Parts, Vec<u8>), Error> {
-        let (parts, body) = request.into_parts();
-        let sent = match body {
-            api::Outgoing::Empty => self.agent.run(http::Request::from_parts(parts, ())),
-            api::Outgoing::Json(bytes) | api::Outgoing::Bytes(bytes) => self
-                .agent
-                .run(http::Request::from_parts(parts, bytes.to_vec())),
-            _ => {
-                return Err(Error::Setup(
-                    "a request that streams a shard can only be executed by a job".into(),
-                ));
-            }
-        };
+        let sent = crate::convert::send(&self.agent, request, |_| {
+            Err(std::io::Error::other(
+                "a request that streams a shard can only be executed by a job",
+            ))
+        })
+        .map_err(|e| Error::Setup(e.to_string()))?;
         let response =
             sent.map_err(|e| Error::Transport(crate::convert::failure_before_head(&e)))?;
         let (head, body) = response.into_parts();

@@ -3,23 +3,39 @@
 
 use std::io::{self, Read};
 
-use batch_core::api::Outgoing;
-use batch_core::job::{FailureKind, JobIo, TransportFailure};
+use batch_core::api::{Outgoing, ShardRef};
+use batch_core::job::{FailureKind, TransportFailure};
 
-/// A streamed request body: the multipart envelope around a shard (the core
-/// sets its exact `Content-Length`). Bodiless and in-memory bodies are sent
-/// as they are by the callers.
-pub(crate) fn body_reader(body: Outgoing, io: &mut impl JobIo) -> io::Result<Box<dyn Read + Send>> {
+/// Sends `request` with `agent`: no body at all for a bodiless request (a
+/// reader of unknown length would make ureq send an empty chunked body, even
+/// with a GET), the bytes with their length for an in-memory body, and the
+/// multipart envelope around the shard that `open_shard` opens (the core sets
+/// its exact `Content-Length`).
+///
+/// The outer error is local (the shard could not be opened); the inner one is
+/// ureq's.
+pub(crate) fn send(
+    agent: &ureq::Agent,
+    request: http::Request<Outgoing>,
+    open_shard: impl FnOnce(&ShardRef) -> io::Result<Box<dyn Read + Send>>,
+) -> io::Result<Result<http::Response<ureq::Body>, ureq::Error>> {
+    let (parts, body) = request.into_parts();
     Ok(match body {
+        Outgoing::Empty => agent.run(http::Request::from_parts(parts, ())),
+        Outgoing::Json(bytes) | Outgoing::Bytes(bytes) => {
+            agent.run(http::Request::from_parts(parts, &bytes[..]))
+        }
         Outgoing::Multipart {
             head, shard, tail, ..
         } => {
-            let file = io.open_shard(&shard)?;
-            Box::new(
-                io::Cursor::new(head)
-                    .chain(file.take(shard.len))
-                    .chain(io::Cursor::new(tail)),
-            )
+            let file = open_shard(&shard)?;
+            let reader = io::Cursor::new(head)
+                .chain(file.take(shard.len))
+                .chain(io::Cursor::new(tail));
+            agent.run(http::Request::from_parts(
+                parts,
+                ureq::SendBody::from_owned_reader(reader),
+            ))
         }
         other => {
             return Err(io::Error::other(format!(

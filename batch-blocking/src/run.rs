@@ -44,22 +44,7 @@ fn exchange(
     request: http::Request<Outgoing>,
     io: &mut impl JobIo,
 ) -> Result<(), Error> {
-    let (parts, body) = request.into_parts();
-    // No body at all for a bodiless request (ureq would otherwise send an
-    // empty chunked body with a GET), and sized bodies for the rest.
-    let sent = match body {
-        Outgoing::Empty => client.agent().run(http::Request::from_parts(parts, ())),
-        Outgoing::Json(bytes) | Outgoing::Bytes(bytes) => client
-            .agent()
-            .run(http::Request::from_parts(parts, &bytes[..])),
-        other => {
-            let reader = convert::body_reader(other, io)?;
-            client.agent().run(http::Request::from_parts(
-                parts,
-                ureq::SendBody::from_owned_reader(reader),
-            ))
-        }
-    };
+    let sent = convert::send(client.agent(), request, |shard| io.open_shard(shard))?;
     let response = match sent {
         Ok(r) => r,
         Err(e) => {
