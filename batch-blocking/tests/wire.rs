@@ -13,9 +13,12 @@ use batch_core::api::{self, ApiConfig, CreateBatch};
 
 const BATCH: &str = r#"{"id":"batch_1","object":"batch","endpoint":"/v1/chat/completions","input_file_id":"file-1","completion_window":"24h","status":"validating","created_at":1700000000}"#;
 
+/// A request as the server saw it: its head lines, lowercased, and its body.
+type Seen = (Vec<String>, Vec<u8>);
+
 /// Serves `n` requests on a loopback port; sends each request's head lines
 /// (lowercased) and body back over the channel.
-fn server(n: usize) -> (String, mpsc::Receiver<(Vec<String>, Vec<u8>)>) {
+fn server(n: usize) -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::channel();

@@ -463,7 +463,7 @@ fn submit_status_and_results_work_one_step_at_a_time() {
 
 #[test]
 fn cancel_by_journal_stops_the_batches_and_results_collects_the_rest() {
-    let emu = emulator("stall-validating-ms=3000");
+    let emu = emulator("stall-validating-ms=30000");
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 100;
     let input = input(dir.path(), n, |_| "");
