@@ -127,7 +127,6 @@ fn run_prepared(
     let planfile = prepared.planfile.clone();
     let driven = job::drive(ctx, &api, journal, prepared, &drive)?;
     finish(
-        ctx,
         journal,
         &planfile,
         &driven,
@@ -139,7 +138,6 @@ fn run_prepared(
 
 /// Writes RESULTS, prints the summary, and chooses the exit code.
 fn finish(
-    ctx: &Ctx,
     journal: &Journal,
     pf: &PlanFile,
     driven: &Driven,
@@ -231,7 +229,6 @@ fn finish(
             term::err(&l);
         }
     }
-    let _ = ctx;
     Ok(if counts.failed + counts.not_processed == 0 {
         EXIT_OK
     } else {
@@ -280,22 +277,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
         Some(&prepared.planfile),
         Some(&limits),
     )?;
-    let drive = Drive {
-        stop: StopAfter::Submitted,
-        ..Drive::from_args(
-            &DriveArgs {
-                journal: None,
-                parallel: 1,
-                poll_interval: None,
-                max_wait: None,
-                retry_failed: 0,
-                json: args.json,
-                quiet: args.quiet,
-                requeue_delay: None,
-            },
-            api.emulator.is_some(),
-        )?
-    };
+    let drive = Drive::single(StopAfter::Submitted, false, api.emulator.is_some());
     job::commit_plan(&journal, &mut prepared, &api)?;
     let pf = prepared.planfile.clone();
     let driven = job::drive(ctx, &api, &journal, prepared, &drive)?;
@@ -435,23 +417,7 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
         )?;
         let limits = limits_of(&pf);
         let api = job::connect(ctx, &args.api, Some(&journal), Some(&pf), Some(&limits))?;
-        let drive = Drive {
-            stop: StopAfter::Polled,
-            cancel: true,
-            ..Drive::from_args(
-                &DriveArgs {
-                    journal: None,
-                    parallel: usize::MAX,
-                    poll_interval: None,
-                    max_wait: None,
-                    retry_failed: 0,
-                    json: args.json,
-                    quiet: false,
-                    requeue_delay: None,
-                },
-                api.emulator.is_some(),
-            )?
-        };
+        let drive = Drive::single(StopAfter::Polled, true, api.emulator.is_some());
         job::commit_plan(&journal, &mut prepared, &api)?;
         let driven = job::drive(ctx, &api, &journal, prepared, &drive)?;
         let shards: Vec<_> = driven

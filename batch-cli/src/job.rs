@@ -182,6 +182,15 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
     ))
 }
 
+/// The spec of a retry round's input: full request lines, as encoded for round 0.
+fn round_spec(pf: &PlanFile) -> PlanSpec {
+    PlanSpec {
+        model: None,
+        system: None,
+        ..spec_of(&pf.options)
+    }
+}
+
 fn spec_of(opts: &PlanOptions) -> PlanSpec {
     PlanSpec {
         model: opts.model.clone(),
@@ -391,20 +400,47 @@ fn seconds(flag: &str, v: f64) -> Result<Duration, CliError> {
 }
 
 impl Drive {
+    /// The poll interval without `--poll-interval`: a minute, half a second
+    /// with the built-in emulator.
+    fn default_poll(emulator: bool) -> Duration {
+        if emulator {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(60)
+        }
+    }
+
+    /// The requeue delay without `--requeue-delay`: the core's, one second
+    /// with the built-in emulator.
+    fn default_requeue(emulator: bool) -> Option<Duration> {
+        emulator.then(|| Duration::from_secs(1))
+    }
+
+    /// For a single operation (`submit`, `cancel`): every shard at once, one round.
+    pub(crate) fn single(stop: StopAfter, cancel: bool, emulator: bool) -> Drive {
+        Drive {
+            parallel: usize::MAX,
+            poll_interval: Self::default_poll(emulator),
+            max_wait: None,
+            retry_failed: 0,
+            requeue_delay: Self::default_requeue(emulator),
+            stop,
+            cancel,
+        }
+    }
+
     pub(crate) fn from_args(d: &DriveArgs, emulator: bool) -> Result<Drive, CliError> {
         if d.parallel == 0 {
             return Err(CliError::usage("--parallel must be at least 1"));
         }
         let poll_interval = match d.poll_interval {
             Some(s) => seconds("--poll-interval", s)?,
-            None if emulator => Duration::from_millis(500),
-            None => Duration::from_secs(60),
+            None => Self::default_poll(emulator),
         };
         let max_wait = d.max_wait.map(|s| seconds("--max-wait", s)).transpose()?;
         let requeue_delay = match d.requeue_delay {
             Some(s) => Some(seconds("--requeue-delay", s)?),
-            None if emulator => Some(Duration::from_secs(1)),
-            None => None,
+            None => Self::default_requeue(emulator),
         };
         Ok(Drive {
             parallel: d.parallel,
@@ -489,13 +525,10 @@ fn load_round(
     };
     let rf = journal.read_round(round)?.ok_or_else(damaged)?;
     let dir = journal.round_dir(round);
-    let mut spec = spec_of(&pf.options);
-    spec.model = None;
-    spec.system = None;
     let planned = input::build_plan(
         &dir.join("input.jsonl"),
         &format!("rounds/{round}/input.jsonl"),
-        &spec,
+        &round_spec(pf),
         &rf.job_id,
         None,
         &ctx.interrupt,
@@ -573,14 +606,11 @@ fn new_round(
         fs::remove_dir_all(&dir).map_err(|e| fail(&dir, e))?;
         return Ok(false);
     }
-    let mut spec = spec_of(&pf.options);
-    spec.model = None;
-    spec.system = None;
     let job_id = format!("{}-r{round}", pf.job_id);
     let planned = input::build_plan(
         &input_path,
         &format!("rounds/{round}/input.jsonl"),
-        &spec,
+        &round_spec(pf),
         &job_id,
         Some(&shards),
         &ctx.interrupt,
@@ -619,11 +649,7 @@ fn run_round(
     let mut cfg = JobConfig::new(api.client.api().clone());
     cfg.poll_interval = d.poll_interval;
     cfg.max_wait = d.max_wait;
-    cfg.max_parallel = if d.stop == StopAfter::Submitted {
-        plan.shards().len().max(d.parallel)
-    } else {
-        d.parallel
-    };
+    cfg.max_parallel = d.parallel;
     cfg.seed = random_u64();
     if let Some(delay) = d.requeue_delay {
         cfg.requeue_delay = delay;
