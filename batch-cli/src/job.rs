@@ -68,6 +68,13 @@ pub(crate) fn connect(
     stored: Option<&PlanFile>,
     limits: Option<&ShardLimits>,
 ) -> Result<Api, CliError> {
+    if let Some(p) = stored.filter(|p| args.emulator && !p.emulator && !p.base_url.is_empty()) {
+        return Err(CliError::usage(format!(
+            "the job in this journal runs against {}, not the built-in emulator: run it \
+             without --emulator",
+            p.base_url
+        )));
+    }
     let use_emulator = args.emulator || stored.is_some_and(|p| p.emulator);
     if use_emulator {
         if !(args.emulator_speed.is_finite() && args.emulator_speed > 0.0) {
@@ -326,34 +333,37 @@ fn check_same_options(
     want: &PlanOptions,
     endpoint_given: bool,
 ) -> Result<(), CliError> {
-    let differs = |flag: &str, value: String| {
+    let differs = |what: String| {
         CliError::usage(format!(
-            "the job in {} was started with {flag} {value}: run the same command to resume it, \
+            "the job in {} was started with {what}: run the same command to resume it, \
              or use a new --journal",
             journal.dir().display()
         ))
     };
-    let show = |v: &Option<String>| v.as_deref().map_or("unset".into(), |s| format!("{s:?}"));
+    let show = |flag: &str, v: &Option<String>| match v {
+        Some(s) => format!("{flag} {s:?}"),
+        None => format!("no {flag}"),
+    };
     if have.model != want.model {
-        return Err(differs("--model", show(&have.model)));
+        return Err(differs(show("--model", &have.model)));
     }
     if have.system != want.system {
-        return Err(differs("--system", show(&have.system)));
+        return Err(differs(show("--system", &have.system)));
     }
     if endpoint_given && have.endpoint != want.endpoint {
-        return Err(differs("--endpoint", have.endpoint.clone()));
+        return Err(differs(format!("--endpoint {}", have.endpoint)));
     }
     if have.max_requests_per_batch != want.max_requests_per_batch {
-        return Err(differs(
-            "--max-requests-per-batch",
-            have.max_requests_per_batch.to_string(),
-        ));
+        return Err(differs(format!(
+            "--max-requests-per-batch {}",
+            have.max_requests_per_batch
+        )));
     }
     if have.max_bytes_per_batch != want.max_bytes_per_batch {
-        return Err(differs(
-            "--max-bytes-per-batch",
-            have.max_bytes_per_batch.to_string(),
-        ));
+        return Err(differs(format!(
+            "--max-bytes-per-batch {}",
+            have.max_bytes_per_batch
+        )));
     }
     Ok(())
 }
