@@ -252,8 +252,8 @@ impl Client {
     /// status. It decides nothing: parse the answer with the matching
     /// `batch_core::api::parse_*` function.
     ///
-    /// Only bodiless and JSON requests can be executed this way; uploads go
-    /// through a [`Job`].
+    /// Only requests whose body is in memory (none, JSON, bytes) can be
+    /// executed this way; shard uploads go through a [`Job`].
     ///
     /// # Errors
     /// [`Error::Transport`] if the request could not be sent or its answer
