@@ -1,6 +1,6 @@
 //! Errors of the async transport: the core's, plus local IO.
 
-use batch_core::job::{JobEndError, JobError, JobResult};
+use batch_core::job::{JobEndError, JobError, JobResult, TransportFailure};
 
 /// What can go wrong running a job with this transport.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,9 @@ pub enum Error {
     /// Writing results or a checkpoint, or reading a shard, failed.
     #[error("writing results or checkpoint failed")]
     Io(#[from] std::io::Error),
+    /// A single request could not be carried out (see `Client::execute`).
+    #[error("the request could not be completed: {0}")]
+    Transport(#[from] TransportFailure),
     /// The HTTP client could not be built.
     #[error("the HTTP client could not be set up: {0}")]
     Setup(String),

@@ -243,18 +243,51 @@ impl Client {
             },
         )
         .map_err(|e| Error::Setup(e.to_string()))?;
-        let (parts, _) = request.into_parts();
+        let (head, bytes) = self.execute(request)?;
+        api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
+    }
+
+    /// Executes one request built by the core's level-1 builders and returns
+    /// the response head and its whole body (at most 16 MiB), whatever the
+    /// status. It decides nothing: parse the answer with the matching
+    /// `batch_core::api::parse_*` function.
+    ///
+    /// Only requests whose body is in memory (none, JSON, bytes) can be
+    /// executed this way; shard uploads go through a [`Job`].
+    ///
+    /// # Errors
+    /// [`Error::Transport`] if the request could not be sent or its answer
+    /// not read; [`Error::Setup`] for a multipart request.
+    pub fn execute(
+        &self,
+        request: http::Request<api::Outgoing>,
+    ) -> Result<(http::response::Parts, Vec<u8>), Error> {
+        let (parts, body) = request.into_parts();
+        let body = crate::convert::body(body, |_| {
+            Err(std::io::Error::other(
+                "a request that streams a shard can only be executed by a job",
+            ))
+        })
+        .map_err(|e| Error::Setup(e.to_string()))?;
         let response = self
             .agent
-            .run(http::Request::from_parts(parts, ()))
-            .map_err(|e| Error::Setup(format!("listing batches failed: {e}")))?;
+            .run(http::Request::from_parts(
+                parts,
+                crate::convert::send_body(body),
+            ))
+            .map_err(|e| Error::Transport(crate::convert::failure_before_head(&e)))?;
         let (head, body) = response.into_parts();
         let bytes = body
             .into_with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
+            .map_err(|e| {
+                Error::Transport(batch_core::job::TransportFailure::new(
+                    batch_core::job::FailureKind::BodyInterrupted,
+                    e.to_string(),
+                ))
+            })?;
+        Ok((head, bytes))
     }
 
     fn collect(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {

@@ -3,8 +3,8 @@
 
 use std::io::{self, Read};
 
-use batch_core::api::Outgoing;
-use batch_core::job::{FailureKind, JobIo, TransportFailure};
+use batch_core::api::{Outgoing, ShardRef};
+use batch_core::job::{FailureKind, TransportFailure};
 
 /// The request body, resolved through `io` so it can move to the thread
 /// that sends it: none, bytes, or a multipart envelope around a streamed
@@ -14,8 +14,11 @@ pub(crate) enum Body {
     Reader(Box<dyn Read + Send>),
 }
 
-/// Resolves the core's body description.
-pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<Body> {
+/// Resolves the core's body description; `open_shard` opens a shard to stream.
+pub(crate) fn body(
+    body: Outgoing,
+    open_shard: impl FnOnce(&ShardRef) -> io::Result<Box<dyn Read + Send>>,
+) -> io::Result<Body> {
     Ok(match body {
         Outgoing::Empty => Body::None,
         Outgoing::Json(bytes) | Outgoing::Bytes(bytes) => {
@@ -24,7 +27,7 @@ pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<Body> {
         Outgoing::Multipart {
             head, shard, tail, ..
         } => {
-            let file = io.open_shard(&shard)?;
+            let file = open_shard(&shard)?;
             Body::Reader(Box::new(
                 io::Cursor::new(head)
                     .chain(file.take(shard.len))

@@ -81,7 +81,10 @@ fn prepare(
     io: &mut impl JobIo,
 ) -> Result<http::Request<convert::Body>, Error> {
     let (parts, body) = request.into_parts();
-    Ok(http::Request::from_parts(parts, convert::body(body, io)?))
+    Ok(http::Request::from_parts(
+        parts,
+        convert::body(body, |shard| io.open_shard(shard))?,
+    ))
 }
 
 /// Hands one report to the job. Returns 1 when the exchange is over.

@@ -359,6 +359,13 @@ impl Job {
             shard.cancel_sent = saved.cancel_sent;
             if !poll_now {
                 shard.not_before = saved.not_before;
+                if shard.batch_id.is_some() {
+                    // The next poll of a running batch comes no later than the
+                    // resumed job's poll interval (which may be shorter).
+                    shard.not_before = shard
+                        .not_before
+                        .min(now.saturating_add(job.cfg.poll_interval));
+                }
             }
             shard.error = saved.error;
             shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
@@ -843,7 +850,17 @@ impl Job {
             );
             return None;
         }
-        if now < sh.not_before {
+        // A cancel goes out at once, not at the next poll; only a backoff
+        // after a failed attempt holds it back.
+        let cancel_now = cancel
+            && !sh.cancel_sent
+            && sh.batch_id.is_some()
+            && sh.status.as_ref().is_some_and(|s| !s.is_terminal())
+            && !matches!(
+                sh.wait_reason,
+                Some(WaitReason::Backoff { .. } | WaitReason::RateLimit { .. })
+            );
+        if now < sh.not_before && !cancel_now {
             return None;
         }
         let op = if sh.file_id.is_none() {

@@ -1,0 +1,222 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Runs OpenAI Batch API jobs of any size to completion, resumably, with progress.
+///
+/// Exit codes: 0 all requests succeeded; 1 finished with some failed or
+/// not-processed requests; 2 bad input or usage (nothing was sent); 3 the
+/// run failed; 130 interrupted (run the same command again to resume).
+#[derive(Debug, Parser)]
+#[command(name = "openai-batch", version, about, long_about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Runs a whole job: validate, shard, submit, wait, download, write RESULTS.
+    Run(RunArgs),
+    /// Validates and submits a job's batches, prints their ids, and returns.
+    Submit(SubmitArgs),
+    /// Shows the status of a journal's batches, or of batches by id.
+    Status(StatusArgs),
+    /// Continues a journal's job to its end and writes its results.
+    Results(ResultsArgs),
+    /// Cancels a journal's batches, or batches by id.
+    Cancel(CancelArgs),
+    /// Lists recent batches.
+    List(ListArgs),
+}
+
+/// Where the API is.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct ApiArgs {
+    /// API base URL [default: $OPENAI_BASE_URL, else https://api.openai.com/v1].
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// Run against the built-in emulator on a loopback port: no key, no network.
+    #[arg(long)]
+    pub(crate) emulator: bool,
+    /// The emulator's speed (virtual seconds per real second).
+    #[arg(long, hide = true, default_value_t = 200.0)]
+    pub(crate) emulator_speed: f64,
+    /// The emulator's fault spec (see the batch-emulator docs), for demos.
+    #[arg(long, hide = true, value_name = "SPEC")]
+    pub(crate) emulator_faults: Option<String>,
+}
+
+/// How input lines become requests and shards.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// The model of short lines (`prompt`/`messages`) that do not name one.
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// The system prompt of short lines; `@FILE` reads it from a file.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub(crate) system: Option<String>,
+    /// The endpoint, e.g. /v1/chat/completions, /v1/responses, /v1/embeddings
+    /// [default: the first full line's url, else /v1/chat/completions].
+    #[arg(long)]
+    pub(crate) endpoint: Option<String>,
+    /// Most requests in one batch (Azure allows 100000).
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub(crate) max_requests_per_batch: u64,
+    /// Most bytes in one batch input file.
+    #[arg(long, value_name = "N", default_value_t = 200 * 1024 * 1024)]
+    pub(crate) max_bytes_per_batch: u64,
+}
+
+/// How a job is driven and shown.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct DriveArgs {
+    /// The journal folder [default: RESULTS.journal beside the output].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) journal: Option<PathBuf>,
+    /// How many shards are in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) parallel: usize,
+    /// Seconds between status polls, fractions allowed [default: 60; 0.5 with --emulator].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) poll_interval: Option<f64>,
+    /// Stop waiting after this many seconds; the batches keep running.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) max_wait: Option<f64>,
+    /// Resubmit failed and not-processed requests up to N more rounds.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) retry_failed: u32,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print only errors and the final summary.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Seconds before a batch refused for a full queue is created again
+    /// (doubling each time) [default: 60; 1 with --emulator].
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub(crate) requeue_delay: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Input JSONL: batch request lines, or short lines with `prompt` or `messages`.
+    pub(crate) input: PathBuf,
+    /// Where to write one result line per input request, in input order.
+    #[arg(short, long, value_name = "RESULTS")]
+    pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) plan: PlanArgs,
+    #[command(flatten)]
+    pub(crate) drive: DriveArgs,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// Input JSONL.
+    pub(crate) input: PathBuf,
+    /// The journal folder [default: INPUT.journal beside the input].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) journal: Option<PathBuf>,
+    /// Print the job as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print only errors and the batch ids.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) plan: PlanArgs,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Batch ids (or give --journal).
+    #[arg(value_name = "BATCH_ID", required_unless_present = "journal")]
+    pub(crate) batch_ids: Vec<String>,
+    /// The journal of a job.
+    #[arg(long, value_name = "DIR", conflicts_with = "batch_ids")]
+    pub(crate) journal: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResultsArgs {
+    /// The journal of a job (from `run` or `submit`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) journal: PathBuf,
+    /// Where to write the results.
+    #[arg(short, long, value_name = "RESULTS")]
+    pub(crate) output: PathBuf,
+    /// How many shards are in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) parallel: usize,
+    /// Seconds between status polls [default: 60; 0.5 with --emulator].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) poll_interval: Option<f64>,
+    /// Stop waiting after this many seconds; the batches keep running.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) max_wait: Option<f64>,
+    /// Resubmit failed and not-processed requests up to N more rounds.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) retry_failed: u32,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print only errors and the final summary.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// Batch ids (or give --journal).
+    #[arg(value_name = "BATCH_ID", required_unless_present = "journal")]
+    pub(crate) batch_ids: Vec<String>,
+    /// The journal of a job: cancels its batches and its unsubmitted shards.
+    #[arg(long, value_name = "DIR", conflicts_with = "batch_ids")]
+    pub(crate) journal: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// How many batches to list (1 to 100).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+impl From<&ResultsArgs> for DriveArgs {
+    fn from(a: &ResultsArgs) -> Self {
+        DriveArgs {
+            journal: Some(a.journal.clone()),
+            parallel: a.parallel,
+            poll_interval: a.poll_interval,
+            max_wait: a.max_wait,
+            retry_failed: a.retry_failed,
+            json: a.json,
+            quiet: a.quiet,
+            requeue_delay: None,
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! Running a journal's job: planning (or re-planning to resume), connecting,
+//! driving each round with `batch_blocking::run`, and retry rounds.
+//!
+//! Everything the job decides (what to send, when to wait, what to retry
+//! inside a round, how to reconcile after a crash) is `batch_core::job::Job`'s.
+//! This module only stores what the job hands it ([`JournalIo`]), shows its
+//! events, and chooses between rounds (`--retry-failed`).
+
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use batch_blocking::{Client, ClientConfig, Clock, SystemClock};
+use batch_core::api::{ApiConfig, ShardRef};
+use batch_core::job::{
+    Checkpoint, Job, JobConfig, JobError, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
+    ShardLimits, StopAfter, api_config_from_env,
+};
+use batch_emulator::{Emulator, EmulatorHandle, FaultConfig};
+
+use crate::args::{ApiArgs, DriveArgs, PlanArgs};
+use crate::error::{CliError, chain};
+use crate::input::{self, PlanSpec, shard_file_name};
+use crate::interrupt::{CliClock, Interrupt, Signal, parked_notifier};
+use crate::journal::{
+    IndexMap, Journal, PLAN_VERSION, PlanFile, PlanOptions, ResultStore, RoundFile, write_atomic,
+};
+use crate::progress::Progress;
+use crate::render;
+
+/// What every command shares: the Ctrl-C flag, the supervisor's channel
+/// and the progress display.
+pub(crate) struct Ctx {
+    pub(crate) interrupt: Interrupt,
+    pub(crate) supervisor: Sender<Signal<Result<u8, CliError>>>,
+    pub(crate) progress: Rc<RefCell<Progress>>,
+    /// When the command started.
+    pub(crate) started: std::time::Instant,
+}
+
+impl Ctx {
+    pub(crate) fn note(&self, line: &str) {
+        self.progress.borrow().note(line);
+    }
+}
+
+/// The API a command talks to, and the emulator behind it if it is built in.
+pub(crate) struct Api {
+    pub(crate) client: Client,
+    pub(crate) base_url: String,
+    pub(crate) emulator: Option<EmulatorHandle>,
+}
+
+/// The key used with the built-in emulator (it accepts any key).
+const EMULATOR_KEY: &str = "sk-emulator";
+
+/// Connects to the API: the built-in emulator (with `--emulator`, or for a
+/// journal made with it), or the API at `--base-url`, `OPENAI_BASE_URL`, the
+/// journal's base URL, or the public API, with `OPENAI_API_KEY`.
+pub(crate) fn connect(
+    ctx: &Ctx,
+    args: &ApiArgs,
+    journal: Option<&Journal>,
+    stored: Option<&PlanFile>,
+    limits: Option<&ShardLimits>,
+) -> Result<Api, CliError> {
+    if let Some(p) = stored.filter(|p| args.emulator && !p.emulator && !p.base_url.is_empty()) {
+        return Err(CliError::usage(format!(
+            "the job in this journal runs against {}, not the built-in emulator: run it \
+             without --emulator",
+            p.base_url
+        )));
+    }
+    let use_emulator = args.emulator || stored.is_some_and(|p| p.emulator);
+    if use_emulator {
+        if !(args.emulator_speed.is_finite() && args.emulator_speed > 0.0) {
+            return Err(CliError::usage(
+                "--emulator-speed must be a positive number",
+            ));
+        }
+        let mut b = Emulator::builder().speed(args.emulator_speed);
+        if let Some(j) = journal {
+            b = b.data_dir(j.emulator_dir());
+        }
+        if let Some(l) = limits {
+            b = b
+                .max_batch_file_bytes(l.max_bytes.max(200 * 1000 * 1000))
+                .max_requests_per_batch(l.max_requests.max(50_000));
+        }
+        if let Some(spec) = &args.emulator_faults {
+            let faults = FaultConfig::parse(spec)
+                .map_err(|e| CliError::usage(format!("--emulator-faults: {e}")))?;
+            b = b.faults(faults);
+        }
+        let handle = b.start_blocking().map_err(|e| {
+            CliError::failed(format!(
+                "the built-in emulator did not start: {}",
+                chain(&e)
+            ))
+        })?;
+        let base_url = handle.base_url();
+        ctx.note(&format!(
+            "running against the built-in emulator at {base_url} (no key, no network)"
+        ));
+        let client = client(ApiConfig::new(EMULATOR_KEY).with_base_url(base_url.clone()))?;
+        return Ok(Api {
+            client,
+            base_url,
+            emulator: Some(handle),
+        });
+    }
+    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(|e| match e {
+        JobError::MissingKey => CliError::usage(
+            "OPENAI_API_KEY is not set: export your API key, or pass --emulator to run \
+             against the built-in emulator",
+        ),
+        other => CliError::usage(chain(&other)),
+    })?;
+    let env_base = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    if let Some(base) = &args.base_url {
+        cfg = cfg.with_base_url(base.clone());
+    } else if env_base.is_none() {
+        if let Some(p) = stored.filter(|p| !p.base_url.is_empty()) {
+            cfg = cfg.with_base_url(p.base_url.clone());
+        }
+    }
+    let base_url = cfg.base_url.clone();
+    Ok(Api {
+        client: client(cfg)?,
+        base_url,
+        emulator: None,
+    })
+}
+
+fn client(cfg: ApiConfig) -> Result<Client, CliError> {
+    Client::new(ClientConfig::new(cfg)).map_err(|e| CliError::usage(chain(&e)))
+}
+
+/// A job's plan, new or rebuilt from the same input to resume.
+pub(crate) struct Prepared {
+    pub(crate) planfile: PlanFile,
+    pub(crate) plan: JobPlan,
+    /// True when the plan is new: `plan.json` is written once connected.
+    pub(crate) fresh: bool,
+}
+
+/// The plan options the user asked for.
+fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
+    let system = match &args.system {
+        Some(s) if s.starts_with('@') => {
+            let path = &s[1..];
+            let text = fs::read_to_string(path).map_err(|e| {
+                CliError::usage(format!("cannot read the system prompt from {path}: {e}"))
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        other => other.clone(),
+    };
+    let endpoint = match &args.endpoint {
+        Some(e) => Some(input::parse_endpoint(e).map_err(CliError::usage)?),
+        None => None,
+    };
+    if args.max_requests_per_batch == 0 {
+        return Err(CliError::usage(
+            "--max-requests-per-batch must be at least 1",
+        ));
+    }
+    if args.max_bytes_per_batch == 0 {
+        return Err(CliError::usage("--max-bytes-per-batch must be at least 1"));
+    }
+    Ok((
+        PlanOptions {
+            model: args.model.clone(),
+            system,
+            endpoint: endpoint
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
+            max_requests_per_batch: args.max_requests_per_batch,
+            max_bytes_per_batch: args.max_bytes_per_batch,
+        },
+        endpoint.is_some(),
+    ))
+}
+
+/// The spec of a retry round's input: full request lines, as encoded for round 0.
+fn round_spec(pf: &PlanFile) -> PlanSpec {
+    PlanSpec {
+        model: None,
+        system: None,
+        ..spec_of(&pf.options)
+    }
+}
+
+fn spec_of(opts: &PlanOptions) -> PlanSpec {
+    PlanSpec {
+        model: opts.model.clone(),
+        system: opts.system.clone(),
+        endpoint: batch_core::Endpoint::parse(&opts.endpoint),
+        limits: ShardLimits::new(opts.max_requests_per_batch, opts.max_bytes_per_batch),
+    }
+}
+
+/// Plans the job of `input` in `journal`, or rebuilds the plan of the job
+/// already there. `args` is `None` to take the options stored in the journal.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    input: &Path,
+    source: &str,
+    args: Option<&PlanArgs>,
+    journal: &Journal,
+) -> Result<Prepared, CliError> {
+    if let Some(pf) = journal.read_plan()? {
+        if let Some(args) = args {
+            let (want, endpoint_given) = requested_options(args)?;
+            check_same_options(journal, &pf.options, &want, endpoint_given)?;
+        }
+        let planned = input::build_plan(
+            input,
+            source,
+            &spec_of(&pf.options),
+            &pf.job_id,
+            None,
+            &ctx.interrupt,
+        )?;
+        if planned.input_len != pf.input_len
+            || planned.input_hash != pf.input_hash
+            || planned.plan.digest() != pf.digest
+        {
+            return Err(CliError::usage(format!(
+                "{source} changed since the job in {} started: restore it, or use a new --journal",
+                journal.dir().display()
+            )));
+        }
+        journal.check_shards(0, &planned.plan)?;
+        return Ok(Prepared {
+            planfile: pf,
+            plan: planned.plan,
+            fresh: false,
+        });
+    }
+    let Some(args) = args else {
+        return Err(CliError::usage(format!(
+            "there is no job in {} (its plan.json is missing)",
+            journal.dir().display()
+        )));
+    };
+    let (mut opts, endpoint_given) = requested_options(args)?;
+    if !endpoint_given {
+        opts.endpoint = input::detect_endpoint(input)?.as_str().to_owned();
+    }
+    let created = !journal.dir().exists();
+    let shards = journal.shards_dir(0);
+    clear_unplanned(journal)?;
+    fs::create_dir_all(&shards)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", shards.display())))?;
+    let job_id = format!("ob-{:016x}", random_u64());
+    let planned = input::build_plan(
+        input,
+        source,
+        &spec_of(&opts),
+        &job_id,
+        Some(&shards),
+        &ctx.interrupt,
+    );
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing was sent: leave no trace of the refused input.
+            let _ = if created {
+                fs::remove_dir_all(journal.dir())
+            } else {
+                fs::remove_dir_all(&shards)
+            };
+            return Err(e);
+        }
+    };
+    let planfile = PlanFile {
+        version: PLAN_VERSION,
+        job_id,
+        input: input.to_owned(),
+        input_len: planned.input_len,
+        input_hash: planned.input_hash,
+        options: opts,
+        digest: planned.plan.digest(),
+        model: planned.model,
+        round: 0,
+        created_at: SystemClock.now().as_millis(),
+        base_url: String::new(),
+        emulator: false,
+    };
+    Ok(Prepared {
+        planfile,
+        plan: planned.plan,
+        fresh: true,
+    })
+}
+
+/// Removes what a run that never committed its plan may have left.
+fn clear_unplanned(journal: &Journal) -> Result<(), CliError> {
+    let dir = journal.dir();
+    for name in ["shards", "rounds"] {
+        let p = dir.join(name);
+        if p.exists() {
+            fs::remove_dir_all(&p)
+                .map_err(|e| CliError::failed(format!("cannot clear {}: {e}", p.display())))?;
+        }
+    }
+    for name in [
+        "checkpoint.json",
+        "summary.json",
+        "results.spill",
+        "results.index",
+    ] {
+        let p = dir.join(name);
+        if p.exists() {
+            fs::remove_file(&p)
+                .map_err(|e| CliError::failed(format!("cannot clear {}: {e}", p.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_same_options(
+    journal: &Journal,
+    have: &PlanOptions,
+    want: &PlanOptions,
+    endpoint_given: bool,
+) -> Result<(), CliError> {
+    let differs = |what: String| {
+        CliError::usage(format!(
+            "the job in {} was started with {what}: run the same command to resume it, \
+             or use a new --journal",
+            journal.dir().display()
+        ))
+    };
+    let show = |flag: &str, v: &Option<String>| match v {
+        Some(s) => format!("{flag} {s:?}"),
+        None => format!("no {flag}"),
+    };
+    if have.model != want.model {
+        return Err(differs(show("--model", &have.model)));
+    }
+    if have.system != want.system {
+        return Err(differs(show("--system", &have.system)));
+    }
+    if endpoint_given && have.endpoint != want.endpoint {
+        return Err(differs(format!("--endpoint {}", have.endpoint)));
+    }
+    if have.max_requests_per_batch != want.max_requests_per_batch {
+        return Err(differs(format!(
+            "--max-requests-per-batch {}",
+            have.max_requests_per_batch
+        )));
+    }
+    if have.max_bytes_per_batch != want.max_bytes_per_batch {
+        return Err(differs(format!(
+            "--max-bytes-per-batch {}",
+            have.max_bytes_per_batch
+        )));
+    }
+    Ok(())
+}
+
+/// Records where the job's batches live and commits the plan: from here on,
+/// the same command resumes this job.
+pub(crate) fn commit_plan(
+    journal: &Journal,
+    prepared: &mut Prepared,
+    api: &Api,
+) -> Result<(), CliError> {
+    if prepared.fresh {
+        prepared.planfile.base_url = if api.emulator.is_some() {
+            String::new()
+        } else {
+            api.base_url.clone()
+        };
+        prepared.planfile.emulator = api.emulator.is_some();
+        journal.write_plan(&prepared.planfile)?;
+        prepared.fresh = false;
+    }
+    Ok(())
+}
+
+/// How a job is driven.
+pub(crate) struct Drive {
+    pub(crate) parallel: usize,
+    pub(crate) poll_interval: Duration,
+    pub(crate) max_wait: Option<Duration>,
+    pub(crate) retry_failed: u32,
+    pub(crate) requeue_delay: Option<Duration>,
+    pub(crate) stop: StopAfter,
+    pub(crate) cancel: bool,
+}
+
+fn seconds(flag: &str, v: f64) -> Result<Duration, CliError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(CliError::usage(format!(
+            "{flag} must be a positive number of seconds"
+        )))
+    }
+}
+
+impl Drive {
+    /// The poll interval without `--poll-interval`: a minute, half a second
+    /// with the built-in emulator.
+    fn default_poll(emulator: bool) -> Duration {
+        if emulator {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(60)
+        }
+    }
+
+    /// The requeue delay without `--requeue-delay`: the core's, one second
+    /// with the built-in emulator.
+    fn default_requeue(emulator: bool) -> Option<Duration> {
+        emulator.then(|| Duration::from_secs(1))
+    }
+
+    /// For a single operation (`submit`, `cancel`): every shard at once, one round.
+    pub(crate) fn single(stop: StopAfter, cancel: bool, emulator: bool) -> Drive {
+        Drive {
+            parallel: usize::MAX,
+            poll_interval: Self::default_poll(emulator),
+            max_wait: None,
+            retry_failed: 0,
+            requeue_delay: Self::default_requeue(emulator),
+            stop,
+            cancel,
+        }
+    }
+
+    pub(crate) fn from_args(d: &DriveArgs, emulator: bool) -> Result<Drive, CliError> {
+        if d.parallel == 0 {
+            return Err(CliError::usage("--parallel must be at least 1"));
+        }
+        let poll_interval = match d.poll_interval {
+            Some(s) => seconds("--poll-interval", s)?,
+            None => Self::default_poll(emulator),
+        };
+        let max_wait = d.max_wait.map(|s| seconds("--max-wait", s)).transpose()?;
+        let requeue_delay = match d.requeue_delay {
+            Some(s) => Some(seconds("--requeue-delay", s)?),
+            None => Self::default_requeue(emulator),
+        };
+        Ok(Drive {
+            parallel: d.parallel,
+            poll_interval,
+            max_wait,
+            retry_failed: d.retry_failed,
+            requeue_delay,
+            stop: StopAfter::Finished,
+            cancel: false,
+        })
+    }
+}
+
+/// What driving a job produced.
+pub(crate) struct Driven {
+    /// The summary of each round run or found, in order.
+    pub(crate) summaries: Vec<JobSummary>,
+    pub(crate) store: ResultStore,
+}
+
+/// Drives the job of `prepared` through its rounds.
+pub(crate) fn drive(
+    ctx: &Ctx,
+    api: &Api,
+    journal: &Journal,
+    prepared: Prepared,
+    d: &Drive,
+) -> Result<Driven, CliError> {
+    let Prepared {
+        mut planfile, plan, ..
+    } = prepared;
+    let mut store = ResultStore::open(journal.dir(), plan.len())?;
+    let mut round = planfile.round;
+    let mut summaries = Vec::new();
+    for r in 0..round {
+        if let Some(s) = journal.read_summary::<JobSummary>(r)? {
+            summaries.push(s);
+        }
+    }
+    let mut first = Some(plan);
+    loop {
+        let (plan, map) = if round == 0 {
+            match first.take() {
+                Some(p) => (p, None),
+                None => return Err(CliError::failed("round 0 was run twice")),
+            }
+        } else {
+            first = None;
+            load_round(ctx, journal, &planfile, round)?
+        };
+        let summary = run_round(ctx, api, journal, round, plan, map.as_ref(), &mut store, d)?;
+        if d.stop != StopAfter::Finished {
+            summaries.push(summary);
+            break;
+        }
+        journal.write_summary(round, &summary)?;
+        let stopped = summary.error.is_some() || summary.timed_out || summary.cancelled;
+        summaries.push(summary);
+        if stopped || round >= d.retry_failed {
+            break;
+        }
+        if !new_round(ctx, journal, &mut planfile, &store, round + 1)? {
+            break;
+        }
+        round += 1;
+    }
+    Ok(Driven { summaries, store })
+}
+
+/// Rebuilds the plan of retry round `round` from its input.
+fn load_round(
+    ctx: &Ctx,
+    journal: &Journal,
+    pf: &PlanFile,
+    round: u32,
+) -> Result<(JobPlan, Option<IndexMap>), CliError> {
+    let damaged = || {
+        CliError::failed(format!(
+            "the journal is damaged: round {round} of the job in {} is incomplete",
+            journal.dir().display()
+        ))
+    };
+    let rf = journal.read_round(round)?.ok_or_else(damaged)?;
+    let dir = journal.round_dir(round);
+    let planned = input::build_plan(
+        &dir.join("input.jsonl"),
+        &format!("rounds/{round}/input.jsonl"),
+        &round_spec(pf),
+        &rf.job_id,
+        None,
+        &ctx.interrupt,
+    )?;
+    if planned.plan.digest() != rf.digest {
+        return Err(damaged());
+    }
+    journal.check_shards(round, &planned.plan)?;
+    let map = IndexMap::open(&dir.join("map.bin"))?;
+    Ok((planned.plan, Some(map)))
+}
+
+/// Starts retry round `round` with every request whose outcome is worth
+/// another try. Returns false if there is none.
+fn new_round(
+    ctx: &Ctx,
+    journal: &Journal,
+    pf: &mut PlanFile,
+    store: &ResultStore,
+    round: u32,
+) -> Result<bool, CliError> {
+    let dir = journal.round_dir(round);
+    let fail = |what: &Path, e: io::Error| {
+        CliError::failed(format!("cannot write {}: {e}", what.display()))
+    };
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(|e| fail(&dir, e))?;
+    }
+    let shards = journal.shards_dir(round);
+    fs::create_dir_all(&shards).map_err(|e| fail(&shards, e))?;
+    let input_path = dir.join("input.jsonl");
+    let map_path = dir.join("map.bin");
+    let mut input_w = BufWriter::new(File::create(&input_path).map_err(|e| fail(&input_path, e))?);
+    let mut map_w = BufWriter::new(File::create(&map_path).map_err(|e| fail(&map_path, e))?);
+    let mut kinds = store.kinds();
+    let mut index = 0u64;
+    let mut chosen = 0u64;
+    let mut line = Vec::new();
+    for s in 0..pf.digest.shards {
+        let path = journal
+            .shards_dir(0)
+            .join(shard_file_name(u32::try_from(s).unwrap_or(u32::MAX)));
+        let read_err =
+            |e: io::Error| CliError::failed(format!("cannot read {}: {e}", path.display()));
+        let mut r = BufReader::new(File::open(&path).map_err(read_err)?);
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
+                break;
+            }
+            let kind = kinds
+                .next()
+                .transpose()
+                .map_err(|e| CliError::failed(format!("cannot read results.index: {e}")))?
+                .ok_or_else(|| {
+                    CliError::failed("the journal is damaged: more shard lines than results")
+                })?;
+            if kind.is_retryable() {
+                input_w.write_all(&line).map_err(|e| fail(&input_path, e))?;
+                map_w
+                    .write_all(&index.to_le_bytes())
+                    .map_err(|e| fail(&map_path, e))?;
+                chosen += 1;
+            }
+            index += 1;
+        }
+    }
+    let finish = |w: BufWriter<File>, p: &Path| -> Result<(), CliError> {
+        let f = w.into_inner().map_err(|e| fail(p, e.into_error()))?;
+        f.sync_all().map_err(|e| fail(p, e))
+    };
+    finish(input_w, &input_path)?;
+    finish(map_w, &map_path)?;
+    if chosen == 0 {
+        fs::remove_dir_all(&dir).map_err(|e| fail(&dir, e))?;
+        return Ok(false);
+    }
+    let job_id = format!("{}-r{round}", pf.job_id);
+    let planned = input::build_plan(
+        &input_path,
+        &format!("rounds/{round}/input.jsonl"),
+        &round_spec(pf),
+        &job_id,
+        Some(&shards),
+        &ctx.interrupt,
+    )?;
+    crate::journal::write_json_atomic(
+        &dir.join("plan.json"),
+        &RoundFile {
+            version: PLAN_VERSION,
+            job_id,
+            round,
+            requests: planned.plan.len(),
+            input_hash: planned.input_hash,
+            digest: planned.plan.digest(),
+        },
+    )?;
+    pf.round = round;
+    journal.write_plan(pf)?;
+    ctx.note(&format!(
+        "round {round}: resubmitting {chosen} failed or unprocessed requests"
+    ));
+    Ok(true)
+}
+
+/// Runs one round's job from its checkpoint (or from the start) to its stop point.
+#[allow(clippy::too_many_arguments)]
+fn run_round(
+    ctx: &Ctx,
+    api: &Api,
+    journal: &Journal,
+    round: u32,
+    plan: JobPlan,
+    map: Option<&IndexMap>,
+    store: &mut ResultStore,
+    d: &Drive,
+) -> Result<JobSummary, CliError> {
+    let mut cfg = JobConfig::new(api.client.api().clone());
+    cfg.poll_interval = d.poll_interval;
+    cfg.max_wait = d.max_wait;
+    cfg.max_parallel = d.parallel;
+    cfg.seed = random_u64();
+    if let Some(delay) = d.requeue_delay {
+        cfg.requeue_delay = delay;
+    }
+    cfg.stop_after = d.stop;
+    let now = SystemClock.now();
+    let label = if round == 0 {
+        "job".to_owned()
+    } else {
+        format!("round {round}")
+    };
+    ctx.progress
+        .borrow_mut()
+        .start_round(&label, plan.len(), plan.shards());
+    let mut job = match journal.read_checkpoint::<Checkpoint>(round)? {
+        Some(cp) => Job::resume(cfg, plan, cp, now).map_err(|e| {
+            CliError::failed(format!(
+                "cannot resume the job in {}: {e}",
+                journal.dir().display()
+            ))
+        })?,
+        None => Job::new(cfg, plan, now),
+    };
+    if d.cancel {
+        job.cancel(now);
+    }
+    let mut io = JournalIo {
+        dir: journal.round_dir(round),
+        store,
+        map,
+        progress: ctx.progress.clone(),
+        interrupt: ctx.interrupt.clone(),
+        line: Vec::new(),
+    };
+    let progress = ctx.progress.clone();
+    let parked_progress = ctx.progress.clone();
+    let notify = parked_notifier(ctx.supervisor.clone());
+    let clock = CliClock::new(
+        ctx.interrupt.clone(),
+        Box::new(move || {
+            parked_progress.borrow_mut().finish();
+            notify();
+        }),
+        Box::new(move || progress.borrow_mut().tick()),
+    );
+    let result = batch_blocking::run(&mut job, &api.client, &clock, &mut io);
+    ctx.progress.borrow_mut().finish();
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(batch_blocking::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+            Err(CliError::Interrupted)
+        }
+        Err(e) => Err(CliError::failed(chain(&e))),
+    }
+}
+
+/// The journal as the job's storage.
+struct JournalIo<'a> {
+    /// The round's folder (checkpoint, shards).
+    dir: PathBuf,
+    store: &'a mut ResultStore,
+    /// Round index → input index, for retry rounds.
+    map: Option<&'a IndexMap>,
+    progress: Rc<RefCell<Progress>>,
+    interrupt: Interrupt,
+    line: Vec<u8>,
+}
+
+impl JobIo for JournalIo<'_> {
+    fn persist(&mut self, checkpoint: &Checkpoint) -> io::Result<()> {
+        self.store.sync()?;
+        let bytes = serde_json::to_vec(checkpoint).map_err(io::Error::other)?;
+        write_atomic(&self.dir.join("checkpoint.json"), &bytes)?;
+        self.interrupt.check()
+    }
+
+    fn result(&mut self, result: JobResult) -> io::Result<()> {
+        let slot = match self.map {
+            Some(m) => m.get(result.index)?,
+            None => result.index,
+        };
+        render::render(&result, &mut self.line);
+        self.store
+            .put(slot, render::kind(&result.outcome), &self.line)?;
+        self.interrupt.check()
+    }
+
+    fn event(&mut self, event: &JobEvent) -> io::Result<()> {
+        self.progress.borrow_mut().event(event);
+        self.interrupt.check()
+    }
+
+    fn open_shard(&mut self, shard: &ShardRef) -> io::Result<Box<dyn Read + Send>> {
+        self.interrupt.check()?;
+        let path = self.dir.join("shards").join(shard_file_name(shard.index));
+        let f = File::open(&path)?;
+        let len = f.metadata()?.len();
+        if len != shard.len {
+            return Err(io::Error::other(format!(
+                "{} has {len} bytes, the plan says {}",
+                path.display(),
+                shard.len
+            )));
+        }
+        Ok(Box::new(f))
+    }
+}
+
+/// A random number for job ids and backoff jitter, from the OS's hash seed,
+/// the time and the process id.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SystemClock.now().as_millis());
+    h.write_u32(std::process::id());
+    h.finish()
+}

@@ -1,0 +1,188 @@
+//! # openai-batch
+//!
+//! The command-line tool that runs an OpenAI Batch API job of any size to
+//! completion, resumably, with progress. `main.rs` only calls [`main`]; the
+//! logic lives here so it can be tested.
+//!
+//! The tool parses and validates the input, builds the plan with the core's
+//! `PlanBuilder`, keeps the job's state in a journal folder
+//! (see the `journal` module), drives `batch_core::job::Job` with
+//! `batch_blocking::run`, shows its events, and assembles the results in
+//! input order. Every decision about what to send, when to wait and what to
+//! retry inside a round is the core's.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod args;
+mod commands;
+mod error;
+mod input;
+mod interrupt;
+mod job;
+mod journal;
+mod price;
+mod progress;
+mod render;
+mod term;
+
+use std::cell::RefCell;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::mpsc;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::error::{CliError, EXIT_INTERRUPTED};
+use crate::interrupt::{Interrupt, Signal};
+use crate::progress::{Mode, Progress};
+
+/// Runs the command line of this process and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (tx, rx) = mpsc::channel::<Signal<Result<u8, CliError>>>();
+    let interrupt = Interrupt::default();
+    let quiet = quiet(&cli.command);
+    let journal_hint = journal_hint(&cli.command);
+    {
+        let interrupt = interrupt.clone();
+        let tx = tx.clone();
+        let installed = ctrlc::set_handler(move || {
+            if interrupt.set() {
+                term::err("interrupted again: stopping now");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            let _ = tx.send(Signal::CtrlC);
+        });
+        if let Err(e) = installed {
+            term::err(&format!("warning: Ctrl-C cannot be handled cleanly: {e}"));
+        }
+    }
+    let worker = {
+        let interrupt = interrupt.clone();
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("openai-batch".into())
+            .spawn(move || {
+                let result = dispatch(&cli.command, interrupt, tx.clone());
+                let _ = tx.send(Signal::Done(result));
+            })
+    };
+    if let Err(e) = worker {
+        term::err(&format!("error: cannot start: {e}"));
+        return ExitCode::from(error::EXIT_FAILED);
+    }
+    drop(tx);
+    loop {
+        match rx.recv() {
+            Ok(Signal::CtrlC) => {
+                if !quiet {
+                    term::err("stopping at the next safe point (Ctrl-C again to stop at once)");
+                }
+            }
+            Ok(Signal::Parked) => return interrupted(journal_hint.as_deref()),
+            Ok(Signal::Done(Ok(code))) => return ExitCode::from(code),
+            Ok(Signal::Done(Err(CliError::Interrupted))) => {
+                return interrupted(journal_hint.as_deref());
+            }
+            Ok(Signal::Done(Err(e))) => return report(&e),
+            Err(_) => {
+                term::err("error: the command stopped unexpectedly");
+                return ExitCode::from(error::EXIT_FAILED);
+            }
+        }
+    }
+}
+
+fn interrupted(journal: Option<&str>) -> ExitCode {
+    let cancel = match journal {
+        Some(j) => format!("`openai-batch cancel --journal {j}`"),
+        None => "`openai-batch cancel --journal DIR`".to_owned(),
+    };
+    term::err(&format!(
+        "interrupted: batches already submitted keep running; run the same command again to \
+         resume, or {cancel} to cancel them"
+    ));
+    ExitCode::from(EXIT_INTERRUPTED)
+}
+
+fn report(e: &CliError) -> ExitCode {
+    match e {
+        CliError::Input { errors, total } => {
+            for err in errors {
+                term::err(&format!("error: {err}"));
+            }
+            let shown = errors.len() as u64;
+            if *total > shown {
+                term::err(&format!("error: ... and {} more", total - shown));
+            }
+            term::err(&format!(
+                "error: the input has {total} invalid line{}; nothing was sent",
+                if *total == 1 { "" } else { "s" }
+            ));
+        }
+        CliError::Usage(m) | CliError::Failed(m) => term::err(&format!("error: {m}")),
+        CliError::Interrupted => {}
+    }
+    ExitCode::from(e.exit_code())
+}
+
+fn quiet(c: &Command) -> bool {
+    match c {
+        Command::Run(a) => a.drive.quiet,
+        Command::Results(a) => a.quiet,
+        Command::Submit(a) => a.quiet,
+        _ => false,
+    }
+}
+
+fn journal_hint(c: &Command) -> Option<String> {
+    let p = match c {
+        Command::Run(a) => Some(
+            a.drive
+                .journal
+                .clone()
+                .unwrap_or_else(|| commands::default_journal(&a.output)),
+        ),
+        Command::Results(a) => Some(a.journal.clone()),
+        Command::Submit(a) => Some(
+            a.journal
+                .clone()
+                .unwrap_or_else(|| commands::default_journal(&a.input)),
+        ),
+        Command::Cancel(a) => a.journal.clone(),
+        Command::Status(a) => a.journal.clone(),
+        Command::List(_) => None,
+    };
+    p.map(|p| p.display().to_string())
+}
+
+fn dispatch(
+    command: &Command,
+    interrupt: Interrupt,
+    supervisor: mpsc::Sender<Signal<Result<u8, CliError>>>,
+) -> Result<u8, CliError> {
+    let mode = if quiet(command) {
+        Mode::Quiet
+    } else if term::stderr_is_tty() {
+        Mode::Bars
+    } else {
+        Mode::Plain
+    };
+    let ctx = job::Ctx {
+        interrupt,
+        supervisor,
+        progress: Rc::new(RefCell::new(Progress::new(mode))),
+        started: std::time::Instant::now(),
+    };
+    match command {
+        Command::Run(a) => commands::run(&ctx, a),
+        Command::Submit(a) => commands::submit(&ctx, a),
+        Command::Status(a) => commands::status(&ctx, a),
+        Command::Results(a) => commands::results(&ctx, a),
+        Command::Cancel(a) => commands::cancel(&ctx, a),
+        Command::List(a) => commands::list(&ctx, a),
+    }
+}

@@ -1,0 +1,67 @@
+//! A small table of batch prices (50% of the standard price), in US dollars
+//! per million tokens, for a cost estimate. A model that is not in the table
+//! gets no estimate rather than a guess.
+
+/// (model, input, output) per million tokens at batch prices.
+const BATCH_PRICES: &[(&str, f64, f64)] = &[
+    ("gpt-5", 0.625, 5.0),
+    ("gpt-5-mini", 0.125, 1.0),
+    ("gpt-5-nano", 0.025, 0.2),
+    ("gpt-4.1", 1.0, 4.0),
+    ("gpt-4.1-mini", 0.2, 0.8),
+    ("gpt-4.1-nano", 0.05, 0.2),
+    ("gpt-4o", 1.25, 5.0),
+    ("gpt-4o-mini", 0.075, 0.3),
+    ("o3", 1.0, 4.0),
+    ("o3-mini", 0.55, 2.2),
+    ("o4-mini", 0.55, 2.2),
+    ("gpt-3.5-turbo", 0.25, 0.75),
+    ("text-embedding-3-small", 0.01, 0.0),
+    ("text-embedding-3-large", 0.065, 0.0),
+    ("text-embedding-ada-002", 0.05, 0.0),
+];
+
+/// The model without a dated snapshot suffix (`gpt-4o-mini-2024-07-18` →
+/// `gpt-4o-mini`).
+fn base_model(model: &str) -> &str {
+    let b = model.as_bytes();
+    if b.len() > 11 {
+        let (head, tail) = model.split_at(model.len() - 11);
+        let t = tail.as_bytes();
+        let dated = t[0] == b'-'
+            && t[5] == b'-'
+            && t[8] == b'-'
+            && t[1..5]
+                .iter()
+                .chain(&t[6..8])
+                .chain(&t[9..])
+                .all(u8::is_ascii_digit);
+        if dated {
+            return head;
+        }
+    }
+    model
+}
+
+/// The estimated cost in dollars of `input` and `output` tokens on `model`
+/// at batch prices, if the model's prices are known.
+pub(crate) fn estimate(model: &str, input: u64, output: u64) -> Option<f64> {
+    let m = base_model(model);
+    let (_, i, o) = BATCH_PRICES.iter().find(|(name, _, _)| *name == m)?;
+    #[allow(clippy::cast_precision_loss)]
+    Some((input as f64 * i + output as f64 * o) / 1_000_000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_models_and_snapshots_have_prices() {
+        assert_eq!(estimate("gpt-4o-mini", 1_000_000, 1_000_000), Some(0.375));
+        assert_eq!(estimate("gpt-4o-mini-2024-07-18", 2_000_000, 0), Some(0.15));
+        assert_eq!(estimate("gpt-4o", 1_000_000, 0), Some(1.25));
+        assert_eq!(estimate("my-finetune", 1, 1), None);
+        assert_eq!(estimate("gpt-4o-mini-emulated", 1, 1), None);
+    }
+}

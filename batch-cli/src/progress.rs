@@ -1,0 +1,318 @@
+//! Progress: the job's events drawn as bars on a terminal, or as plain
+//! lines in a pipe (on every status change, and a heartbeat at most every
+//! [`PLAIN_EVERY`]), or nothing with `--quiet`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use batch_blocking::{Clock, SystemClock};
+use batch_core::UnixMillis;
+use batch_core::job::{JobEvent, ShardPlan};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::term;
+
+/// The longest a pipe goes without a progress line while a job runs.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Bars,
+    Plain,
+    Quiet,
+}
+
+#[derive(Debug, Default)]
+struct ShardState {
+    requests: u64,
+    status: String,
+    done: u64,
+    failed: u64,
+    finished: bool,
+}
+
+/// The progress display of a command.
+pub(crate) struct Progress {
+    mode: Mode,
+    start: Instant,
+    multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    bars: BTreeMap<u32, ProgressBar>,
+    shards: BTreeMap<u32, ShardState>,
+    requests: u64,
+    label: String,
+    last_plain: Instant,
+}
+
+impl Progress {
+    pub(crate) fn new(mode: Mode) -> Self {
+        Progress {
+            mode,
+            start: Instant::now(),
+            multi: None,
+            overall: None,
+            bars: BTreeMap::new(),
+            shards: BTreeMap::new(),
+            requests: 0,
+            label: String::new(),
+            last_plain: Instant::now(),
+        }
+    }
+
+    /// Starts showing a round of `requests` requests in `shards`.
+    pub(crate) fn start_round(&mut self, label: &str, requests: u64, shards: &[ShardPlan]) {
+        self.finish();
+        self.label = label.to_owned();
+        self.requests = requests;
+        self.shards = shards
+            .iter()
+            .map(|s| {
+                (
+                    s.index,
+                    ShardState {
+                        requests: s.requests,
+                        status: "waiting".into(),
+                        ..ShardState::default()
+                    },
+                )
+            })
+            .collect();
+        if self.mode == Mode::Bars {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(requests));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            overall.set_prefix(label.to_owned());
+            overall.enable_steady_tick(Duration::from_millis(200));
+            self.overall = Some(overall);
+            self.multi = Some(multi);
+            self.redraw_overall();
+        }
+    }
+
+    /// Prints a line (above the bars, if any). Nothing with `--quiet`.
+    pub(crate) fn note(&self, line: &str) {
+        match (&self.multi, self.mode) {
+            (_, Mode::Quiet) => {}
+            (Some(m), _) => {
+                let _ = m.println(line);
+            }
+            (None, _) => term::err(line),
+        }
+    }
+
+    fn plain(&mut self, line: &str) {
+        if self.mode == Mode::Plain {
+            let secs = self.start.elapsed().as_secs();
+            term::err(&format!("[{secs:>5}s] {line}"));
+            self.last_plain = Instant::now();
+        }
+    }
+
+    fn in_secs(at: UnixMillis) -> u64 {
+        SystemClock.now().until(at).as_secs()
+    }
+
+    /// Shows one event of the job.
+    pub(crate) fn event(&mut self, ev: &JobEvent) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        match ev {
+            JobEvent::Uploaded { shard, file_id } => {
+                self.set_status(*shard, "uploaded", None);
+                self.plain(&format!("shard {shard}: uploaded as {file_id}"));
+            }
+            JobEvent::Submitted { shard, batch_id } => {
+                self.set_status(*shard, "submitted", None);
+                self.plain(&format!("shard {shard}: batch {batch_id} created"));
+            }
+            JobEvent::Progress {
+                shard,
+                batch_id,
+                status,
+                counts,
+            } => {
+                let changed = self
+                    .shards
+                    .get(shard)
+                    .is_none_or(|s| s.status != status.as_str());
+                self.set_status(
+                    *shard,
+                    status.as_str(),
+                    Some((
+                        counts.completed + counts.failed,
+                        counts.failed,
+                        counts.total,
+                    )),
+                );
+                if changed {
+                    self.plain(&format!(
+                        "shard {shard}: batch {batch_id} {} {}/{} ({} failed)",
+                        status.as_str(),
+                        counts.completed + counts.failed,
+                        counts.total,
+                        counts.failed
+                    ));
+                }
+            }
+            JobEvent::Retrying {
+                shard,
+                op,
+                attempt,
+                at,
+                reason,
+            } => self.note(&format!(
+                "shard {shard}: {op} failed ({reason}); attempt {attempt} in {}s",
+                Self::in_secs(*at)
+            )),
+            JobEvent::Requeued { shard, at, reason } => {
+                self.set_status(*shard, "queue full", None);
+                self.note(&format!(
+                    "shard {shard}: the batch queue is full ({reason}); submitting again in {}s",
+                    Self::in_secs(*at)
+                ));
+            }
+            JobEvent::DownloadResumed {
+                shard,
+                file_id,
+                offset,
+            } => self.note(&format!(
+                "shard {shard}: download of {file_id} cut off; continuing from byte {offset}"
+            )),
+            JobEvent::Warning { shard, message } => {
+                self.note(&format!("warning: shard {shard}: {message}"));
+            }
+            JobEvent::ShardFinished { shard, summary } => {
+                if let Some(s) = self.shards.get_mut(shard) {
+                    s.finished = true;
+                    s.done = s.requests;
+                    s.status = "finished".into();
+                }
+                if let Some(bar) = self.bars.remove(shard) {
+                    bar.finish_and_clear();
+                    if let Some(m) = &self.multi {
+                        m.remove(&bar);
+                    }
+                }
+                let line = format!(
+                    "shard {shard} finished{}: {} succeeded, {} failed, {} not processed",
+                    summary
+                        .batch_id
+                        .as_deref()
+                        .map(|b| format!(" ({b})"))
+                        .unwrap_or_default(),
+                    summary.succeeded,
+                    summary.failed,
+                    summary.not_processed
+                );
+                if self.mode == Mode::Plain {
+                    self.plain(&line);
+                } else {
+                    self.note(&line);
+                }
+                self.redraw_overall();
+            }
+            _ => {}
+        }
+    }
+
+    fn set_status(&mut self, shard: u32, status: &str, counts: Option<(u64, u64, u64)>) {
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        if s.finished {
+            return;
+        }
+        s.status = status.to_owned();
+        if let Some((done, failed, total)) = counts {
+            s.done = done;
+            s.failed = failed;
+            if total > 0 {
+                s.requests = total;
+            }
+        }
+        if let Some(multi) = &self.multi {
+            let bar = self.bars.entry(shard).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new(s.requests));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_prefix(format!("shard {shard}"));
+                bar
+            });
+            bar.set_length(s.requests);
+            bar.set_position(s.done);
+            bar.set_message(if s.failed > 0 {
+                format!("{} ({} failed)", s.status, s.failed)
+            } else {
+                s.status.clone()
+            });
+        }
+        self.redraw_overall();
+    }
+
+    fn totals(&self) -> (u64, usize, usize) {
+        let done = self.shards.values().map(|s| s.done).sum::<u64>();
+        let finished = self.shards.values().filter(|s| s.finished).count();
+        let running = self
+            .shards
+            .values()
+            .filter(|s| !s.finished && s.status != "waiting")
+            .count();
+        (done.min(self.requests), running, finished)
+    }
+
+    fn redraw_overall(&self) {
+        if let Some(bar) = &self.overall {
+            let (done, running, finished) = self.totals();
+            bar.set_position(done);
+            bar.set_message(format!(
+                "requests · {running} running, {finished}/{} shards done",
+                self.shards.len()
+            ));
+        }
+    }
+
+    /// Called during waits: a heartbeat line in a pipe.
+    pub(crate) fn tick(&mut self) {
+        if self.mode == Mode::Plain
+            && !self.shards.is_empty()
+            && self.last_plain.elapsed() >= PLAIN_EVERY
+        {
+            let (done, running, finished) = self.totals();
+            let line = format!(
+                "{}: {done}/{} requests processed; {running} shards running, {finished}/{} done",
+                self.label,
+                self.requests,
+                self.shards.len()
+            );
+            self.plain(&line);
+        }
+    }
+
+    /// Removes the bars.
+    pub(crate) fn finish(&mut self) {
+        for (_, bar) in std::mem::take(&mut self.bars) {
+            bar.finish_and_clear();
+        }
+        if let Some(bar) = self.overall.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(m) = self.multi.take() {
+            let _ = m.clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
