@@ -200,7 +200,7 @@ impl Progress {
                         m.remove(&bar);
                     }
                 }
-                let line = format!(
+                let mut line = format!(
                     "shard {shard} finished{}: {} succeeded, {} failed, {} not processed",
                     summary
                         .batch_id
@@ -211,6 +211,9 @@ impl Progress {
                     summary.failed,
                     summary.not_processed
                 );
+                if let Some(error) = &summary.error {
+                    line.push_str(&format!("; the batch failed: {error}"));
+                }
                 if self.mode == Mode::Plain {
                     self.plain(&line);
                 } else {

@@ -721,3 +721,99 @@ fn a_refused_key_fails_the_run_with_one_sentence_and_no_key() {
     assert!(!out.exists());
     assert_eq!(emu.counters().files_uploaded, 0);
 }
+
+#[test]
+fn every_fault_is_survived_with_nothing_lost_or_created_twice() {
+    let emu = emulator(
+        "retry-after=0,429-every=6,500-every=9,commit-then-500-every=2@batches.create,\
+         commit-then-cut-every=3@files.create,cut-content-every=2,garbage-line,slow-body-ms=1",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 600;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = run(
+        &emu,
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gpt-4o-mini",
+            "--max-requests-per-batch",
+            "200",
+            "--poll-interval",
+            "0.05",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let results = lines(&out);
+    assert_eq!(ids(&results), expected_ids(n));
+    assert_eq!(outcomes(&results, "succeeded"), n);
+    let (batches, files) = server_objects(&emu);
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    assert!(
+        batches.iter().all(|(_, count)| *count == 1),
+        "a shard's batch was created twice: {batches:?}"
+    );
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(
+        files.iter().all(|(_, count)| *count == 1),
+        "a shard was uploaded twice: {files:?}"
+    );
+    let faults = emu.counters().faults_injected;
+    assert!(faults.len() >= 4, "faults fired: {faults:?}");
+}
+
+#[test]
+fn a_batch_failing_validation_is_reported_line_by_line() {
+    let emu = Emulator::builder()
+        .speed(20.0)
+        .timings(Timings {
+            validating: Duration::from_secs(2),
+            per_request: Duration::from_millis(20),
+            finalizing: Duration::from_secs(1),
+            cancelling: Duration::from_secs(2),
+            completion_window: Duration::from_secs(24 * 3600),
+        })
+        .max_requests_per_batch(100)
+        .start_blocking()
+        .expect("emulator starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 150;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = run(
+        &emu,
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gpt-4o-mini",
+            "--poll-interval",
+            "0.05",
+        ],
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let results = lines(&out);
+    assert_eq!(ids(&results), expected_ids(n));
+    assert_eq!(outcomes(&results, "not_processed"), n);
+    // The line the server named carries its error; the others say the batch failed.
+    assert_eq!(
+        results[100]["error"]["code"], "too_many_requests",
+        "{}",
+        results[100]
+    );
+    assert!(
+        results[100]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 101")
+    );
+    assert_eq!(results[0]["error"]["code"], "batch_failed");
+    let err = stderr(&o);
+    assert!(err.contains("too_many_requests"), "{err}");
+}
