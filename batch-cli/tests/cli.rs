@@ -17,7 +17,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_openai-batch");
 
 /// An emulator whose batches run in well under a second per few hundred requests.
 fn emulator(faults: &str) -> EmulatorHandle {
-    Emulator::builder()
+    fast_emulator(faults, |b| b)
+}
+
+/// [`emulator`], with more settings.
+fn fast_emulator(
+    faults: &str,
+    tweak: impl FnOnce(batch_emulator::EmulatorBuilder) -> batch_emulator::EmulatorBuilder,
+) -> EmulatorHandle {
+    tweak(Emulator::builder())
         .speed(20.0)
         .timings(Timings {
             validating: Duration::from_secs(2),
@@ -768,18 +776,7 @@ fn every_fault_is_survived_with_nothing_lost_or_created_twice() {
 
 #[test]
 fn a_batch_failing_validation_is_reported_line_by_line() {
-    let emu = Emulator::builder()
-        .speed(20.0)
-        .timings(Timings {
-            validating: Duration::from_secs(2),
-            per_request: Duration::from_millis(20),
-            finalizing: Duration::from_secs(1),
-            cancelling: Duration::from_secs(2),
-            completion_window: Duration::from_secs(24 * 3600),
-        })
-        .max_requests_per_batch(100)
-        .start_blocking()
-        .expect("emulator starts");
+    let emu = fast_emulator("", |b| b.max_requests_per_batch(100));
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 150;
     let input = input(dir.path(), n, |_| "");
