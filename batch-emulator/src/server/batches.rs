@@ -263,10 +263,12 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
     }
     let body = ok_json(&record.to_api(now));
     lock(&shared.db).batches.insert(record.id.clone(), record);
+    // Counted as soon as it exists: a client that hangs up while the state
+    // is saved cancels this handler, but the batch is there all the same.
+    shared.count(|c| c.batches_created += 1);
     if let Err(e) = shared.persist().await {
         return ApiError::internal(e).into_response();
     }
-    shared.count(|c| c.batches_created += 1);
     body
 }
 

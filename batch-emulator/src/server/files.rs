@@ -249,11 +249,13 @@ async fn create_inner(
     };
     let body = ok_json(&record.to_api());
     lock(&shared.db).files.insert(id, record);
-    shared.persist().await.map_err(ApiError::internal)?;
+    // Counted as soon as it exists (see batches.rs: a hung-up client
+    // cancels the handler while the state is saved).
     shared.count(|c| {
         c.files_uploaded += 1;
         c.bytes_uploaded += upload.bytes;
     });
+    shared.persist().await.map_err(ApiError::internal)?;
     Ok(body)
 }
 
