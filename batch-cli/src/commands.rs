@@ -100,6 +100,7 @@ fn run_prepared(
     api_args: &crate::args::ApiArgs,
     output: &Path,
 ) -> Result<u8, CliError> {
+    let _lock = journal.lock()?;
     let started = ctx.started;
     let pf = prepared.planfile.clone();
     let pf = &pf;
@@ -269,6 +270,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
         Some(&args.plan),
         &journal,
     )?;
+    let _lock = journal.lock()?;
     let limits = limits_of(&prepared.planfile);
     let api = job::connect(
         ctx,
@@ -415,6 +417,7 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
             None,
             &journal,
         )?;
+        let _lock = journal.lock()?;
         let limits = limits_of(&pf);
         let api = job::connect(ctx, &args.api, Some(&journal), Some(&pf), Some(&limits))?;
         let drive = Drive::single(StopAfter::Polled, true, api.emulator.is_some());

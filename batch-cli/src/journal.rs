@@ -87,6 +87,18 @@ pub(crate) struct Journal {
     dir: PathBuf,
 }
 
+/// A journal taken by this process; see [`Journal::lock`].
+#[derive(Debug)]
+pub(crate) struct JournalLock {
+    path: PathBuf,
+}
+
+impl Drop for JournalLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 impl Journal {
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Journal { dir: dir.into() }
@@ -94,6 +106,61 @@ impl Journal {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the journal for this process, so that two processes never
+    /// drive the same job. The lock file holds the owner's pid; one left by
+    /// a process that died (`kill -9`) is taken over. Released on drop.
+    ///
+    /// Whether the owner still runs is read from `/proc`; where there is no
+    /// `/proc`, a lock file left behind is taken over.
+    pub(crate) fn lock(&self) -> Result<JournalLock, CliError> {
+        let path = self.dir.join("lock");
+        let me = std::process::id();
+        let io_err = |e: io::Error| {
+            CliError::failed(format!(
+                "cannot lock the journal {}: {e}",
+                self.dir.display()
+            ))
+        };
+        fs::create_dir_all(&self.dir).map_err(io_err)?;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(me.to_string().as_bytes()).map_err(io_err)?;
+                    return Ok(JournalLock { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let owner = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(pid) = owner
+                        .filter(|pid| *pid != me && Path::new(&format!("/proc/{pid}")).exists())
+                    {
+                        return Err(CliError::usage(format!(
+                            "the journal {} is in use by process {pid}; wait for it to end (if no such run is going on, delete {})",
+                            self.dir.display(),
+                            path.display()
+                        )));
+                    }
+                    // Left by a process that is gone: take it over.
+                    fs::remove_file(&path)
+                        .or_else(|e| {
+                            if e.kind() == io::ErrorKind::NotFound {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })
+                        .map_err(io_err)?;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
     }
 
     pub(crate) fn plan_path(&self) -> PathBuf {

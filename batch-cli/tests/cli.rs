@@ -759,6 +759,10 @@ fn every_fault_is_survived_with_nothing_lost_or_created_twice() {
     let results = lines(&out);
     assert_eq!(ids(&results), expected_ids(n));
     assert_eq!(outcomes(&results, "succeeded"), n);
+    let faults = emu.counters().faults_injected;
+    assert!(faults.len() >= 4, "faults fired: {faults:?}");
+    // The test's own look at what the server holds must not meet the faults.
+    emu.set_faults(FaultConfig::none());
     let (batches, files) = server_objects(&emu);
     assert_eq!(batches.len(), 3, "{batches:?}");
     assert!(
@@ -770,8 +774,6 @@ fn every_fault_is_survived_with_nothing_lost_or_created_twice() {
         files.iter().all(|(_, count)| *count == 1),
         "a shard was uploaded twice: {files:?}"
     );
-    let faults = emu.counters().faults_injected;
-    assert!(faults.len() >= 4, "faults fired: {faults:?}");
 }
 
 #[test]
@@ -813,4 +815,41 @@ fn a_batch_failing_validation_is_reported_line_by_line() {
     assert_eq!(results[0]["error"]["code"], "batch_failed");
     let err = stderr(&o);
     assert!(err.contains("too_many_requests"), "{err}");
+}
+
+#[test]
+fn a_journal_in_use_is_refused_and_a_dead_owner_is_taken_over() {
+    let emu = emulator("");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 20;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let journal = dir.path().join("results.jsonl.journal");
+    std::fs::create_dir_all(&journal).expect("journal");
+    let args = [
+        "run",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "gpt-4o-mini",
+        "--poll-interval",
+        "0.05",
+    ];
+    // A live process (this test) holds the journal: the run is refused.
+    std::fs::write(journal.join("lock"), std::process::id().to_string()).expect("lock");
+    let o = run(&emu, &args);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is in use by process"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(emu.counters().files_uploaded, 0);
+    // A lock left by a process that is gone is taken over, and released at the end.
+    std::fs::write(journal.join("lock"), u32::MAX.to_string()).expect("stale lock");
+    let o = run(&emu, &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(ids(&lines(&out)), expected_ids(n));
+    assert!(!journal.join("lock").exists());
 }
