@@ -48,6 +48,7 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
             .clone()
             .unwrap_or_else(|| default_journal(&args.output)),
     );
+    job::require_key(&args.api, journal.read_plan()?.as_ref())?;
     let source = args.input.display().to_string();
     let prepared = job::prepare(ctx, &input, &source, Some(&args.plan), &journal)?;
     run_prepared(
@@ -263,6 +264,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
             .clone()
             .unwrap_or_else(|| default_journal(&args.input)),
     );
+    job::require_key(&args.api, journal.read_plan()?.as_ref())?;
     let mut prepared = job::prepare(
         ctx,
         &input,

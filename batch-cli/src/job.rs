@@ -61,6 +61,27 @@ const EMULATOR_KEY: &str = "sk-emulator";
 /// Connects to the API: the built-in emulator (with `--emulator`, or for a
 /// journal made with it), or the API at `--base-url`, `OPENAI_BASE_URL`, the
 /// journal's base URL, or the public API, with `OPENAI_API_KEY`.
+/// Fails early, before the input is sharded into a journal, when the job
+/// will need a key and none is set.
+pub(crate) fn require_key(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<(), CliError> {
+    if args.emulator || stored.is_some_and(|p| p.emulator) {
+        return Ok(());
+    }
+    api_config_from_env(|k| std::env::var(k).ok())
+        .map(|_| ())
+        .map_err(key_error)
+}
+
+fn key_error(e: JobError) -> CliError {
+    match e {
+        JobError::MissingKey => CliError::usage(
+            "OPENAI_API_KEY is not set: export your API key, or pass --emulator to run \
+             against the built-in emulator",
+        ),
+        other => CliError::usage(chain(&other)),
+    }
+}
+
 pub(crate) fn connect(
     ctx: &Ctx,
     args: &ApiArgs,
@@ -113,13 +134,7 @@ pub(crate) fn connect(
             emulator: Some(handle),
         });
     }
-    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(|e| match e {
-        JobError::MissingKey => CliError::usage(
-            "OPENAI_API_KEY is not set: export your API key, or pass --emulator to run \
-             against the built-in emulator",
-        ),
-        other => CliError::usage(chain(&other)),
-    })?;
+    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(key_error)?;
     let env_base = std::env::var("OPENAI_BASE_URL")
         .ok()
         .filter(|b| !b.trim().is_empty());

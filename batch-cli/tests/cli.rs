@@ -294,6 +294,9 @@ fn usage_errors_exit_2_and_a_missing_key_is_one_sentence() {
              against the built-in emulator"
         )
     );
+    // Found before the input is sharded: nothing is left behind.
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(!dir.path().join("o.jsonl.journal").exists());
     let o = Command::new(BIN).args(["run"]).output().expect("run");
     assert_eq!(code(&o), 2);
 }
