@@ -133,7 +133,6 @@ struct Shard {
     wait_reason: Option<WaitReason>,
     /// Consecutive failed attempts of the current operation.
     attempts: u32,
-    last_error: Option<String>,
     /// Reconciliation cursor (`after`) and pages searched.
     search_after: Option<String>,
     search_pages: u32,
@@ -200,7 +199,6 @@ struct Inflight {
     head: Option<http::response::Parts>,
     body: Vec<u8>,
     too_large: bool,
-    ended: bool,
 }
 
 /// Results decoded from one body chunk, lent to the transport.
@@ -646,7 +644,6 @@ impl Job {
             too_large,
             ..
         } = ex;
-        let _ = ex.ended;
         self.complete(shard, op, head, &body, too_large);
         Ok(())
     }
@@ -934,7 +931,6 @@ impl Job {
                 head: None,
                 body: Vec::new(),
                 too_large: false,
-                ended: false,
             },
         );
         Step::Send { id, request }
@@ -1043,7 +1039,6 @@ impl Job {
         // given up.
         if !matches!(op, Op::FindUpload | Op::FindBatch) {
             sh.attempts = 0;
-            sh.last_error = None;
         }
         match op {
             Op::Upload => match api::parse_file(&head, body) {
@@ -1074,7 +1069,6 @@ impl Job {
                         sh.file_id = Some(f.id.clone());
                         sh.upload = Effect::Idle;
                         sh.attempts = 0;
-                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.dirty = true;
@@ -1128,7 +1122,6 @@ impl Job {
                     if let Some(b) = found.cloned() {
                         sh.create = Effect::Idle;
                         sh.attempts = 0;
-                        sh.last_error = None;
                         sh.search_after = None;
                         sh.search_pages = 0;
                         self.adopt_batch(i, b);
@@ -1500,7 +1493,7 @@ impl Job {
         if status == 401 || status == 403 {
             // The key or its permissions are wrong: nothing else will work either.
             self.fatal = Some(format!("authentication failed: {err}"));
-            self.restore_effect(i, &op, status);
+            self.restore_effect(i, &op);
             return;
         }
         if let Op::Download { file_id } = &op {
@@ -1527,12 +1520,12 @@ impl Job {
                 if op.has_effect() && status != 429 {
                     self.set_effect(i, &op, Effect::Unknown);
                 } else {
-                    self.restore_effect(i, &op, status);
+                    self.restore_effect(i, &op);
                 }
                 self.retry_later(i, &op, err.to_string(), floor);
             }
             _ => {
-                self.restore_effect(i, &op, status);
+                self.restore_effect(i, &op);
                 if op == Op::Cancel {
                     // The batch can no longer be cancelled (already finishing): keep polling.
                     self.shards[i].cancel_sent = true;
@@ -1555,7 +1548,7 @@ impl Job {
     ) {
         match kind {
             FailureKind::NotSent => {
-                self.restore_effect(i, &op, 0);
+                self.restore_effect(i, &op);
                 self.retry_later(i, &op, format!("not sent: {detail}"), None);
             }
             FailureKind::OutcomeUnknown | FailureKind::BodyInterrupted => {
@@ -1608,7 +1601,7 @@ impl Job {
     }
 
     /// The server answered and did not act (or we never sent): the effect is idle again.
-    fn restore_effect(&mut self, i: usize, op: &Op, _status: u16) {
+    fn restore_effect(&mut self, i: usize, op: &Op) {
         self.set_effect(i, op, Effect::Idle);
         self.dirty = true;
     }
@@ -1618,7 +1611,6 @@ impl Job {
         let now = self.now;
         let sh = &mut self.shards[i];
         sh.attempts += 1;
-        sh.last_error = Some(reason.clone());
         if !self.cfg.retry.allows(sh.attempts) {
             let message = format!(
                 "gave up on {} after {} attempts: {reason}",
@@ -1721,7 +1713,6 @@ impl Shard {
             not_before: UnixMillis::ZERO,
             wait_reason: None,
             attempts: 0,
-            last_error: None,
             search_after: None,
             search_pages: 0,
             finishing: None,
