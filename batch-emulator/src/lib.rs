@@ -71,6 +71,7 @@ mod error;
 mod faults;
 mod lifecycle;
 mod model;
+mod models;
 mod respond;
 mod running;
 mod server;
