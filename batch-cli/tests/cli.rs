@@ -864,3 +864,44 @@ fn a_journal_in_use_is_refused_and_a_dead_owner_is_taken_over() {
     assert_eq!(ids(&lines(&out)), expected_ids(n));
     assert!(!journal.join("lock").exists());
 }
+
+#[test]
+fn the_built_in_emulator_keeps_the_real_request_limit() {
+    // A shard limit above the API's 50,000 is not hidden by --emulator: the
+    // batch fails validation at the first request over the limit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 50_001;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gpt-4o-mini",
+            "--emulator",
+            "--emulator-speed",
+            "1000",
+            "--poll-interval",
+            "0.05",
+            "--max-requests-per-batch",
+            "60000",
+            "--quiet",
+        ])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let results = lines(&out);
+    assert_eq!(results.len(), n);
+    assert_eq!(outcomes(&results, "not_processed"), n);
+    assert_eq!(
+        results[n - 1]["error"]["code"],
+        "too_many_tasks",
+        "{}",
+        results[n - 1]
+    );
+    assert_eq!(results[0]["error"]["code"], "batch_failed");
+}
