@@ -219,11 +219,11 @@ fn a_batch_the_server_refuses_in_validation_ends_the_job_with_its_reason() {
         };
         assert!(batch_id.starts_with("batch_"), "{t}: {batch_id}");
         assert!(
-            message.contains("too_many_requests") && message.contains("line 251"),
+            message.contains("too_many_tasks") && message.contains("line 251"),
             "{t}: the reason does not say why: {message}"
         );
         assert!(
-            display.contains(batch_id.as_str()) && display.contains("too_many_requests"),
+            display.contains(batch_id.as_str()) && display.contains("too_many_tasks"),
             "{t}: {display}"
         );
         assert_eq!(summary.not_processed, 600, "{t}");
@@ -233,14 +233,14 @@ fn a_batch_the_server_refuses_in_validation_ends_the_job_with_its_reason() {
             let (code, message) = not_processed(r).expect("nothing ran");
             let line = r.index % 300 + 1;
             if line == 251 {
-                assert_eq!(code, "too_many_requests", "{t}");
+                assert_eq!(code, "too_many_tasks", "{t}");
                 assert!(
                     message.contains("maximum of 250 requests"),
                     "{t}: {message}"
                 );
             } else {
                 assert_eq!(code, "batch_failed", "{t}");
-                assert!(message.contains("too_many_requests"), "{t}: {message}");
+                assert!(message.contains("too_many_tasks"), "{t}: {message}");
             }
         }
         assert_eq!(counters.batches_created, 2, "{t}");

@@ -107,10 +107,26 @@ pub(crate) fn connect(
         if let Some(j) = journal {
             b = b.data_dir(j.emulator_dir());
         }
+        // The emulator keeps the Batch API's own limits, so a batch the API
+        // would refuse fails here too; say so when the flags ask for more.
         if let Some(l) = limits {
-            b = b
-                .max_batch_file_bytes(l.max_bytes.max(200 * 1000 * 1000))
-                .max_requests_per_batch(l.max_requests.max(50_000));
+            let real = b.config();
+            let (max_requests, max_bytes) =
+                (real.max_requests_per_batch, real.max_batch_file_bytes);
+            if l.max_requests > max_requests {
+                ctx.note(&format!(
+                    "--max-requests-per-batch {} is above the Batch API's limit of {max_requests}; \
+                     the emulator keeps that limit, so larger batches fail validation",
+                    l.max_requests
+                ));
+            }
+            if l.max_bytes > max_bytes {
+                ctx.note(&format!(
+                    "--max-bytes-per-batch {} is above the Batch API's limit of {max_bytes} \
+                     bytes; the emulator keeps that limit, so larger files are refused",
+                    l.max_bytes
+                ));
+            }
         }
         if let Some(spec) = &args.emulator_faults {
             let faults = FaultConfig::parse(spec)

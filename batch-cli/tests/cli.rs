@@ -534,7 +534,7 @@ fn cancel_by_journal_stops_the_batches_and_results_collects_the_rest() {
             "--journal",
             j,
             "--model",
-            "m",
+            "gpt-4o-mini",
         ],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -579,7 +579,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--max-requests-per-batch",
         "400",
         "--parallel",
@@ -634,6 +634,8 @@ fn the_emulator_flag_needs_no_key_and_a_changed_input_is_refused() {
         "1000",
         "--poll-interval",
         "0.05",
+        "--max-requests-per-batch",
+        "100000",
     ];
     let o = Command::new(BIN)
         .args(args)
@@ -642,6 +644,12 @@ fn the_emulator_flag_needs_no_key_and_a_changed_input_is_refused() {
         .expect("run");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("built-in emulator"));
+    // The emulator keeps the API's limits and says so.
+    assert!(
+        stderr(&o).contains("above the Batch API's limit of 50000"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(lines(&out).len(), 20);
     std::fs::OpenOptions::new()
         .append(true)
@@ -805,7 +813,7 @@ fn a_batch_failing_validation_is_reported_line_by_line() {
     assert_eq!(outcomes(&results, "not_processed"), n);
     // The line the server named carries its error; the others say the batch failed.
     assert_eq!(
-        results[100]["error"]["code"], "too_many_requests",
+        results[100]["error"]["code"], "too_many_tasks",
         "{}",
         results[100]
     );
@@ -817,7 +825,7 @@ fn a_batch_failing_validation_is_reported_line_by_line() {
     );
     assert_eq!(results[0]["error"]["code"], "batch_failed");
     let err = stderr(&o);
-    assert!(err.contains("too_many_requests"), "{err}");
+    assert!(err.contains("too_many_tasks"), "{err}");
 }
 
 #[test]
@@ -855,4 +863,45 @@ fn a_journal_in_use_is_refused_and_a_dead_owner_is_taken_over() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(ids(&lines(&out)), expected_ids(n));
     assert!(!journal.join("lock").exists());
+}
+
+#[test]
+fn the_built_in_emulator_keeps_the_real_request_limit() {
+    // A shard limit above the API's 50,000 is not hidden by --emulator: the
+    // batch fails validation at the first request over the limit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 50_001;
+    let input = input(dir.path(), n, |_| "");
+    let out = dir.path().join("results.jsonl");
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gpt-4o-mini",
+            "--emulator",
+            "--emulator-speed",
+            "1000",
+            "--poll-interval",
+            "0.05",
+            "--max-requests-per-batch",
+            "60000",
+            "--quiet",
+        ])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let results = lines(&out);
+    assert_eq!(results.len(), n);
+    assert_eq!(outcomes(&results, "not_processed"), n);
+    assert_eq!(
+        results[n - 1]["error"]["code"],
+        "too_many_tasks",
+        "{}",
+        results[n - 1]
+    );
+    assert_eq!(results[0]["error"]["code"], "batch_failed");
 }

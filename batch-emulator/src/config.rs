@@ -66,10 +66,20 @@ pub struct EmulatorConfig {
     pub api_key: Option<String>,
     /// Largest upload of any purpose. Default 512 MB.
     pub max_upload_bytes: u64,
-    /// Largest `purpose=batch` upload. Default 200 MB.
+    /// Largest `purpose=batch` upload. Default 209,715,200 bytes (200 MiB),
+    /// the Batch API's limit; a larger upload is refused with a 400.
     pub max_batch_file_bytes: u64,
-    /// Most requests in one batch input file. Default 50,000.
+    /// Most requests in one batch input file. Default 50,000; a batch over
+    /// it fails validation with `too_many_tasks`.
     pub max_requests_per_batch: u64,
+    /// Most embedding inputs, summed over all requests of an
+    /// `/v1/embeddings` batch (an `input` array counts each item). Default
+    /// 50,000; a batch over it fails validation with `too_many_tasks`.
+    pub max_embedding_inputs: u64,
+    /// Accept any model name. By default a batch naming a model the
+    /// emulator does not know fails validation with `model_not_found`, as
+    /// the live API does; turn this on for tests with made-up model names.
+    pub accept_any_model: bool,
     /// Lifecycle durations.
     pub timings: Timings,
     /// How often (real time) the lifecycle driver wakes up. Default 10 ms.
@@ -89,10 +99,27 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             api_key: None,
             max_upload_bytes: 512 * 1000 * 1000,
-            max_batch_file_bytes: 200 * 1000 * 1000,
+            max_batch_file_bytes: 200 * 1024 * 1024,
             max_requests_per_batch: 50_000,
+            max_embedding_inputs: 50_000,
+            accept_any_model: false,
             timings: Timings::default(),
             tick: Duration::from_millis(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_batch_api_limits() {
+        let c = EmulatorConfig::default();
+        // 200 MiB, 50,000 requests, 50,000 embedding inputs, known models only.
+        assert_eq!(c.max_batch_file_bytes, 209_715_200);
+        assert_eq!(c.max_requests_per_batch, 50_000);
+        assert_eq!(c.max_embedding_inputs, 50_000);
+        assert!(!c.accept_any_model);
     }
 }

@@ -12,6 +12,18 @@
 //! or one fixed key), and does not model rate limits other than by fault
 //! injection.
 //!
+//! # Limits and models
+//!
+//! It keeps the Batch API's own limits by default: batch input files of at
+//! most 209,715,200 bytes (200 MiB; a larger upload is a 400), 50,000
+//! requests per batch and 50,000 embedding inputs per embeddings batch
+//! (over either, the batch fails with `too_many_tasks`). It knows the public
+//! model names and reports the dated snapshot each runs as
+//! (`gpt-4o-mini` → `gpt-4o-mini-2024-07-18`); a batch naming another model
+//! fails with `model_not_found`, unless
+//! [`EmulatorBuilder::accept_any_model`] is on. The crate's README lists
+//! each behaviour with the public evidence it follows.
+//!
 //! # Starting it
 //!
 //! ```no_run
@@ -71,6 +83,7 @@ mod error;
 mod faults;
 mod lifecycle;
 mod model;
+mod models;
 mod respond;
 mod running;
 mod server;

@@ -32,7 +32,7 @@ use crate::model::{BatchErrorItem, BatchRecord, FileRecord, Status, Usage, secs}
 use crate::respond::{Ctx, respond};
 use crate::state::{Shared, lock};
 use crate::util::{Fnv, Rng, derived_hex_id, hash_parts};
-use crate::validate::{ValidInput, validate_input};
+use crate::validate::{Limits, ValidInput, validate_input};
 
 /// Work that needs file IO.
 #[derive(Debug)]
@@ -281,9 +281,14 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
             input,
             endpoint,
         } => {
-            let max = shared.cfg.max_requests_per_batch;
+            let limits = Limits {
+                max_requests: shared.cfg.max_requests_per_batch,
+                max_embedding_inputs: shared.cfg.max_embedding_inputs,
+                any_model: shared.cfg.accept_any_model,
+            };
             let result =
-                tokio::task::spawn_blocking(move || validate_input(&input, &endpoint, max)).await;
+                tokio::task::spawn_blocking(move || validate_input(&input, &endpoint, limits))
+                    .await;
             let outcome = match result {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => Err(vec![io_error_item(&e)]),
@@ -368,7 +373,7 @@ fn fail_unwritable(shared: &Shared, spec: &FinishSpec, e: &dyn std::fmt::Display
 
 fn io_error_item(e: &dyn std::fmt::Display) -> BatchErrorItem {
     BatchErrorItem {
-        code: "invalid_request".to_owned(),
+        code: "server_error".to_owned(),
         message: format!("The input file could not be read: {e}"),
         param: None,
         line: None,
@@ -382,6 +387,9 @@ fn apply_validation(
 ) {
     match outcome {
         Ok(v) if b.faults.token_limit => {
+            let snapshot = v
+                .snapshot
+                .unwrap_or_else(|| "gpt-4o-mini-2024-07-18".to_owned());
             let model = v.model.unwrap_or_else(|| "gpt-4o-mini".to_owned());
             b.status = Status::Failed;
             b.failed_ms = Some(at_ms);
@@ -395,13 +403,13 @@ fn apply_validation(
                 param: None,
                 line: None,
             }]);
-            b.model = Some(model);
+            b.model = Some(snapshot);
         }
         Ok(v) => {
             b.status = Status::InProgress;
             b.in_progress_ms = Some(at_ms);
             b.total = v.total;
-            b.model = v.model;
+            b.model = v.snapshot;
             b.fail_positions = v.fail_positions;
         }
         Err(errors) => {

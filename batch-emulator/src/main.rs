@@ -43,12 +43,19 @@ struct Args {
     /// Accept only this bearer token (default: any non-empty token).
     #[arg(long)]
     api_key: Option<String>,
-    /// Largest batch input file in bytes.
+    /// Largest batch input file in bytes [default: 209715200, the API's 200 MiB].
     #[arg(long)]
     max_batch_file_bytes: Option<u64>,
-    /// Most requests in one batch.
+    /// Most requests in one batch [default: 50000, the API's limit].
     #[arg(long)]
     max_requests: Option<u64>,
+    /// Most embedding inputs in one embeddings batch [default: 50000, the API's limit].
+    #[arg(long)]
+    max_embedding_inputs: Option<u64>,
+    /// Accept any model name (by default an unknown model fails the batch
+    /// with `model_not_found`).
+    #[arg(long)]
+    any_model: bool,
 }
 
 #[tokio::main]
@@ -101,6 +108,10 @@ async fn main() -> ExitCode {
     if let Some(n) = args.max_requests {
         builder = builder.max_requests_per_batch(n);
     }
+    if let Some(n) = args.max_embedding_inputs {
+        builder = builder.max_embedding_inputs(n);
+    }
+    builder = builder.accept_any_model(args.any_model);
     let emu = match builder.start().await {
         Ok(e) => e,
         Err(e) => {

@@ -118,7 +118,7 @@ pub(crate) fn respond(endpoint: &str, body: &Value, ctx: Ctx<'_>) -> Outcome {
     let model = body
         .get("model")
         .and_then(Value::as_str)
-        .unwrap_or("unknown-model")
+        .map_or("unknown-model", crate::models::reported)
         .to_owned();
     match endpoint {
         "/v1/chat/completions" => chat(body, &model, d, ctx),
@@ -545,7 +545,7 @@ fn moderations(body: &Value, model: &str, d: Directives, ctx: Ctx<'_>) -> Outcom
         })
         .collect();
     let model = if model == "unknown-model" {
-        "omni-moderation-latest"
+        "omni-moderation-2024-09-26"
     } else {
         model
     };

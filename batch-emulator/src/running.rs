@@ -129,6 +129,20 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Most embedding inputs in one `/v1/embeddings` batch, summed over its
+    /// requests.
+    pub fn max_embedding_inputs(mut self, n: u64) -> Self {
+        self.config.max_embedding_inputs = n;
+        self
+    }
+
+    /// Accept model names the emulator does not know (by default a batch
+    /// naming one fails validation with `model_not_found`).
+    pub fn accept_any_model(mut self, yes: bool) -> Self {
+        self.config.accept_any_model = yes;
+        self
+    }
+
     /// Lifecycle durations.
     pub fn timings(mut self, timings: Timings) -> Self {
         self.config.timings = timings;

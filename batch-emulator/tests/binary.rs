@@ -113,6 +113,33 @@ async fn binary_prints_its_address_and_serves() {
     drop(server);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_checks_models_unless_told_to_accept_any() {
+    let line = common::chat_line_model("a", "hi", "house-model-7");
+    for (args, status, model) in [
+        (&["--speed", "2000"][..], "failed", None),
+        (
+            &["--speed", "2000", "--any-model"][..],
+            "completed",
+            Some("house-model-7"),
+        ),
+    ] {
+        let server = spawn(args);
+        let api = Api::new(&server.base);
+        let file_id = api.upload(std::slice::from_ref(&line)).await;
+        let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+        let done = api
+            .wait_terminal(b["id"].as_str().expect("id"), Duration::from_secs(20))
+            .await;
+        assert_eq!(done["status"], status, "{args:?}: {done}");
+        match model {
+            Some(m) => assert_eq!(done["model"], m),
+            None => assert_eq!(done["errors"]["data"][0]["code"], "model_not_found"),
+        }
+        drop(server);
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn binary_stops_cleanly_on_sigterm() {

@@ -187,8 +187,15 @@ async fn uploads_are_validated() {
 
     let big = vec![b'{'; 5000];
     let (status, body) = api.upload_with("big.jsonl", big.clone(), "batch").await;
-    assert_eq!(status, 413, "{body}");
+    // A 400 in the envelope, as the live API refuses it (not 413).
+    assert_eq!(status, 400, "{body}");
     assert_envelope(&body);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("File is too large.") && m.contains("4096 bytes")),
+        "{body}"
+    );
     // The limit is for batch files only, and uploads are not capped at a
     // framework default.
     let (status, _) = api.upload_with("big.bin", big, "user_data").await;

@@ -112,7 +112,8 @@ async fn batch_completes_and_every_request_is_answered_once() {
     let id = created["id"].as_str().expect("id");
     let done = api.wait_terminal(id, LIMIT).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["model"], "gpt-4o-mini");
+    // The dated snapshot the alias runs as, as the live API reports it.
+    assert_eq!(done["model"], "gpt-4o-mini-2024-07-18");
     assert_eq!(
         done["request_counts"],
         json!({"total": 17, "completed": 14, "failed": 3})
@@ -154,7 +155,7 @@ async fn batch_completes_and_every_request_is_answered_once() {
         assert!(line["response"]["request_id"].is_string());
         let body = &line["response"]["body"];
         assert_eq!(body["object"], "chat.completion");
-        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["model"], "gpt-4o-mini-2024-07-18");
         let usage = &body["usage"];
         assert_eq!(
             usage["total_tokens"].as_u64(),
@@ -383,8 +384,8 @@ async fn validation_failures_report_codes_and_lines() {
     assert_eq!(
         got,
         vec![
-            ("missing_custom_id".to_owned(), Some(2)),
-            ("invalid_url".to_owned(), Some(3))
+            ("missing_required_parameter".to_owned(), Some(2)),
+            ("url_mismatch".to_owned(), Some(3))
         ]
     );
 
@@ -393,14 +394,90 @@ async fn validation_failures_report_codes_and_lines() {
         chat_line_model("b", "x", "gpt-4o"),
     ];
     let got = failed_errors(&api, common::jsonl(&lines), "/v1/chat/completions").await;
-    assert_eq!(got, vec![("mismatched_model".to_owned(), Some(2))]);
+    assert_eq!(got, vec![("model_mismatch".to_owned(), Some(2))]);
 
     let lines: Vec<String> = (0..4).map(|i| chat_line(&format!("r{i}"), "x")).collect();
     let got = failed_errors(&api, common::jsonl(&lines), "/v1/chat/completions").await;
-    assert_eq!(got, vec![("too_many_requests".to_owned(), Some(4))]);
+    assert_eq!(got, vec![("too_many_tasks".to_owned(), Some(4))]);
 
     let got = failed_errors(&api, b"\n \n".to_vec(), "/v1/chat/completions").await;
     assert_eq!(got, vec![("empty_file".to_owned(), None)]);
+
+    let lines = [
+        chat_line_model("a", "x", "gpt-4o-mini"),
+        chat_line_model("b", "x", "gpt-4o-mini"),
+    ];
+    let lines = lines.map(|l| l.replace("gpt-4o-mini", "gpt-4o-mini-typo"));
+    let got = failed_errors(&api, common::jsonl(&lines), "/v1/chat/completions").await;
+    assert_eq!(
+        got,
+        vec![
+            ("model_not_found".to_owned(), Some(1)),
+            ("model_not_found".to_owned(), Some(2))
+        ]
+    );
+    emu.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_model_is_accepted_only_when_asked() {
+    let emu = Emulator::builder()
+        .speed(2000.0)
+        .accept_any_model(true)
+        .start()
+        .await
+        .expect("start");
+    let api = Api::new(&emu.base_url());
+    let file_id = api
+        .upload(&[chat_line_model("a", "x", "house-model-7")])
+        .await;
+    let b = api.create_batch(&file_id, "/v1/chat/completions").await;
+    let done = api
+        .wait_terminal(b["id"].as_str().expect("id"), LIMIT)
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // A name it does not know is reported as sent; a known alias still
+    // becomes its snapshot.
+    assert_eq!(done["model"], "house-model-7");
+    let output = api.result_lines(&done["output_file_id"]).await;
+    assert_eq!(output[0]["response"]["body"]["model"], "house-model-7");
+    emu.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_inputs_over_the_real_limit_fail_the_batch() {
+    // The default emulator keeps the API's limit of 50,000 embedding
+    // inputs, summed over the batch: 30,000 + 20,000 pass, one more fails.
+    let (emu, api) = manual(Timings::default()).await;
+    let request = |id: &str, n: usize| {
+        let input: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        json!({"custom_id": id, "method": "POST", "url": "/v1/embeddings",
+               "body": {"model": "text-embedding-3-small", "input": input}})
+        .to_string()
+    };
+    let one_more = json!({"custom_id": "c", "method": "POST", "url": "/v1/embeddings",
+                          "body": {"model": "text-embedding-3-small", "input": "one more"}})
+    .to_string();
+    let at_limit = api
+        .upload(&[request("a", 30_000), request("b", 20_000)])
+        .await;
+    let over = api
+        .upload(&[request("a", 30_000), request("b", 20_000), one_more])
+        .await;
+    let at_limit = api.create_batch(&at_limit, "/v1/embeddings").await;
+    let over = api.create_batch(&over, "/v1/embeddings").await;
+    // Validation takes 60 virtual seconds.
+    api.advance(60).await;
+    let at_limit = api.batch(at_limit["id"].as_str().expect("id")).await;
+    assert_eq!(at_limit["status"], "in_progress", "{at_limit}");
+    assert_eq!(at_limit["model"], "text-embedding-3-small");
+    let over = api.batch(over["id"].as_str().expect("id")).await;
+    assert_eq!(over["status"], "failed", "{over}");
+    let errors = &over["errors"]["data"];
+    assert_eq!(errors.as_array().map(Vec::len), Some(1), "{over}");
+    assert_eq!(errors[0]["code"], "too_many_tasks");
+    assert_eq!(errors[0]["line"], 3);
+    assert_eq!(errors[0]["param"], "body.input");
     emu.shutdown().await.expect("shutdown");
 }
 
@@ -490,13 +567,19 @@ async fn cancel_keeps_partial_results() {
         .post(&format!("/batches/{id}/cancel"), &json!(null))
         .await;
     assert_eq!(status, 200, "{err}");
-    let (status, _) = api
+    let (status, err) = api
         .post(
             &format!("/batches/{}/cancel", completed_batch(&api).await),
             &json!(null),
         )
         .await;
-    assert_eq!(status, 400);
+    // 409 Conflict, as the live API answers a cancel it cannot apply.
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        err["error"]["message"],
+        "Cannot cancel a batch with status 'completed'."
+    );
     emu.shutdown().await.expect("shutdown");
 }
 

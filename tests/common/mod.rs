@@ -67,7 +67,7 @@ impl Default for Setup {
             },
             max_requests_per_batch: 50_000,
             api_key: KEY.to_owned(),
-            max_batch_file_bytes: 200_000_000,
+            max_batch_file_bytes: 200 * 1024 * 1024,
         }
     }
 }

@@ -309,6 +309,7 @@ pub(super) async fn cancel(State(shared): State<AppState>, Id(id): Id) -> Respon
                     "Cannot cancel a batch with status '{}'.",
                     b.status.as_str()
                 ))
+                .status(axum::http::StatusCode::CONFLICT)
                 .into_response();
             }
         };

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
@@ -21,13 +21,13 @@ pub(super) fn file_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("No such File object: {id}")).param("id")
 }
 
+/// A 400 in the API's envelope, as the live API refuses an oversized file
+/// (`File is too large.`, no param, no code); the limit is added for people.
 fn too_large(limit: u64, batch: bool) -> ApiError {
     let what = if batch { "batch input files" } else { "files" };
     ApiError::invalid(format!(
-        "File is too large: the limit for {what} is {limit} bytes."
+        "File is too large. The limit for {what} is {limit} bytes."
     ))
-    .param("file")
-    .status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
 /// The streamed `file` part, already on disk.
@@ -188,10 +188,9 @@ async fn create_inner(
             return Err(too_large(batch_limit, true));
         }
         if !upload.filename.to_ascii_lowercase().ends_with(".jsonl") {
-            return Err(
-                ApiError::invalid("Invalid file format for Batch API. Must be .jsonl")
-                    .param("file"),
-            );
+            return Err(ApiError::invalid(
+                "Invalid file format for Batch API. Must be .jsonl",
+            ));
         }
     }
     if upload.bytes == 0 {
