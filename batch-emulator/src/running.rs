@@ -16,6 +16,7 @@ use crate::faults::FaultConfig;
 use crate::lifecycle::advance_all;
 use crate::server::router;
 use crate::state::{Shared, lock};
+use crate::webhooks::{self, WebhookConfig};
 
 /// The emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,12 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Deliver signed webhooks when batches end (see [`WebhookConfig`]).
+    pub fn webhook(mut self, webhook: WebhookConfig) -> Self {
+        self.config.webhook = Some(webhook);
+        self
+    }
+
     /// Lifecycle durations.
     pub fn timings(mut self, timings: Timings) -> Self {
         self.config.timings = timings;
@@ -181,6 +188,8 @@ pub struct RunningEmulator {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<io::Result<()>>>,
     ticker: JoinHandle<()>,
+    /// Webhook deliveries, if configured.
+    webhooks: Option<JoinHandle<()>>,
     owned_dir: Option<PathBuf>,
 }
 
@@ -230,12 +239,14 @@ impl RunningEmulator {
                 advance_all(&ticker_shared).await;
             }
         });
+        let webhooks = webhooks::start(&shared, tick);
         Ok(RunningEmulator {
             shared,
             addr,
             stop: Some(stop),
             server: Some(server),
             ticker,
+            webhooks,
             owned_dir,
         })
     }
@@ -294,6 +305,9 @@ impl RunningEmulator {
     /// Fails if the final state cannot be written.
     pub async fn shutdown(mut self) -> io::Result<()> {
         self.ticker.abort();
+        if let Some(w) = &self.webhooks {
+            w.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -318,6 +332,9 @@ impl RunningEmulator {
 impl Drop for RunningEmulator {
     fn drop(&mut self) {
         self.ticker.abort();
+        if let Some(w) = &self.webhooks {
+            w.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
