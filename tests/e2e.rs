@@ -10,4 +10,5 @@ mod partial;
 mod secrets;
 mod seed_ops;
 mod streaming;
+mod webhooks;
 mod wire;

@@ -18,14 +18,16 @@ use crate::convert;
 use crate::error::Error;
 
 /// Reports queued from the exchanges to the loop at most.
-const QUEUE: usize = 16;
+pub(crate) const QUEUE: usize = 16;
 
-/// What an exchange task reports.
-enum Report {
+/// What an exchange task (or a [`Hints`](crate::Hints) handle) reports.
+pub(crate) enum Report {
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Bytes),
     End(ExchangeId),
     Failed(ExchangeId, TransportFailure),
+    /// A batch changed (a webhook): poll it now.
+    Hint(String),
 }
 
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
@@ -39,7 +41,22 @@ pub async fn run(
     clock: &impl Clock,
     io: &mut impl JobIo,
 ) -> Result<JobSummary, Error> {
-    let (tx, mut rx) = mpsc::channel::<Report>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Report>(QUEUE);
+    drive(job, client, clock, io, tx, rx, false).await
+}
+
+/// The loop of [`run`] and [`run_with_hints`](crate::run_with_hints). With
+/// `hinted`, it waits on the channel even when no exchange is in flight, so
+/// a hint wakes it.
+pub(crate) async fn drive(
+    job: &mut Job,
+    client: &Client,
+    clock: &impl Clock,
+    io: &mut impl JobIo,
+    tx: mpsc::Sender<Report>,
+    mut rx: mpsc::Receiver<Report>,
+    hinted: bool,
+) -> Result<JobSummary, Error> {
     let mut tasks = JoinSet::new();
     let mut in_flight = 0usize;
     loop {
@@ -55,7 +72,7 @@ pub async fn run(
                 in_flight += 1;
                 tasks.spawn(exchange(http, id, request, tx));
             }
-            Step::Wait { until, .. } if in_flight > 0 => {
+            Step::Wait { until, .. } if in_flight > 0 || hinted => {
                 tokio::select! {
                     biased;
                     report = rx.recv() => {
@@ -111,6 +128,9 @@ fn feed(
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
             return Ok(1);
+        }
+        Report::Hint(batch_id) => {
+            job.handle_batch_changed(&batch_id, clock.now());
         }
     }
     Ok(0)

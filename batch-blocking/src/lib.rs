@@ -33,11 +33,13 @@ mod client;
 mod clock;
 mod convert;
 mod error;
+mod hints;
 mod run;
 
 pub use client::{Client, ClientConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+pub use hints::{HintInbox, Hints, JobEnded, hints, run_with_hints};
 pub use run::run;
 
 pub use batch_core;

@@ -8,7 +8,7 @@
 //! network. `batch-async` has the same loop with tasks instead of threads.
 
 use std::io::{ErrorKind, Read};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 
 use batch_core::api::Outgoing;
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
@@ -22,14 +22,16 @@ use crate::error::Error;
 const CHUNK: usize = 64 * 1024;
 
 /// Reports queued from the exchanges to the loop at most.
-const QUEUE: usize = 16;
+pub(crate) const QUEUE: usize = 16;
 
-/// What an exchange thread reports.
-enum Report {
+/// What an exchange thread (or a [`Hints`](crate::Hints) handle) reports.
+pub(crate) enum Report {
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Vec<u8>),
     End(ExchangeId),
     Failed(ExchangeId, TransportFailure),
+    /// A batch changed (a webhook): poll it now.
+    Hint(String),
 }
 
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
@@ -44,6 +46,21 @@ pub fn run(
     io: &mut impl JobIo,
 ) -> Result<JobSummary, Error> {
     let (tx, rx) = mpsc::sync_channel::<Report>(QUEUE);
+    drive(job, client, clock, io, tx, rx, false)
+}
+
+/// The loop of [`run`] and [`run_with_hints`](crate::run_with_hints). With
+/// `hinted`, it waits on the channel even when no exchange is in flight, so
+/// a hint wakes it.
+pub(crate) fn drive(
+    job: &mut Job,
+    client: &Client,
+    clock: &impl Clock,
+    io: &mut impl JobIo,
+    tx: SyncSender<Report>,
+    rx: Receiver<Report>,
+    hinted: bool,
+) -> Result<JobSummary, Error> {
     let mut in_flight = 0usize;
     loop {
         // Feed what has arrived before asking the job what to do next.
@@ -58,7 +75,7 @@ pub fn run(
                 in_flight += 1;
                 std::thread::spawn(move || exchange(&agent, id, request, &tx));
             }
-            Step::Wait { until, .. } if in_flight > 0 => {
+            Step::Wait { until, .. } if in_flight > 0 || hinted => {
                 match rx.recv_timeout(clock.now().until(until)) {
                     Ok(report) => in_flight -= feed(job, clock, io, report)?,
                     Err(RecvTimeoutError::Timeout) => clock.sleep_until(until),
@@ -111,6 +128,9 @@ fn feed(
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
             return Ok(1);
+        }
+        Report::Hint(batch_id) => {
+            job.handle_batch_changed(&batch_id, clock.now());
         }
     }
     Ok(0)

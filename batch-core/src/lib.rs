@@ -9,6 +9,9 @@
 //! - A chunk-tolerant JSONL line decoder and result-line parsing ([`jsonl`],
 //!   [`results`]): a result file is decoded as it streams, in memory bounded
 //!   by its longest line.
+//! - Verifying and parsing the webhooks OpenAI sends when a batch ends
+//!   ([`webhook`]); a verified event becomes
+//!   [`Job::handle_batch_changed`](job::Job::handle_batch_changed).
 //!
 //! ## Out of scope
 //! This crate does no IO. It does not open sockets, read files, read the
@@ -30,6 +33,7 @@ pub mod jsonl;
 pub mod results;
 pub mod retry;
 mod time;
+pub mod webhook;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::faults::FaultConfig;
+use crate::webhooks::WebhookConfig;
 
 /// Base durations of a batch's lifecycle, in virtual time (divided by the
 /// speed factor to get real time).
@@ -84,6 +85,8 @@ pub struct EmulatorConfig {
     pub timings: Timings,
     /// How often (real time) the lifecycle driver wakes up. Default 10 ms.
     pub tick: Duration,
+    /// Deliver signed webhooks when batches end. Default: none.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -105,6 +108,7 @@ impl Default for EmulatorConfig {
             accept_any_model: false,
             timings: Timings::default(),
             tick: Duration::from_millis(10),
+            webhook: None,
         }
     }
 }

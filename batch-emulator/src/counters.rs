@@ -32,6 +32,12 @@ pub struct Counters {
     pub bytes_served: u64,
     /// Faults that fired, by kind (`429-every`, `cut-content`, …).
     pub faults_injected: BTreeMap<String, u64>,
+    /// Webhook deliveries attempted (retries and duplicates included).
+    #[serde(default)]
+    pub webhook_attempts: u64,
+    /// Webhook deliveries the receiver answered with a 2xx.
+    #[serde(default)]
+    pub webhooks_delivered: u64,
 }
 
 impl Counters {

@@ -70,6 +70,15 @@
 //! `429-every=7,500-every=11@batches.create,cut-content-every=3,slow-body-ms=5,
 //! garbage-line,stall-validating-ms=200,expire,token-limit-every=2`.
 //!
+//! # Webhooks
+//!
+//! With a [`WebhookConfig`] ([`EmulatorBuilder::webhook`], or
+//! `--webhook-url URL --webhook-secret whsec_…` on the command line), every
+//! batch that ends is announced to the URL as OpenAI does it: a signed
+//! `batch.completed`, `batch.failed`, `batch.expired` or `batch.cancelled`
+//! event, retried on non-2xx answers. [`WebhookFault`] makes deliveries late,
+//! double or badly signed.
+//!
 //! # Private paths
 //!
 //! `GET /__emulator/counters`, `POST /__emulator/reset-counters`,
@@ -90,8 +99,10 @@ mod server;
 mod state;
 mod util;
 mod validate;
+mod webhooks;
 
 pub use config::{EmulatorConfig, Timings};
 pub use counters::Counters;
 pub use faults::{Fault, FaultConfig, FaultSpecError, Route, Trigger};
 pub use running::{Emulator, EmulatorBuilder, EmulatorHandle, RunningEmulator, StartError};
+pub use webhooks::{WebhookConfig, WebhookFault, WebhookFaultError};

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use batch_emulator::{Emulator, FaultConfig};
+use batch_core::webhook::WebhookSecret;
+use batch_emulator::{Emulator, FaultConfig, WebhookConfig, WebhookFault};
 use clap::Parser;
 
 /// An offline server for the OpenAI Files and Batches API.
@@ -56,6 +57,19 @@ struct Args {
     /// with `model_not_found`).
     #[arg(long)]
     any_model: bool,
+    /// POST a signed event here when a batch ends (`batch.completed`, …).
+    #[arg(long, requires = "webhook_secret")]
+    webhook_url: Option<String>,
+    /// The webhook signing secret, `whsec_` followed by base64.
+    #[arg(long, requires = "webhook_url")]
+    webhook_secret: Option<String>,
+    /// Webhook misbehaviour: `late=SECS` (signed that long ago), `twice`,
+    /// or `bad-signature`.
+    #[arg(long, requires = "webhook_url")]
+    webhook_fault: Option<String>,
+    /// Attempts per webhook delivery (non-2xx answers are retried).
+    #[arg(long, default_value_t = 5)]
+    webhook_attempts: u32,
 }
 
 #[tokio::main]
@@ -112,6 +126,26 @@ async fn main() -> ExitCode {
         builder = builder.max_embedding_inputs(n);
     }
     builder = builder.accept_any_model(args.any_model);
+    if let (Some(url), Some(secret)) = (args.webhook_url, args.webhook_secret) {
+        let secret = match WebhookSecret::parse(&secret) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "batch-emulator: --webhook-secret: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut webhook = WebhookConfig::new(url, secret).max_attempts(args.webhook_attempts);
+        if let Some(spec) = args.webhook_fault {
+            match WebhookFault::parse(&spec) {
+                Ok(f) => webhook = webhook.fault(f),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "batch-emulator: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        builder = builder.webhook(webhook);
+    }
     let emu = match builder.start().await {
         Ok(e) => e,
         Err(e) => {

@@ -16,6 +16,7 @@ use crate::faults::FaultConfig;
 use crate::lifecycle::advance_all;
 use crate::server::router;
 use crate::state::{Shared, lock};
+use crate::webhooks::{self, WebhookConfig};
 
 /// The emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,12 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Deliver signed webhooks when batches end (see [`WebhookConfig`]).
+    pub fn webhook(mut self, webhook: WebhookConfig) -> Self {
+        self.config.webhook = Some(webhook);
+        self
+    }
+
     /// Lifecycle durations.
     pub fn timings(mut self, timings: Timings) -> Self {
         self.config.timings = timings;
@@ -195,6 +202,8 @@ pub struct RunningEmulator {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<io::Result<()>>>,
     ticker: JoinHandle<()>,
+    /// Webhook deliveries, if configured.
+    webhooks: Option<JoinHandle<()>>,
     owned_dir: Option<PathBuf>,
 }
 
@@ -244,12 +253,14 @@ impl RunningEmulator {
                 advance_all(&ticker_shared).await;
             }
         });
+        let webhooks = webhooks::start(&shared, tick);
         Ok(RunningEmulator {
             shared,
             addr,
             stop: Some(stop),
             server: Some(server),
             ticker,
+            webhooks,
             owned_dir,
         })
     }
@@ -308,6 +319,9 @@ impl RunningEmulator {
     /// Fails if the final state cannot be written.
     pub async fn shutdown(mut self) -> io::Result<()> {
         self.ticker.abort();
+        if let Some(w) = &self.webhooks {
+            w.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -332,6 +346,9 @@ impl RunningEmulator {
 impl Drop for RunningEmulator {
     fn drop(&mut self) {
         self.ticker.abort();
+        if let Some(w) = &self.webhooks {
+            w.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

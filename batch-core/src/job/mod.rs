@@ -104,7 +104,15 @@ pub struct Job {
     poisoned: bool,
     cursor: usize,
     done: bool,
+    /// Batches said to have changed ([`Job::handle_batch_changed`]) before
+    /// the job knew them, or while their poll was in flight: their next
+    /// non-terminal answer is followed by a poll at once. Bounded by
+    /// [`MAX_PENDING_HINTS`], oldest dropped.
+    hints: VecDeque<String>,
 }
+
+/// How many hints for batches the job does not know (yet) it remembers.
+const MAX_PENDING_HINTS: usize = 64;
 
 #[derive(Debug)]
 struct Shard {
@@ -298,6 +306,7 @@ impl Job {
             poisoned: false,
             cursor: 0,
             done: false,
+            hints: VecDeque::new(),
         }
     }
 
@@ -413,6 +422,49 @@ impl Job {
                 sh.not_before = sh.not_before.min(now);
             }
         }
+    }
+
+    /// An outside source (a verified webhook, see [`crate::webhook`]) says
+    /// that batch `batch_id` changed: its shard's next poll is due now
+    /// instead of at the next poll interval. With webhooks, the poll interval
+    /// can be long (a safety net) without delaying results.
+    ///
+    /// Returns whether the batch is one of this job's. Ids of other batches
+    /// are ignored (one webhook endpoint hears about every batch of the
+    /// project), except that the job remembers a few of them in case one is
+    /// the answer to a create still in flight. Duplicate and late hints are
+    /// harmless: a batch already known to have ended, or one backing off
+    /// after a failed request, is left as it is, and a hint that comes while
+    /// the batch's poll is in flight is followed by a second poll if that
+    /// answer still shows it running. Nothing here is persisted.
+    ///
+    /// Call after: a verified webhook arrives; then call [`poll`](Self::poll).
+    pub fn handle_batch_changed(&mut self, batch_id: &str, now: UnixMillis) -> bool {
+        self.tick(now);
+        let now = self.now;
+        let mut matched = false;
+        let mut remember = false;
+        for (i, sh) in self.shards.iter_mut().enumerate() {
+            if sh.batch_id.as_deref() != Some(batch_id) || sh.end.is_some() {
+                continue;
+            }
+            matched = true;
+            if sh.status.as_ref().is_some_and(BatchStatus::is_terminal) {
+                continue;
+            }
+            if self.inflight.values().any(|e| e.shard == i) {
+                remember = true;
+            } else if matches!(sh.wait_reason, None | Some(WaitReason::PollBatch { .. })) {
+                sh.not_before = sh.not_before.min(now);
+            }
+        }
+        if (remember || !matched) && !self.hints.iter().any(|h| h == batch_id) {
+            if self.hints.len() == MAX_PENDING_HINTS {
+                self.hints.pop_front();
+            }
+            self.hints.push_back(batch_id.to_owned());
+        }
+        matched
     }
 
     /// Whether the job has returned [`Step::Done`].
@@ -1224,10 +1276,18 @@ impl Job {
             sh.counts = Some(counts);
             self.event(ev);
         }
+        let hinted = match self.hints.iter().position(|h| *h == batch.id) {
+            Some(k) => self.hints.remove(k).is_some(),
+            None => false,
+        };
         let sh = &mut self.shards[i];
         if !status.is_terminal() {
             sh.batch = Some(batch);
-            sh.not_before = now.saturating_add(poll_interval);
+            sh.not_before = if hinted {
+                now
+            } else {
+                now.saturating_add(poll_interval)
+            };
             sh.wait_reason = Some(WaitReason::PollBatch {
                 shard: sh.plan.index,
             });
