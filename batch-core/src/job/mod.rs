@@ -1371,8 +1371,10 @@ impl Job {
             return Some(Step::Result(JobResult {
                 index,
                 shard: sh.plan.index,
+                batch_id: sh.batch_id.clone(),
                 custom_id: self.plan.custom_id(index).to_owned(),
                 outcome: JobOutcome::NotProcessed(reason),
+                server_line: None,
             }));
         }
         let fin = sh.finishing.take().expect("finishing");
@@ -1407,6 +1409,7 @@ impl Job {
                             let r = JobResult {
                                 index,
                                 shard: sh.plan.index,
+                                batch_id: sh.batch_id.clone(),
                                 custom_id: self.plan.custom_id(index).to_owned(),
                                 outcome: JobOutcome::NotProcessed(NotProcessed {
                                     code: "unreadable_result".into(),
@@ -1414,6 +1417,7 @@ impl Job {
                                         "its result line {line} could not be read: {error}"
                                     ),
                                 }),
+                                server_line: None,
                             };
                             self.fed.push_back(r);
                         }
@@ -1454,6 +1458,7 @@ impl Job {
             return;
         }
         sh.seen.set(offset);
+        let mut server_line = None;
         let outcome = match &rec.outcome {
             Outcome::Succeeded(s) => {
                 if let Some(u) = s.usage.as_ref() {
@@ -1464,7 +1469,9 @@ impl Job {
             }
             Outcome::Failed(f) if f.is_not_processed() => {
                 sh.tally.not_processed += 1;
-                JobOutcome::NotProcessed(not_processed_from(f))
+                let np = not_processed_from(f);
+                server_line = Some(Box::new(rec));
+                JobOutcome::NotProcessed(np)
             }
             Outcome::Failed(_) => {
                 sh.tally.failed += 1;
@@ -1474,8 +1481,10 @@ impl Job {
         let r = JobResult {
             index,
             shard: sh.plan.index,
+            batch_id: sh.batch_id.clone(),
             custom_id: self.plan.custom_id(index).to_owned(),
             outcome,
+            server_line,
         };
         self.fed.push_back(r);
     }

@@ -309,10 +309,35 @@ pub struct JobResult {
     pub index: u64,
     /// The shard it went in.
     pub shard: u32,
+    /// The batch the outcome belongs to: the one whose output or error file
+    /// held its result line, or, for an outcome the job made up
+    /// (`missing_result`, `timed_out`, ...), the shard's batch. `None` when
+    /// the shard never got a batch (`upload_failed`, `job_cancelled` before
+    /// creation, ...).
+    pub batch_id: Option<String>,
     /// Its `custom_id`.
     pub custom_id: String,
     /// What became of it.
     pub outcome: JobOutcome,
+    /// The server's result line behind a [`JobOutcome::NotProcessed`] that
+    /// came from one (the `batch_expired` or `batch_cancelled` lines of an
+    /// expired or cancelled batch), kept for its `id` and `error`. `None`
+    /// otherwise: a succeeded or failed outcome holds its line itself. Use
+    /// [`result_line`](Self::result_line) for the line of any outcome.
+    pub server_line: Option<Box<ResultRecord>>,
+}
+
+impl JobResult {
+    /// The server's result line this outcome came from, if it came from one:
+    /// the record of a succeeded or failed outcome, or the
+    /// [`server_line`](Self::server_line) of a not-processed one. Its
+    /// [`id`](ResultRecord::id) is the line's `batch_req_...` id.
+    pub fn result_line(&self) -> Option<&ResultRecord> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) | JobOutcome::Failed(rec) => Some(rec),
+            JobOutcome::NotProcessed(_) => self.server_line.as_deref(),
+        }
+    }
 }
 
 /// What became of one request. Every request ends in exactly one of these.
