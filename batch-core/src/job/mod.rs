@@ -32,6 +32,7 @@ mod download;
 mod io;
 mod memory;
 mod plan;
+mod settings;
 mod types;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -41,6 +42,10 @@ pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoin
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
+pub use settings::{
+    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
+    validate_expires_after, validate_metadata,
+};
 pub use types::{
     ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
     OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
@@ -946,10 +951,14 @@ impl Job {
         };
         let built = match op {
             Op::Upload => {
-                let upload = UploadFile::batch_input(
+                let mut upload = UploadFile::batch_input(
                     shard_filename(self.plan.job_id(), sh.plan.index),
                     seed,
                 );
+                upload.expires_after = self
+                    .cfg
+                    .file_expires_after
+                    .map(ExpiresAfter::after_creation);
                 api::upload_file(api, &upload, shard_ref)
             }
             Op::FindUpload => {
@@ -971,6 +980,7 @@ impl Job {
                     self.plan.endpoint().clone(),
                 );
                 body.metadata = Some(metadata);
+                body.completion_window = self.cfg.completion_window.clone();
                 body.output_expires_after = self
                     .cfg
                     .output_expires_after

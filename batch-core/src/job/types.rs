@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiBase, BatchStatus, Outgoing, RequestCounts};
+use crate::api::{ApiBase, BatchStatus, CompletionWindow, Outgoing, RequestCounts};
 use crate::job::checkpoint::Checkpoint;
 use crate::results::ResultRecord;
 use crate::retry::RetryPolicy;
@@ -35,10 +35,20 @@ pub struct JobConfig {
     pub max_line_bytes: usize,
     /// The largest JSON response body buffered (default 8 MiB).
     pub max_json_body: usize,
-    /// User metadata stamped on every batch (at most 13 pairs: the job uses three keys).
+    /// User metadata stamped on every batch (at most 13 pairs: the job uses three keys;
+    /// see [`JobConfig::validate_settings`]).
     pub metadata: BTreeMap<String, String>,
     /// Expire output and error files this many seconds after creation (3600..=2592000).
     pub output_expires_after: Option<u64>,
+    /// Expire each uploaded input file this many seconds after its upload
+    /// (3600..=2592000; sent as `expires_after` with anchor `created_at`).
+    /// `None` keeps the provider's default: OpenAI expires batch files
+    /// after 30 days, while Azure OpenAI keeps them and caps how many such
+    /// files may exist (500), so set it there.
+    pub file_expires_after: Option<u64>,
+    /// The completion window of every batch (default `24h`, the only window
+    /// OpenAI accepts today; other providers allow longer ones).
+    pub completion_window: CompletionWindow,
     /// The wait before a batch refused for the enqueued-token limit
     /// (`token_limit_exceeded`) is created again; doubles per refusal, capped at 30 min.
     pub requeue_delay: Duration,
@@ -64,6 +74,8 @@ impl JobConfig {
             max_json_body: 8 * 1024 * 1024,
             metadata: BTreeMap::new(),
             output_expires_after: None,
+            file_expires_after: None,
+            completion_window: CompletionWindow::default(),
             requeue_delay: Duration::from_secs(60),
             max_requeues: 48,
             stop_after: StopAfter::Finished,
