@@ -136,3 +136,17 @@ fn job_config_checks_its_settings() {
         )
     );
 }
+
+#[test]
+fn a_job_with_bad_settings_is_refused_before_it_is_planned() {
+    let options = BatchOptions::new("m").metadata("openai_batch_shard", "7");
+    let line =
+        br#"{"custom_id":"a","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}"#;
+    let req = BatchRequest::parse_line("in.jsonl", 1, line).expect("line");
+    let err = BatchJob::from_requests(&[req], &options, 7).expect_err("refused");
+    assert_eq!(err.field, "metadata");
+    assert_eq!(
+        err.to_string(),
+        "options:0: field `metadata`: metadata key \"openai_batch_shard\" is set by the job itself; choose another key"
+    );
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Endpoint;
 use crate::api::{ApiBase, ApiConfig, BatchStatus, CompletionWindow, ShardRef};
-use crate::error::InputError;
+use crate::error::{InputError, Problem};
 use crate::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use crate::job::checkpoint::Checkpoint;
 use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
@@ -154,7 +154,9 @@ impl BatchJob {
     /// # Errors
     /// Fails on the first invalid item (named by its 1-based position):
     /// empty or duplicate `custom_id`, an extra field that would override
-    /// the model or the messages, a line over the byte limit.
+    /// the model or the messages, a line over the byte limit. Batch
+    /// settings the API would refuse ([`BatchOptions::validate`]) fail first,
+    /// as an error of source `options`, line 0, naming the setting.
     pub fn from_items(
         items: &[Item],
         prompt: &SystemPrompt,
@@ -188,6 +190,10 @@ impl BatchJob {
         options: &BatchOptions,
         seed: u64,
     ) -> Result<BatchJob, InputError> {
+        // Settings the API would refuse are refused here, before anything is sent.
+        options.validate().map_err(|e| {
+            InputError::new("options", 0, e.setting(), Problem::Invalid(e.to_string()))
+        })?;
         let job_id = format!("job-{seed:016x}");
         let mut builder = PlanBuilder::new(
             job_id,

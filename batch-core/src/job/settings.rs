@@ -86,6 +86,18 @@ pub enum SettingsError {
     },
 }
 
+impl SettingsError {
+    /// The setting at fault: `metadata`, `completion_window`,
+    /// `output_expires_after` or `file_expires_after`.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            SettingsError::CompletionWindow { .. } => "completion_window",
+            SettingsError::ExpiresAfter { setting, .. } => setting,
+            _ => "metadata",
+        }
+    }
+}
+
 /// Checks a caller's metadata: at most [`MAX_USER_METADATA_PAIRS`] pairs,
 /// none under a [`RESERVED_METADATA_KEYS`] key, keys of 1 to 64 characters
 /// and values of at most 512.
@@ -329,6 +341,10 @@ mod tests {
             .file_expires_after(86_400);
         assert_eq!(ok.validate(), Ok(()));
         let bad = ok.clone().file_expires_after(60);
+        assert_eq!(
+            bad.validate().map_err(|e| e.setting()),
+            Err("file_expires_after")
+        );
         assert_eq!(
             bad.validate(),
             Err(SettingsError::ExpiresAfter {
