@@ -5,6 +5,7 @@
 mod common;
 
 mod faults;
+mod fidelity;
 mod happy;
 mod partial;
 mod secrets;

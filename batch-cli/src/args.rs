@@ -41,11 +41,14 @@ pub(crate) struct ApiArgs {
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,
-    /// The emulator's speed (virtual seconds per real second).
-    #[arg(long, hide = true, default_value_t = 200.0)]
+    /// With --emulator: how fast its batches run, in virtual seconds per
+    /// real second (a 24h window passes in 7 minutes at the default).
+    #[arg(long, value_name = "FACTOR", default_value_t = 200.0)]
     pub(crate) emulator_speed: f64,
-    /// The emulator's fault spec (see the batch-emulator docs), for demos.
-    #[arg(long, hide = true, value_name = "SPEC")]
+    /// With --emulator: faults it injects, e.g. `429-every=7,expire` (every
+    /// 7th request is refused with 429, batches expire half way; the fault
+    /// spec of the batch-emulator crate).
+    #[arg(long, value_name = "SPEC")]
     pub(crate) emulator_faults: Option<String>,
 }
 
@@ -68,6 +71,24 @@ pub(crate) struct PlanArgs {
     /// Most bytes in one batch input file.
     #[arg(long, value_name = "N", default_value_t = 200 * 1024 * 1024)]
     pub(crate) max_bytes_per_batch: u64,
+    /// The batches' completion window, hours or days (e.g. 24h, 7d). OpenAI
+    /// accepts only 24h; other providers allow longer windows.
+    #[arg(long, value_name = "WINDOW", default_value = crate::settings::DEFAULT_WINDOW)]
+    pub(crate) completion_window: String,
+    /// Metadata for every batch, KEY=VALUE; repeat for more pairs (at most
+    /// 13, as the job adds 3 of the API's 16; keys up to 64 characters,
+    /// values up to 512).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) metadata: Vec<String>,
+    /// Expire the batches' output and error files this many seconds after
+    /// they are created (3600 to 2592000) [default: the provider's].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) output_expires_after: Option<u64>,
+    /// Expire the uploaded input files this many seconds after upload (3600
+    /// to 2592000) [default: the provider's; OpenAI keeps batch files 30
+    /// days, Azure keeps them but allows only 500 that never expire].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) file_expires_after: Option<u64>,
 }
 
 /// How a job is driven and shown.

@@ -312,14 +312,24 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
             }
         }
         if !args.quiet {
-            term::err(&format!(
-                "submitted {} batches; `openai-batch status --journal {0}` shows them, \
-                 `openai-batch results --journal {0} -o RESULTS.jsonl` waits and writes the results",
+            term::err(&submitted_note(
                 shards.iter().filter(|s| s.batch_id.is_some()).count(),
-            ).replace("{0}", &journal.dir().display().to_string()));
+                journal.dir(),
+            ));
         }
     }
     Ok(EXIT_OK)
+}
+
+/// What `submit` says once its batches exist: how many, and the commands
+/// that follow them up, naming the journal.
+fn submitted_note(batches: usize, journal: &Path) -> String {
+    let j = journal.display();
+    format!(
+        "submitted {batches} batch{}; `openai-batch status --journal {j}` shows them, \
+         `openai-batch results --journal {j} -o RESULTS.jsonl` waits and writes the results",
+        if batches == 1 { "" } else { "es" }
+    )
 }
 
 /// Retrieves one batch.
@@ -522,5 +532,22 @@ fn ago(secs: i64) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86_400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_submit_note_names_the_journal_not_the_count() {
+        let note = submitted_note(3, Path::new("work/in.jsonl.journal"));
+        assert_eq!(
+            note,
+            "submitted 3 batches; `openai-batch status --journal work/in.jsonl.journal` shows \
+             them, `openai-batch results --journal work/in.jsonl.journal -o RESULTS.jsonl` waits \
+             and writes the results"
+        );
+        assert!(submitted_note(1, Path::new("j")).starts_with("submitted 1 batch;"));
     }
 }

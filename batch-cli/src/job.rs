@@ -31,6 +31,7 @@ use crate::journal::{
 };
 use crate::progress::Progress;
 use crate::render;
+use crate::settings::BatchSettings;
 
 /// What every command shares: the Ctrl-C flag, the supervisor's channel
 /// and the progress display.
@@ -205,6 +206,7 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
     if args.max_bytes_per_batch == 0 {
         return Err(CliError::usage("--max-bytes-per-batch must be at least 1"));
     }
+    let batch = BatchSettings::from_args(args)?;
     Ok((
         PlanOptions {
             model: args.model.clone(),
@@ -215,6 +217,7 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
                 .unwrap_or_default(),
             max_requests_per_batch: args.max_requests_per_batch,
             max_bytes_per_batch: args.max_bytes_per_batch,
+            batch,
         },
         endpoint.is_some(),
     ))
@@ -396,6 +399,9 @@ fn check_same_options(
             have.max_bytes_per_batch
         )));
     }
+    if have.batch != want.batch {
+        return Err(differs(have.batch.flags()));
+    }
     Ok(())
 }
 
@@ -532,7 +538,17 @@ pub(crate) fn drive(
             first = None;
             load_round(ctx, journal, &planfile, round)?
         };
-        let summary = run_round(ctx, api, journal, round, plan, map.as_ref(), &mut store, d)?;
+        let summary = run_round(
+            ctx,
+            api,
+            journal,
+            round,
+            &planfile.options.batch,
+            plan,
+            map.as_ref(),
+            &mut store,
+            d,
+        )?;
         if d.stop != StopAfter::Finished {
             summaries.push(summary);
             break;
@@ -682,12 +698,14 @@ fn run_round(
     api: &Api,
     journal: &Journal,
     round: u32,
+    batch: &BatchSettings,
     plan: JobPlan,
     map: Option<&IndexMap>,
     store: &mut ResultStore,
     d: &Drive,
 ) -> Result<JobSummary, CliError> {
     let mut cfg = JobConfig::new(api.client.api().clone());
+    batch.apply(&mut cfg);
     cfg.poll_interval = d.poll_interval;
     cfg.max_wait = d.max_wait;
     cfg.max_parallel = d.parallel;

@@ -68,6 +68,9 @@ pub(crate) struct PlanOptions {
     pub(crate) endpoint: String,
     pub(crate) max_requests_per_batch: u64,
     pub(crate) max_bytes_per_batch: u64,
+    /// Completion window, metadata and file expiries (defaults when absent).
+    #[serde(default)]
+    pub(crate) batch: crate::settings::BatchSettings,
 }
 
 /// `rounds/N/plan.json`.

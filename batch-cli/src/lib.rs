@@ -25,6 +25,7 @@ mod journal;
 mod price;
 mod progress;
 mod render;
+mod settings;
 mod term;
 
 use std::cell::RefCell;

@@ -2,16 +2,22 @@
 //! another round with `--retry-failed`.
 //!
 //! ```text
-//! {"custom_id":..,"outcome":"succeeded","response":{"status_code":200,"request_id":..,"body":{..}}}
-//! {"custom_id":..,"outcome":"failed","response":{"status_code":400,..},"error":{"code":..,"message":..,"type":..,"param":..}}
-//! {"custom_id":..,"outcome":"not_processed","error":{"code":"batch_expired","message":..}}
+//! {"custom_id":..,"outcome":"succeeded","id":"batch_req_..","batch_id":"batch_..","response":{"status_code":200,"request_id":..,"body":{..}}}
+//! {"custom_id":..,"outcome":"failed","id":"batch_req_..","batch_id":"batch_..","response":{"status_code":400,..},"error":{..the server's error object..}}
+//! {"custom_id":..,"outcome":"not_processed","id":"batch_req_..","batch_id":"batch_..","error":{"code":"batch_expired","message":..}}
+//! {"custom_id":..,"outcome":"not_processed","batch_id":"batch_..","error":{"code":"missing_result","message":..}}
 //! ```
 //!
-//! `response` is copied byte for byte from the server's result line, so the
-//! body is exactly as sent.
+//! `id` is the server's result line id and `batch_id` the batch the result
+//! came from; each is left out when there is none (an outcome the job made
+//! up has no result line; a shard that never got a batch has no batch).
+//! `response` and `error` are copied byte for byte from the server's result
+//! line: `error` is the line's own `error`, else `response.body.error`, with
+//! all its keys. Only where the server sent no error object does the job
+//! write one, `{"code":..,"message":..}`.
 
 use batch_core::job::{JobOutcome, JobResult, NotProcessed};
-use batch_core::results::{Failure, ResultRecord};
+use batch_core::results::{Failure, RawParts};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -68,80 +74,81 @@ struct Line<'a> {
     custom_id: &'a str,
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorOut<'a>>,
 }
 
+/// The `error` member: the server's object as sent, or one the job writes.
 #[derive(Serialize)]
-struct ErrorOut<'a> {
-    code: Option<&'a str>,
-    message: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    error_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    param: Option<&'a str>,
+#[serde(untagged)]
+enum ErrorOut<'a> {
+    Server(&'a RawValue),
+    Own {
+        code: Option<&'a str>,
+        message: Option<&'a str>,
+    },
 }
 
-/// The `response` member of a server result line, as its raw bytes.
-#[derive(serde::Deserialize)]
-struct RawResponse<'a> {
-    #[serde(borrow, default)]
-    response: Option<&'a RawValue>,
+/// The server's error object, if it sent one (a bare string is not one).
+fn server_error<'a>(parts: &RawParts<'a>) -> Option<&'a RawValue> {
+    parts.error.filter(|e| e.get().starts_with('{'))
 }
 
-fn raw_response(rec: &ResultRecord) -> Option<&RawValue> {
-    let parsed: RawResponse<'_> = serde_json::from_str(&rec.raw).ok()?;
-    parsed.response.filter(|r| r.get() != "null")
+/// The error of a failure the server gave no object for: what was read of it.
+fn own_error(f: Option<&Failure>) -> ErrorOut<'_> {
+    ErrorOut::Own {
+        code: f.and_then(|f| f.code.as_deref()),
+        message: f.and_then(|f| f.message.as_deref()),
+    }
 }
 
 /// Appends the output line of `r` (with its newline) to `out`.
 pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
     out.clear();
-    let line = match &r.outcome {
-        JobOutcome::Succeeded(rec) => Line {
-            custom_id: &r.custom_id,
-            outcome: "succeeded",
-            response: raw_response(rec),
-            error: None,
-        },
-        JobOutcome::Failed(rec) => {
-            let f = rec.failure();
-            Line {
-                custom_id: &r.custom_id,
-                outcome: "failed",
-                response: raw_response(rec),
-                error: Some(ErrorOut {
-                    code: f.and_then(|f| f.code.as_deref()),
-                    message: f.and_then(|f| f.message.as_deref()),
-                    error_type: f.and_then(|f| f.error_type.as_deref()),
-                    param: f.and_then(|f| f.param.as_deref()),
-                }),
-            }
+    let rec = r.result_line();
+    let parts = rec.map(|rec| rec.raw_parts()).unwrap_or_default();
+    let mut line = Line {
+        custom_id: &r.custom_id,
+        outcome: "failed",
+        id: rec.and_then(|rec| rec.id.as_deref()),
+        batch_id: r.batch_id.as_deref(),
+        response: None,
+        error: None,
+    };
+    match &r.outcome {
+        JobOutcome::Succeeded(_) => {
+            line.outcome = "succeeded";
+            line.response = parts.response;
         }
-        JobOutcome::NotProcessed(NotProcessed { code, message }) => Line {
-            custom_id: &r.custom_id,
-            outcome: "not_processed",
-            response: None,
-            error: Some(ErrorOut {
-                code: Some(code),
-                message: Some(message),
-                error_type: None,
-                param: None,
-            }),
-        },
-        _ => Line {
-            custom_id: &r.custom_id,
-            outcome: "failed",
-            response: None,
-            error: Some(ErrorOut {
+        JobOutcome::Failed(rec) => {
+            line.response = parts.response;
+            line.error = Some(match server_error(&parts) {
+                Some(raw) => ErrorOut::Server(raw),
+                None => own_error(rec.failure()),
+            });
+        }
+        JobOutcome::NotProcessed(NotProcessed { code, message }) => {
+            line.outcome = "not_processed";
+            line.error = Some(match server_error(&parts) {
+                Some(raw) => ErrorOut::Server(raw),
+                None => ErrorOut::Own {
+                    code: Some(code),
+                    message: Some(message),
+                },
+            });
+        }
+        _ => {
+            line.error = Some(ErrorOut::Own {
                 code: Some("unknown_outcome"),
                 message: Some("the outcome of this request is of an unknown kind"),
-                error_type: None,
-                param: None,
-            }),
-        },
-    };
+            });
+        }
+    }
     // Serializing borrowed strings and raw JSON into a Vec cannot fail.
     if serde_json::to_writer(&mut *out, &line).is_err() {
         out.clear();
@@ -167,42 +174,56 @@ mod tests {
         JobResult {
             index: 0,
             shard: 0,
+            batch_id: Some("batch_1".into()),
             custom_id: "a".into(),
             outcome,
+            server_line: None,
         }
     }
 
-    fn line(r: &JobResult) -> Value {
+    fn text(r: &JobResult) -> String {
         let mut out = Vec::new();
         render(r, &mut out);
-        assert_eq!(out.last(), Some(&b'\n'));
-        serde_json::from_slice(&out).expect("json")
+        String::from_utf8(out).expect("utf8")
+    }
+
+    fn line(r: &JobResult) -> Value {
+        let t = text(r);
+        assert!(t.ends_with('\n'));
+        serde_json::from_str(&t).expect("json")
     }
 
     #[test]
-    fn success_keeps_the_response_as_sent() {
+    fn success_keeps_the_response_id_and_batch_as_sent() {
         let r = result(
-            r#"{"id":"x","custom_id":"a","response":{"status_code":200,"request_id":"q","body":{"z":1.50,"a":[]}},"error":null}"#,
+            r#"{"id":"batch_req_x","custom_id":"a","response":{"status_code":200,"request_id":"q","body":{"z":1.50,"a":[]}},"error":null}"#,
         );
-        let mut out = Vec::new();
-        render(&r, &mut out);
         assert_eq!(
-            String::from_utf8(out).expect("utf8"),
-            "{\"custom_id\":\"a\",\"outcome\":\"succeeded\",\"response\":{\"status_code\":200,\"request_id\":\"q\",\"body\":{\"z\":1.50,\"a\":[]}}}\n"
+            text(&r),
+            "{\"custom_id\":\"a\",\"outcome\":\"succeeded\",\"id\":\"batch_req_x\",\"batch_id\":\"batch_1\",\"response\":{\"status_code\":200,\"request_id\":\"q\",\"body\":{\"z\":1.50,\"a\":[]}}}\n"
         );
         assert_eq!(kind(&r.outcome), Kind::Succeeded);
     }
 
     #[test]
-    fn http_failures_carry_response_and_error() {
+    fn http_failures_pass_the_servers_error_object_through() {
         let r = result(
-            r#"{"id":"x","custom_id":"a","response":{"status_code":400,"body":{"error":{"message":"bad","type":"invalid_request_error","code":null}}},"error":null}"#,
+            r#"{"id":"batch_req_y","custom_id":"a","response":{"status_code":400,"body":{"error":{"message":"bad","type":"invalid_request_error","code":null,"param":"model","doc_url":"https://example.invalid/e"}}},"error":null}"#,
+        );
+        let t = text(&r);
+        // Every key, in the server's order, byte for byte.
+        assert!(
+            t.ends_with(
+                r#","error":{"message":"bad","type":"invalid_request_error","code":null,"param":"model","doc_url":"https://example.invalid/e"}}
+"#
+            ),
+            "{t}"
         );
         let v = line(&r);
         assert_eq!(v["outcome"], "failed");
+        assert_eq!(v["id"], "batch_req_y");
+        assert_eq!(v["batch_id"], "batch_1");
         assert_eq!(v["response"]["status_code"], 400);
-        assert_eq!(v["error"]["message"], "bad");
-        assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(kind(&r.outcome), Kind::Failed);
         let r = result(
             r#"{"id":"x","custom_id":"a","response":{"status_code":503,"body":{"error":{"message":"busy","type":"server_error"}}},"error":null}"#,
@@ -211,20 +232,69 @@ mod tests {
     }
 
     #[test]
-    fn not_processed_says_why() {
+    fn a_lines_own_error_is_passed_through_and_a_bare_string_is_wrapped() {
+        let r = result(
+            r#"{"id":"batch_req_z","custom_id":"a","response":null,"error":{"code":"server_error","message":"boom","retry":true}}"#,
+        );
+        let v = line(&r);
+        assert_eq!(
+            v["error"],
+            serde_json::json!({"code":"server_error","message":"boom","retry":true})
+        );
+        assert!(v.get("response").is_none());
+        let r = result(r#"{"custom_id":"a","response":{"status_code":500,"body":"oops"}}"#);
+        let v = line(&r);
+        assert_eq!(
+            v["error"],
+            serde_json::json!({"code": null, "message": "oops"})
+        );
+        assert!(v.get("id").is_none());
+    }
+
+    #[test]
+    fn not_processed_from_a_server_line_keeps_its_id_and_error() {
+        let raw = r#"{"id":"batch_req_e","custom_id":"a","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}"#;
+        let rec = parse_result_line(1, raw.as_bytes()).expect("line");
         let r = JobResult {
             index: 0,
             shard: 0,
+            batch_id: Some("batch_9".into()),
             custom_id: "a".into(),
             outcome: JobOutcome::NotProcessed(NotProcessed {
                 code: "batch_expired".into(),
                 message: "expired".into(),
             }),
+            server_line: Some(Box::new(rec)),
+        };
+        assert_eq!(
+            text(&r),
+            "{\"custom_id\":\"a\",\"outcome\":\"not_processed\",\"id\":\"batch_req_e\",\"batch_id\":\"batch_9\",\"error\":{\"code\":\"batch_expired\",\"message\":\"This request could not be executed before the completion window expired.\"}}\n"
+        );
+        assert_eq!(kind(&r.outcome), Kind::NotProcessedRetryable);
+    }
+
+    #[test]
+    fn not_processed_says_why() {
+        let r = JobResult {
+            index: 0,
+            shard: 0,
+            batch_id: None,
+            custom_id: "a".into(),
+            outcome: JobOutcome::NotProcessed(NotProcessed {
+                code: "upload_failed".into(),
+                message: "the upload was refused".into(),
+            }),
+            server_line: None,
         };
         let v = line(&r);
         assert_eq!(v["outcome"], "not_processed");
-        assert_eq!(v["error"]["code"], "batch_expired");
+        assert_eq!(
+            v["error"],
+            serde_json::json!({"code": "upload_failed", "message": "the upload was refused"})
+        );
         assert!(v.get("response").is_none());
+        assert!(v.get("id").is_none());
+        assert!(v.get("batch_id").is_none());
         assert_eq!(kind(&r.outcome), Kind::NotProcessedRetryable);
         let timed_out = JobOutcome::NotProcessed(NotProcessed {
             code: "timed_out".into(),

@@ -104,6 +104,22 @@ pub enum Problem {
         /// The configured limit.
         max: u64,
     },
+    /// The file would exceed the limit of embedding inputs per batch
+    /// (`/v1/embeddings` only).
+    #[error("would exceed the limit of {max} embedding inputs per file")]
+    TooManyInputs {
+        /// The configured limit.
+        max: u64,
+    },
+    /// One embeddings request holds more inputs than a whole batch may
+    /// (`/v1/embeddings` only): split its `input` array over several lines.
+    #[error("holds {inputs} embedding inputs, more than the {max} one batch may hold")]
+    InputsOverLimit {
+        /// How many inputs the request holds.
+        inputs: u64,
+        /// The configured limit per batch.
+        max: u64,
+    },
     /// The line is not valid JSON, or not a JSON object. The text names the
     /// column where parsing stopped when there is one.
     #[error("invalid JSON: {0}")]

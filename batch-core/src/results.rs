@@ -29,6 +29,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::jsonl::{LineDecoder, LineEvent, Lines};
@@ -103,6 +104,61 @@ impl ResultRecord {
     pub fn completion(&self) -> Option<TextCompletion> {
         self.success()?.completion()
     }
+
+    /// The line's `response` and error objects as the server wrote them:
+    /// slices of [`raw`](Self::raw), byte for byte, nothing rebuilt. Reads
+    /// the line again, so call it once per record.
+    pub fn raw_parts(&self) -> RawParts<'_> {
+        #[derive(Deserialize)]
+        struct Line<'a> {
+            #[serde(borrow, default)]
+            response: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Response<'a> {
+            #[serde(borrow, default)]
+            body: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
+        }
+        fn present(v: Option<&RawValue>) -> Option<&RawValue> {
+            v.filter(|v| v.get() != "null")
+        }
+        let Ok(line) = serde_json::from_str::<Line<'_>>(&self.raw) else {
+            return RawParts::default();
+        };
+        let response = present(line.response);
+        // The same precedence as the outcome: the line's own error first,
+        // then the error in the response body.
+        let error = present(line.error).or_else(|| {
+            let body = serde_json::from_str::<Response<'_>>(response?.get())
+                .ok()?
+                .body?;
+            present(serde_json::from_str::<Body<'_>>(body.get()).ok()?.error)
+        });
+        RawParts { response, error }
+    }
+}
+
+/// The server's own objects in a result line, as raw JSON text (see
+/// [`ResultRecord::raw_parts`]). A field is `None` when the line has no such
+/// object (or it is `null`).
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct RawParts<'a> {
+    /// The line's `response`: `{"status_code":..,"request_id":..,"body":{..}}`.
+    pub response: Option<&'a RawValue>,
+    /// The error the outcome was judged by: the line's own `error` when it
+    /// has one, else `response.body.error`. For a failure, this is the
+    /// server's error object with all its keys (`code`, `message`, and
+    /// whatever else it sent), in the server's key order. It is the value as
+    /// sent, so it may be a string rather than an object.
+    pub error: Option<&'a RawValue>,
 }
 
 /// What happened to one request.
@@ -1414,6 +1470,49 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn raw_parts_are_the_servers_bytes() {
+        let line = r#"{"id":"batch_req_7","custom_id":"c","response":{"status_code":400,"request_id":"r","body":{"error":{"type":"invalid_request_error","message":"no such model","param":"model","code":"model_not_found","extra":{"hint":1.50}}}},"error":null}"#;
+        let rec = parse_result_line(1, line.as_bytes()).expect("parses");
+        assert_eq!(rec.id.as_deref(), Some("batch_req_7"));
+        let parts = rec.raw_parts();
+        assert_eq!(
+            parts.response.map(RawValue::get),
+            Some(
+                r#"{"status_code":400,"request_id":"r","body":{"error":{"type":"invalid_request_error","message":"no such model","param":"model","code":"model_not_found","extra":{"hint":1.50}}}}"#
+            )
+        );
+        assert_eq!(
+            parts.error.map(RawValue::get),
+            Some(
+                r#"{"type":"invalid_request_error","message":"no such model","param":"model","code":"model_not_found","extra":{"hint":1.50}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn raw_error_prefers_the_lines_own_error() {
+        let line = r#"{"id":"batch_req_8","custom_id":"c","response":null,"error":{"message":"expired","code":"batch_expired","line":3}}"#;
+        let rec = parse_result_line(1, line.as_bytes()).expect("parses");
+        let parts = rec.raw_parts();
+        assert!(parts.response.is_none());
+        assert_eq!(
+            parts.error.map(RawValue::get),
+            Some(r#"{"message":"expired","code":"batch_expired","line":3}"#)
+        );
+        let both = r#"{"custom_id":"c","response":{"status_code":200,"body":{"error":{"code":"inner"}}},"error":{"code":"outer"}}"#;
+        let rec = parse_result_line(1, both.as_bytes()).expect("parses");
+        assert!(!rec.is_success());
+        assert_eq!(
+            rec.raw_parts().error.map(RawValue::get),
+            Some(r#"{"code":"outer"}"#)
+        );
+        let ok = r#"{"custom_id":"c","response":{"status_code":200,"body":{}},"error":null}"#;
+        let rec = parse_result_line(1, ok.as_bytes()).expect("parses");
+        assert!(rec.raw_parts().error.is_none());
+        assert_eq!(rec.id, None);
+    }
 
     fn parse(v: Value) -> ResultRecord {
         parse_result_line(1, v.to_string().as_bytes()).expect("parses")

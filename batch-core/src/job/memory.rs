@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Endpoint;
-use crate::api::{ApiBase, ApiConfig, BatchStatus, ShardRef};
-use crate::error::InputError;
+use crate::api::{ApiBase, ApiConfig, BatchStatus, CompletionWindow, ShardRef};
+use crate::error::{InputError, Problem};
 use crate::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use crate::job::checkpoint::Checkpoint;
 use crate::job::plan::{JobPlan, PlanBuilder, ShardLimits};
@@ -41,8 +41,21 @@ pub struct BatchOptions {
     pub limits: ShardLimits,
     /// How many shards run at once (default 4).
     pub max_parallel: usize,
-    /// Metadata stamped on each batch.
+    /// Metadata stamped on each batch (at most 13 pairs beside the job's
+    /// own three; see [`BatchOptions::validate`]).
     pub metadata: BTreeMap<String, String>,
+    /// The batches' completion window (default `24h`, the only one OpenAI
+    /// accepts today).
+    #[serde(default)]
+    pub completion_window: CompletionWindow,
+    /// Expire the batches' output and error files this many seconds after
+    /// they are created (3600..=2592000; default: the provider's).
+    #[serde(default)]
+    pub output_expires_after: Option<u64>,
+    /// Expire the uploaded input files this many seconds after upload
+    /// (3600..=2592000; default: the provider's, 30 days at OpenAI).
+    #[serde(default)]
+    pub file_expires_after: Option<u64>,
 }
 
 impl BatchOptions {
@@ -57,7 +70,38 @@ impl BatchOptions {
             limits: ShardLimits::default(),
             max_parallel: 4,
             metadata: BTreeMap::new(),
+            completion_window: CompletionWindow::default(),
+            output_expires_after: None,
+            file_expires_after: None,
         }
+    }
+
+    /// Sets the completion window (see [`parse_completion_window`](crate::job::parse_completion_window)).
+    #[must_use]
+    pub fn completion_window(mut self, window: CompletionWindow) -> Self {
+        self.completion_window = window;
+        self
+    }
+
+    /// Adds the metadata pair `key` = `value` to every batch.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Expires the output and error files `seconds` after their creation.
+    #[must_use]
+    pub fn output_expires_after(mut self, seconds: u64) -> Self {
+        self.output_expires_after = Some(seconds);
+        self
+    }
+
+    /// Expires the uploaded input files `seconds` after their upload.
+    #[must_use]
+    pub fn file_expires_after(mut self, seconds: u64) -> Self {
+        self.file_expires_after = Some(seconds);
+        self
     }
 
     /// Sets the endpoint.
@@ -110,7 +154,9 @@ impl BatchJob {
     /// # Errors
     /// Fails on the first invalid item (named by its 1-based position):
     /// empty or duplicate `custom_id`, an extra field that would override
-    /// the model or the messages, a line over the byte limit.
+    /// the model or the messages, a line over the byte limit. Batch
+    /// settings the API would refuse ([`BatchOptions::validate`]) fail first,
+    /// as an error of source `options`, line 0, naming the setting.
     pub fn from_items(
         items: &[Item],
         prompt: &SystemPrompt,
@@ -144,6 +190,10 @@ impl BatchJob {
         options: &BatchOptions,
         seed: u64,
     ) -> Result<BatchJob, InputError> {
+        // Settings the API would refuse are refused here, before anything is sent.
+        options.validate().map_err(|e| {
+            InputError::new("options", 0, e.setting(), Problem::Invalid(e.to_string()))
+        })?;
         let job_id = format!("job-{seed:016x}");
         let mut builder = PlanBuilder::new(
             job_id,
@@ -212,6 +262,9 @@ impl BatchJob {
         };
         cfg.max_parallel = self.options.max_parallel;
         cfg.metadata = self.options.metadata.clone();
+        cfg.completion_window = self.options.completion_window.clone();
+        cfg.output_expires_after = self.options.output_expires_after;
+        cfg.file_expires_after = self.options.file_expires_after;
         cfg.seed = self.seed;
         cfg.stop_after = stop;
         match &self.checkpoint {

@@ -32,6 +32,7 @@ mod download;
 mod io;
 mod memory;
 mod plan;
+mod settings;
 mod types;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -41,6 +42,10 @@ pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoin
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
+pub use settings::{
+    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
+    validate_expires_after, validate_metadata,
+};
 pub use types::{
     ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
     OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
@@ -998,10 +1003,14 @@ impl Job {
         };
         let built = match op {
             Op::Upload => {
-                let upload = UploadFile::batch_input(
+                let mut upload = UploadFile::batch_input(
                     shard_filename(self.plan.job_id(), sh.plan.index),
                     seed,
                 );
+                upload.expires_after = self
+                    .cfg
+                    .file_expires_after
+                    .map(ExpiresAfter::after_creation);
                 api::upload_file(api, &upload, shard_ref)
             }
             Op::FindUpload => {
@@ -1023,6 +1032,7 @@ impl Job {
                     self.plan.endpoint().clone(),
                 );
                 body.metadata = Some(metadata);
+                body.completion_window = self.cfg.completion_window.clone();
                 body.output_expires_after = self
                     .cfg
                     .output_expires_after
@@ -1431,8 +1441,10 @@ impl Job {
             return Some(Step::Result(JobResult {
                 index,
                 shard: sh.plan.index,
+                batch_id: sh.batch_id.clone(),
                 custom_id: self.plan.custom_id(index).to_owned(),
                 outcome: JobOutcome::NotProcessed(reason),
+                server_line: None,
             }));
         }
         let fin = sh.finishing.take().expect("finishing");
@@ -1467,6 +1479,7 @@ impl Job {
                             let r = JobResult {
                                 index,
                                 shard: sh.plan.index,
+                                batch_id: sh.batch_id.clone(),
                                 custom_id: self.plan.custom_id(index).to_owned(),
                                 outcome: JobOutcome::NotProcessed(NotProcessed {
                                     code: "unreadable_result".into(),
@@ -1474,6 +1487,7 @@ impl Job {
                                         "its result line {line} could not be read: {error}"
                                     ),
                                 }),
+                                server_line: None,
                             };
                             self.fed.push_back(r);
                         }
@@ -1514,6 +1528,7 @@ impl Job {
             return;
         }
         sh.seen.set(offset);
+        let mut server_line = None;
         let outcome = match &rec.outcome {
             Outcome::Succeeded(s) => {
                 if let Some(u) = s.usage.as_ref() {
@@ -1524,7 +1539,9 @@ impl Job {
             }
             Outcome::Failed(f) if f.is_not_processed() => {
                 sh.tally.not_processed += 1;
-                JobOutcome::NotProcessed(not_processed_from(f))
+                let np = not_processed_from(f);
+                server_line = Some(Box::new(rec));
+                JobOutcome::NotProcessed(np)
             }
             Outcome::Failed(_) => {
                 sh.tally.failed += 1;
@@ -1534,8 +1551,10 @@ impl Job {
         let r = JobResult {
             index,
             shard: sh.plan.index,
+            batch_id: sh.batch_id.clone(),
             custom_id: self.plan.custom_id(index).to_owned(),
             outcome,
+            server_line,
         };
         self.fed.push_back(r);
     }

@@ -1,7 +1,8 @@
 //! The plan of a job: which requests go into which shard.
 //!
 //! Shards are contiguous runs of the input, in input order, each under the
-//! per-file limits (requests and bytes). Every request is known by its global
+//! per-file limits (requests and bytes, and for `/v1/embeddings` the
+//! embedding inputs of all its requests). Every request is known by its global
 //! input index, so results can be placed by index (no sorting, no map from
 //! ids to results). The ids themselves are kept in one compact arena with a
 //! sorted permutation for lookup: about `len(id) + 8` bytes per request.
@@ -13,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::api::Endpoint;
 use crate::error::{InputError, Problem};
 use crate::input::BatchRequest;
-use crate::jsonl::{EncodeConfig, Push, ShardEncoder};
+use crate::jsonl::{EncodeConfig, Push, ShardEncoder, ShardLimit};
 
-/// Limits for splitting input into shards (spec summary §2: at most 50,000
-/// requests and 200 MB per batch input file).
+/// Limits for splitting input into shards (spec summary §2 and §4: at most
+/// 50,000 requests and 200 MB per batch input file, and at most 50,000
+/// embedding inputs in one `/v1/embeddings` batch).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ShardLimits {
@@ -24,25 +26,45 @@ pub struct ShardLimits {
     pub max_requests: u64,
     /// Bytes per shard file (JSONL, newlines included).
     pub max_bytes: u64,
+    /// Embedding inputs per shard, counted by
+    /// [`embedding_inputs`](crate::jsonl::embedding_inputs); applies to
+    /// `/v1/embeddings` only.
+    #[serde(default = "default_max_inputs")]
+    pub max_inputs: u64,
+}
+
+fn default_max_inputs() -> u64 {
+    EncodeConfig::MAX_EMBEDDING_INPUTS
 }
 
 impl Default for ShardLimits {
-    /// 50,000 requests and 200 MB (200 × 1024 × 1024 bytes).
+    /// 50,000 requests, 200 MB (200 × 1024 × 1024 bytes) and 50,000
+    /// embedding inputs.
     fn default() -> Self {
         ShardLimits {
             max_requests: 50_000,
             max_bytes: 200 * 1024 * 1024,
+            max_inputs: default_max_inputs(),
         }
     }
 }
 
 impl ShardLimits {
-    /// Limits of `max_requests` requests and `max_bytes` bytes per shard.
+    /// Limits of `max_requests` requests and `max_bytes` bytes per shard,
+    /// and the API's 50,000 embedding inputs.
     pub fn new(max_requests: u64, max_bytes: u64) -> Self {
         ShardLimits {
             max_requests,
             max_bytes,
+            max_inputs: default_max_inputs(),
         }
+    }
+
+    /// Sets the most embedding inputs per shard (`/v1/embeddings` only).
+    #[must_use]
+    pub fn with_max_inputs(mut self, max_inputs: u64) -> Self {
+        self.max_inputs = max_inputs;
+        self
     }
 }
 
@@ -57,6 +79,9 @@ pub struct ShardPlan {
     pub requests: u64,
     /// The exact byte length of its JSONL file.
     pub bytes: u64,
+    /// Its embedding inputs (0 unless the endpoint is `/v1/embeddings`).
+    #[serde(default)]
+    pub inputs: u64,
 }
 
 impl ShardPlan {
@@ -109,7 +134,8 @@ impl PlanBuilder {
         let encoder = ShardEncoder::new(
             EncodeConfig::new(source.clone(), endpoint.clone())
                 .max_requests(limits.max_requests)
-                .max_bytes(limits.max_bytes),
+                .max_bytes(limits.max_bytes)
+                .max_inputs(limits.max_inputs),
         );
         PlanBuilder {
             job_id: job_id.into(),
@@ -132,7 +158,9 @@ impl PlanBuilder {
     /// # Errors
     /// An [`InputError`] naming the line and field, for an empty or repeated
     /// `custom_id`, a url that is not the plan's endpoint, a model that
-    /// differs from the first line's, or a line larger than a shard may be.
+    /// differs from the first line's, a line larger than a shard may be, or
+    /// an embeddings request with more inputs than a shard may hold
+    /// ([`Problem::InputsOverLimit`], field `body.input`).
     pub fn push(
         &mut self,
         line: u64,
@@ -148,23 +176,39 @@ impl PlanBuilder {
                 new_shard = true;
                 match self.encoder.try_push(line, req, line_out)? {
                     Push::Written { bytes } => bytes,
-                    Push::Full(_) => {
-                        return Err(InputError::new(
-                            &self.source,
-                            line,
-                            "body",
-                            Problem::TooManyBytes {
+                    Push::Full(limit) => {
+                        // The encoder never reports an empty shard full; this
+                        // is a guard, not a path.
+                        let problem = match limit {
+                            ShardLimit::Requests => Problem::TooManyRequests {
+                                max: self.limits.max_requests,
+                            },
+                            ShardLimit::Inputs => Problem::TooManyInputs {
+                                max: self.limits.max_inputs,
+                            },
+                            _ => Problem::TooManyBytes {
                                 max: self.limits.max_bytes,
                             },
-                        ));
+                        };
+                        return Err(InputError::new(&self.source, line, "", problem));
                     }
                 }
             }
         };
-        Ok(self.place(&req.custom_id, line, bytes, new_shard))
+        let inputs = self.encoder.inputs();
+        Ok(self.place(&req.custom_id, line, bytes, inputs, new_shard))
     }
 
-    fn place(&mut self, custom_id: &str, line: u64, line_bytes: u64, new_shard: bool) -> Placement {
+    /// Records a request written to the current shard, which now holds
+    /// `shard_inputs` embedding inputs in all.
+    fn place(
+        &mut self,
+        custom_id: &str,
+        line: u64,
+        line_bytes: u64,
+        shard_inputs: u64,
+        new_shard: bool,
+    ) -> Placement {
         let index = self.ends.len() as u64;
         if new_shard {
             let next = u32::try_from(self.shards.len()).unwrap_or(u32::MAX);
@@ -173,11 +217,13 @@ impl PlanBuilder {
                 start: index,
                 requests: 0,
                 bytes: 0,
+                inputs: 0,
             });
         }
         let shard = self.shards.last_mut().expect("a shard was just ensured");
         shard.requests += 1;
         shard.bytes += line_bytes;
+        shard.inputs = shard_inputs;
         self.ids.push_str(custom_id);
         self.ends.push(self.ids.len() as u64);
         self.lines.push(line);
@@ -445,13 +491,88 @@ mod tests {
                 index: 1,
                 start: 3,
                 requests: 2,
-                bytes: 2 * small
+                bytes: 2 * small,
+                inputs: 0
             }
         );
         assert_eq!(plan.shards()[2].bytes, big + small);
         assert_eq!(plan.index_of("id-4"), Some(4));
         assert_eq!(plan.index_of("id-9"), None);
         assert_eq!(plan.custom_id(6), "id-6");
+    }
+
+    fn embed(id: &str, input: serde_json::Value) -> BatchRequest {
+        let line = serde_json::json!({
+            "custom_id": id,
+            "url": "/v1/embeddings",
+            "body": {"model": "e", "input": input}
+        })
+        .to_string();
+        BatchRequest::parse_line("in.jsonl", 1, line.as_bytes()).expect("valid line")
+    }
+
+    fn embeddings_builder(limits: ShardLimits) -> PlanBuilder {
+        PlanBuilder::new("job", Endpoint::Embeddings, limits, "in.jsonl")
+    }
+
+    #[test]
+    fn embeddings_are_sharded_by_inputs() {
+        use serde_json::json;
+        let mut b = embeddings_builder(ShardLimits::new(100, 1 << 20).with_max_inputs(5));
+        let mut line = Vec::new();
+        let inputs = [
+            json!(["a", "b"]),         // 2
+            json!([1, 2, 3, 4, 5, 6]), // a token array: 1
+            json!("c"),                // 1 -> 4
+            json!([[1], [2]]),         // 2: over 5, a new shard
+            json!(["d", "e", "f"]),    // 3 -> 5
+            json!("g"),                // a new shard
+        ];
+        let mut placed = Vec::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let p = b
+                .push(i as u64 + 1, &embed(&format!("e{i}"), input), &mut line)
+                .expect("push");
+            placed.push(p.shard);
+        }
+        assert_eq!(placed, vec![0, 0, 0, 1, 1, 2]);
+        let plan = b.finish().expect("plan");
+        let per_shard: Vec<(u64, u64)> = plan
+            .shards()
+            .iter()
+            .map(|s| (s.requests, s.inputs))
+            .collect();
+        assert_eq!(per_shard, vec![(3, 4), (2, 5), (1, 1)]);
+    }
+
+    #[test]
+    fn the_default_plan_keeps_embedding_batches_at_fifty_thousand_inputs() {
+        let texts = serde_json::Value::Array(vec![serde_json::json!("t"); 20_000]);
+        let mut b = embeddings_builder(ShardLimits::default());
+        let mut line = Vec::new();
+        for i in 0..5u64 {
+            b.push(i + 1, &embed(&format!("e{i}"), texts.clone()), &mut line)
+                .expect("push");
+        }
+        let plan = b.finish().expect("plan");
+        let inputs: Vec<u64> = plan.shards().iter().map(|s| s.inputs).collect();
+        assert_eq!(inputs, vec![40_000, 40_000, 20_000]);
+    }
+
+    #[test]
+    fn an_embeddings_request_over_the_limit_alone_is_named() {
+        let mut b = embeddings_builder(ShardLimits::new(100, 1 << 20).with_max_inputs(3));
+        let mut line = Vec::new();
+        let err = b
+            .push(
+                9,
+                &embed("big", serde_json::json!(["a", "b", "c", "d"])),
+                &mut line,
+            )
+            .expect_err("over the limit");
+        assert_eq!(err.line, 9);
+        assert_eq!(err.field, "body.input");
+        assert_eq!(err.problem, Problem::InputsOverLimit { inputs: 4, max: 3 });
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiBase, BatchStatus, Outgoing, RequestCounts};
+use crate::api::{ApiBase, BatchStatus, CompletionWindow, Outgoing, RequestCounts};
 use crate::job::checkpoint::Checkpoint;
 use crate::results::ResultRecord;
 use crate::retry::RetryPolicy;
@@ -35,10 +35,20 @@ pub struct JobConfig {
     pub max_line_bytes: usize,
     /// The largest JSON response body buffered (default 8 MiB).
     pub max_json_body: usize,
-    /// User metadata stamped on every batch (at most 13 pairs: the job uses three keys).
+    /// User metadata stamped on every batch (at most 13 pairs: the job uses three keys;
+    /// see [`JobConfig::validate_settings`]).
     pub metadata: BTreeMap<String, String>,
     /// Expire output and error files this many seconds after creation (3600..=2592000).
     pub output_expires_after: Option<u64>,
+    /// Expire each uploaded input file this many seconds after its upload
+    /// (3600..=2592000; sent as `expires_after` with anchor `created_at`).
+    /// `None` keeps the provider's default: OpenAI expires batch files
+    /// after 30 days, while Azure OpenAI keeps them and caps how many such
+    /// files may exist (500), so set it there.
+    pub file_expires_after: Option<u64>,
+    /// The completion window of every batch (default `24h`, the only window
+    /// OpenAI accepts today; other providers allow longer ones).
+    pub completion_window: CompletionWindow,
     /// The wait before a batch refused for the enqueued-token limit
     /// (`token_limit_exceeded`) is created again; doubles per refusal, capped at 30 min.
     pub requeue_delay: Duration,
@@ -64,6 +74,8 @@ impl JobConfig {
             max_json_body: 8 * 1024 * 1024,
             metadata: BTreeMap::new(),
             output_expires_after: None,
+            file_expires_after: None,
+            completion_window: CompletionWindow::default(),
             requeue_delay: Duration::from_secs(60),
             max_requeues: 48,
             stop_after: StopAfter::Finished,
@@ -309,10 +321,35 @@ pub struct JobResult {
     pub index: u64,
     /// The shard it went in.
     pub shard: u32,
+    /// The batch the outcome belongs to: the one whose output or error file
+    /// held its result line, or, for an outcome the job made up
+    /// (`missing_result`, `timed_out`, ...), the shard's batch. `None` when
+    /// the shard never got a batch (`upload_failed`, `job_cancelled` before
+    /// creation, ...).
+    pub batch_id: Option<String>,
     /// Its `custom_id`.
     pub custom_id: String,
     /// What became of it.
     pub outcome: JobOutcome,
+    /// The server's result line behind a [`JobOutcome::NotProcessed`] that
+    /// came from one (the `batch_expired` or `batch_cancelled` lines of an
+    /// expired or cancelled batch), kept for its `id` and `error`. `None`
+    /// otherwise: a succeeded or failed outcome holds its line itself. Use
+    /// [`result_line`](Self::result_line) for the line of any outcome.
+    pub server_line: Option<Box<ResultRecord>>,
+}
+
+impl JobResult {
+    /// The server's result line this outcome came from, if it came from one:
+    /// the record of a succeeded or failed outcome, or the
+    /// [`server_line`](Self::server_line) of a not-processed one. Its
+    /// [`id`](ResultRecord::id) is the line's `batch_req_...` id.
+    pub fn result_line(&self) -> Option<&ResultRecord> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) | JobOutcome::Failed(rec) => Some(rec),
+            JobOutcome::NotProcessed(_) => self.server_line.as_deref(),
+        }
+    }
 }
 
 /// What became of one request. Every request ends in exactly one of these.

@@ -4,8 +4,9 @@
 //! - [`encode_line`] appends one line to a caller-owned buffer. It checks
 //!   nothing; it is the byte format.
 //! - [`ShardEncoder`] checks each request against the batch (unique
-//!   `custom_id`, one endpoint, one model, the file limits) and writes it only
-//!   if it passes. When a shard file is full it says so with
+//!   `custom_id`, one endpoint, one model, the file limits, and for
+//!   `/v1/embeddings` the limit of inputs per batch) and writes it only if it
+//!   passes. When a shard file is full it says so with
 //!   [`Push::Full`], distinct from an input error, so a caller can start the
 //!   next shard and push the same request again.
 //! - [`validate_all`] runs the same checks over a whole input without writing
@@ -126,6 +127,46 @@ impl serde_json::ser::Formatter for LineFormatter {
     }
 }
 
+/// How many embedding inputs `req` carries, as the API counts them against
+/// its limit per batch ([`EncodeConfig::MAX_EMBEDDING_INPUTS`]).
+///
+/// An embeddings request's `input` is a string (one input), an array of
+/// strings (one per element), a token array (an array of integers: one
+/// input) or an array of token arrays (one per element); see "Create
+/// embeddings" in OpenAI's API reference
+/// (<https://platform.openai.com/docs/api-reference/embeddings/create>). Any
+/// other array counts one input per element, any other value one input, and
+/// a missing or null `input` none (the server rejects those lines itself).
+///
+/// ```
+/// use batch_core::Endpoint;
+/// use batch_core::input::BatchRequest;
+/// use batch_core::jsonl::embedding_inputs;
+/// use serde_json::json;
+///
+/// let count = |input: serde_json::Value| {
+///     let body = json!({"model": "m", "input": input}).as_object().cloned().unwrap_or_default();
+///     embedding_inputs(&BatchRequest::new("a", Endpoint::Embeddings, body))
+/// };
+/// assert_eq!(count(json!("hi")), 1);
+/// assert_eq!(count(json!(["a", "b", "c"])), 3);
+/// assert_eq!(count(json!([101, 7, 42])), 1);
+/// assert_eq!(count(json!([[101, 7], [42]])), 2);
+/// ```
+pub fn embedding_inputs(req: &BatchRequest) -> u64 {
+    match req.body.get("input") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Array(items)) => {
+            if !items.is_empty() && items.iter().all(Value::is_number) {
+                1
+            } else {
+                items.len() as u64
+            }
+        }
+        Some(_) => 1,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Configuration
 
@@ -142,6 +183,10 @@ pub struct EncodeConfig {
     /// The most bytes per file, newlines included. Default
     /// [`EncodeConfig::MAX_BYTES`].
     pub max_bytes: u64,
+    /// The most embedding inputs per file (see [`embedding_inputs`]),
+    /// counted only when `endpoint` is `/v1/embeddings`. Default
+    /// [`EncodeConfig::MAX_EMBEDDING_INPUTS`].
+    pub max_inputs: u64,
 }
 
 impl EncodeConfig {
@@ -157,6 +202,11 @@ impl EncodeConfig {
     /// 200,000,000.
     pub const MAX_BYTES: u64 = 200 * 1024 * 1024;
 
+    /// The API's limit of embedding inputs in one `/v1/embeddings` batch,
+    /// over all its requests: 50,000 (spec summary §4, `endpoint`; "Batch
+    /// API" in OpenAI's API reference).
+    pub const MAX_EMBEDDING_INPUTS: u64 = 50_000;
+
     /// The API's limits for `endpoint`, with errors naming `source`.
     pub fn new(source: impl Into<String>, endpoint: Endpoint) -> Self {
         EncodeConfig {
@@ -164,6 +214,7 @@ impl EncodeConfig {
             endpoint,
             max_requests: Self::MAX_REQUESTS,
             max_bytes: Self::MAX_BYTES,
+            max_inputs: Self::MAX_EMBEDDING_INPUTS,
         }
     }
 
@@ -177,6 +228,19 @@ impl EncodeConfig {
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
+    }
+
+    /// Sets the most embedding inputs per file (only counted for
+    /// `/v1/embeddings`).
+    pub fn max_inputs(mut self, max_inputs: u64) -> Self {
+        self.max_inputs = max_inputs;
+        self
+    }
+
+    /// Whether this batch counts embedding inputs: its endpoint is
+    /// `/v1/embeddings`.
+    pub fn counts_inputs(&self) -> bool {
+        self.endpoint == Endpoint::Embeddings
     }
 }
 
@@ -211,6 +275,8 @@ pub enum ShardLimit {
     Requests,
     /// [`EncodeConfig::max_bytes`].
     Bytes,
+    /// [`EncodeConfig::max_inputs`] (`/v1/embeddings` only).
+    Inputs,
 }
 
 /// The size of a finished shard.
@@ -220,6 +286,8 @@ pub struct ShardTotals {
     pub lines: u64,
     /// Bytes written, newlines included.
     pub bytes: u64,
+    /// Embedding inputs written (0 unless the endpoint is `/v1/embeddings`).
+    pub inputs: u64,
 }
 
 /// An error from [`ShardEncoder::try_push_to`].
@@ -249,13 +317,17 @@ pub enum PushError {
 ///    ([`Problem::Missing`]), empty, not a string, or different from the
 ///    first model seen ([`Problem::MixedModels`]);
 /// 4. the file limits: a request that would take the current shard past
-///    [`max_requests`](EncodeConfig::max_requests) or
-///    [`max_bytes`](EncodeConfig::max_bytes) is not written. `try_push`
-///    reports it as [`Push::Full`]; [`push`](ShardEncoder::push) as
-///    [`Problem::TooManyRequests`] or [`Problem::TooManyBytes`]. A line
-///    longer than `max_bytes` on its own (or any line, when `max_requests`
-///    is 0) can never be written, and is an error from both, whatever the
-///    shard holds.
+///    [`max_requests`](EncodeConfig::max_requests),
+///    [`max_bytes`](EncodeConfig::max_bytes) or, for `/v1/embeddings`,
+///    [`max_inputs`](EncodeConfig::max_inputs) (counted by
+///    [`embedding_inputs`]) is not written. `try_push` reports it as
+///    [`Push::Full`]; [`push`](ShardEncoder::push) as
+///    [`Problem::TooManyRequests`], [`Problem::TooManyBytes`] or
+///    [`Problem::TooManyInputs`]. A line longer than `max_bytes` on its own
+///    (or any line, when `max_requests` is 0) can never be written, and is
+///    an error from both, whatever the shard holds; so is an embeddings
+///    request with more inputs than `max_inputs` on its own
+///    ([`Problem::InputsOverLimit`], field `body.input`).
 ///
 /// On any error or `Full`, the output is unchanged and the encoder's state
 /// is as before the call. `custom_id`s and the model are tracked across
@@ -287,9 +359,10 @@ pub struct ShardEncoder {
     seen: HashMap<String, u64>,
     /// The first model seen.
     model: Option<String>,
-    /// Lines and bytes in the current shard.
+    /// Lines, bytes and embedding inputs in the current shard.
     lines: u64,
     bytes: u64,
+    inputs: u64,
     /// Holds a line for [`ShardEncoder::try_push_to`] before it is written.
     scratch: Vec<u8>,
 }
@@ -303,6 +376,7 @@ impl ShardEncoder {
             model: None,
             lines: 0,
             bytes: 0,
+            inputs: 0,
             scratch: Vec::new(),
         }
     }
@@ -329,13 +403,14 @@ impl ShardEncoder {
         let start = out.len();
         encode_line(req, out);
         let len = (out.len() - start) as u64;
-        let decision = self.decide(line, req, len);
+        let inputs = self.inputs_of(req);
+        let decision = self.decide(line, req, len, inputs);
         if !matches!(decision, Ok(None)) {
             out.truncate(start);
         }
         Ok(match decision? {
             Some(limit) => Push::Full(limit),
-            None => self.record(line, req, len),
+            None => self.record(line, req, len, inputs),
         })
     }
 
@@ -347,9 +422,9 @@ impl ShardEncoder {
     /// # Errors
     ///
     /// An [`InputError`] for a request that breaks a rule of the batch,
-    /// including [`Problem::TooManyRequests`] and [`Problem::TooManyBytes`]
-    /// (with no field) for the request that would cross a limit. `out` is
-    /// then unchanged.
+    /// including [`Problem::TooManyRequests`], [`Problem::TooManyBytes`] and
+    /// [`Problem::TooManyInputs`] (with no field) for the request that would
+    /// cross a limit. `out` is then unchanged.
     pub fn push(
         &mut self,
         line: u64,
@@ -394,11 +469,12 @@ impl ShardEncoder {
     ) -> Result<Push, PushError> {
         encode_line(req, scratch);
         let len = scratch.len() as u64;
-        if let Some(limit) = self.decide(line, req, len)? {
+        let inputs = self.inputs_of(req);
+        if let Some(limit) = self.decide(line, req, len, inputs)? {
             return Ok(Push::Full(limit));
         }
         w.write_all(scratch)?;
-        Ok(self.record(line, req, len))
+        Ok(self.record(line, req, len, inputs))
     }
 
     /// Ends the current shard and starts an empty one. Returns the finished
@@ -410,9 +486,11 @@ impl ShardEncoder {
         let totals = ShardTotals {
             lines: self.lines,
             bytes: self.bytes,
+            inputs: self.inputs,
         };
         self.lines = 0;
         self.bytes = 0;
+        self.inputs = 0;
         totals
     }
 
@@ -426,6 +504,12 @@ impl ShardEncoder {
         self.bytes
     }
 
+    /// Embedding inputs written to the current shard (0 unless the endpoint
+    /// is `/v1/embeddings`).
+    pub fn inputs(&self) -> u64 {
+        self.inputs
+    }
+
     /// How many more requests the current shard can take.
     pub fn remaining_requests(&self) -> u64 {
         self.cfg.max_requests.saturating_sub(self.lines)
@@ -436,10 +520,32 @@ impl ShardEncoder {
         self.cfg.max_bytes.saturating_sub(self.bytes)
     }
 
+    /// How many more embedding inputs the current shard can take
+    /// (`/v1/embeddings` only; other endpoints are not limited by inputs).
+    pub fn remaining_inputs(&self) -> u64 {
+        if self.cfg.counts_inputs() {
+            self.cfg.max_inputs.saturating_sub(self.inputs)
+        } else {
+            u64::MAX
+        }
+    }
+
     /// Whether `req` would fit in the current shard by the limits alone. Its
     /// other checks are not run. Encodes `req` to measure it.
     pub fn would_fit(&self, req: &BatchRequest) -> bool {
-        self.remaining_requests() > 0 && encoded_len(req) <= self.remaining_bytes()
+        self.remaining_requests() > 0
+            && encoded_len(req) <= self.remaining_bytes()
+            && self.inputs_of(req) <= self.remaining_inputs()
+    }
+
+    /// The inputs `req` counts against the batch's limit: its
+    /// [`embedding_inputs`] for `/v1/embeddings`, else 0.
+    fn inputs_of(&self, req: &BatchRequest) -> u64 {
+        if self.cfg.counts_inputs() {
+            embedding_inputs(req)
+        } else {
+            0
+        }
     }
 
     /// The model of the requests so far (the first one seen), if any.
@@ -451,23 +557,25 @@ impl ShardEncoder {
     /// would, without writing it anywhere.
     fn admit(&mut self, line: u64, req: &BatchRequest) -> Result<Push, InputError> {
         let len = encoded_len(req);
-        Ok(match self.decide(line, req, len)? {
+        let inputs = self.inputs_of(req);
+        Ok(match self.decide(line, req, len, inputs)? {
             Some(limit) => Push::Full(limit),
-            None => self.record(line, req, len),
+            None => self.record(line, req, len, inputs),
         })
     }
 
-    /// Whether `req`, encoded in `len` bytes, goes into the current shard:
-    /// `None` if it does, the limit it reaches if the shard is full, an error
-    /// if it breaks a rule.
+    /// Whether `req`, encoded in `len` bytes and holding `inputs` embedding
+    /// inputs, goes into the current shard: `None` if it does, the limit it
+    /// reaches if the shard is full, an error if it breaks a rule.
     fn decide(
         &self,
         line: u64,
         req: &BatchRequest,
         len: u64,
+        inputs: u64,
     ) -> Result<Option<ShardLimit>, InputError> {
         self.check(line, req)?;
-        self.room(line, len)
+        self.room(line, len, inputs)
     }
 
     /// The rules that hold whatever the shard: `custom_id`, `url`, model.
@@ -513,32 +621,48 @@ impl ShardEncoder {
         }
     }
 
-    /// Whether a line of `len` bytes fits in the current shard: `None` if it
-    /// does, the limit it reaches if not. An error if it could not fit even
-    /// in an empty shard, so `Full` always means the next shard will take it.
-    fn room(&self, line: u64, len: u64) -> Result<Option<ShardLimit>, InputError> {
+    /// Whether a line of `len` bytes with `inputs` embedding inputs fits in
+    /// the current shard: `None` if it does, the limit it reaches if not. An
+    /// error if it could not fit even in an empty shard, so `Full` always
+    /// means the next shard will take it.
+    fn room(&self, line: u64, len: u64, inputs: u64) -> Result<Option<ShardLimit>, InputError> {
         if self.cfg.max_requests == 0 {
             return Err(self.limit_error(line, ShardLimit::Requests));
         }
         if len > self.cfg.max_bytes {
             return Err(self.limit_error(line, ShardLimit::Bytes));
         }
+        let counts_inputs = self.cfg.counts_inputs();
+        if counts_inputs && inputs > self.cfg.max_inputs {
+            return Err(InputError::new(
+                &self.cfg.source,
+                line,
+                "body.input",
+                Problem::InputsOverLimit {
+                    inputs,
+                    max: self.cfg.max_inputs,
+                },
+            ));
+        }
         Ok(if self.lines >= self.cfg.max_requests {
             Some(ShardLimit::Requests)
         } else if self.bytes.saturating_add(len) > self.cfg.max_bytes {
             Some(ShardLimit::Bytes)
+        } else if counts_inputs && self.inputs.saturating_add(inputs) > self.cfg.max_inputs {
+            Some(ShardLimit::Inputs)
         } else {
             None
         })
     }
 
-    fn record(&mut self, line: u64, req: &BatchRequest, len: u64) -> Push {
+    fn record(&mut self, line: u64, req: &BatchRequest, len: u64, inputs: u64) -> Push {
         self.seen.insert(req.custom_id.clone(), line);
         if self.model.is_none() {
             self.model = req.model().map(str::to_owned);
         }
         self.lines += 1;
         self.bytes += len;
+        self.inputs += inputs;
         Push::Written { bytes: len }
     }
 
@@ -549,6 +673,9 @@ impl ShardEncoder {
             },
             ShardLimit::Bytes => Problem::TooManyBytes {
                 max: self.cfg.max_bytes,
+            },
+            ShardLimit::Inputs => Problem::TooManyInputs {
+                max: self.cfg.max_inputs,
             },
         };
         InputError::new(&self.cfg.source, line, "", problem)
@@ -570,6 +697,8 @@ pub struct ValidationReport {
     pub requests: u64,
     /// Their encoded size, newlines included.
     pub bytes: u64,
+    /// Their embedding inputs (0 unless the endpoint is `/v1/embeddings`).
+    pub inputs: u64,
     /// How many shard files they need under the configured limits.
     pub shards: u64,
 }
@@ -629,7 +758,7 @@ where
                     Ok(Push::Full(_)) => {
                         // `Full` only comes from a non-empty shard, so the retry
                         // into an empty one cannot be `Full` again.
-                        enc.finish_shard();
+                        report.inputs += enc.finish_shard().inputs;
                         report.shards += 1;
                     }
                     other => break other,
@@ -653,6 +782,7 @@ where
     if enc.lines() > 0 {
         report.shards += 1;
     }
+    report.inputs += enc.inputs();
     report
 }
 
@@ -922,7 +1052,8 @@ mod tests {
             enc.finish_shard(),
             ShardTotals {
                 lines: 2,
-                bytes: before.len() as u64
+                bytes: before.len() as u64,
+                inputs: 0
             }
         );
         let mut next = Vec::new();
@@ -1101,6 +1232,159 @@ mod tests {
         assert_eq!(report.errors[1].line, 2);
         assert_eq!(report.error_count, 5);
         assert_eq!((report.requests, report.shards), (0, 0));
+    }
+
+    fn embed(id: &str, input: Value) -> BatchRequest {
+        req(
+            id,
+            Endpoint::Embeddings,
+            json!({"model": "e", "input": input}),
+        )
+    }
+
+    #[test]
+    fn embedding_inputs_count_strings_arrays_and_token_arrays() {
+        assert_eq!(embedding_inputs(&embed("a", json!("one text"))), 1);
+        assert_eq!(embedding_inputs(&embed("a", json!(["x", "y", "z"]))), 3);
+        // A single token array is one input, however many tokens it has.
+        assert_eq!(embedding_inputs(&embed("a", json!([1, 2, 3, 4, 5]))), 1);
+        // An array of token arrays is one input per array.
+        assert_eq!(embedding_inputs(&embed("a", json!([[1, 2], [3], [4]]))), 3);
+        assert_eq!(embedding_inputs(&embed("a", json!([]))), 0);
+        assert_eq!(embedding_inputs(&embed("a", Value::Null)), 0);
+        let no_input = req("a", Endpoint::Embeddings, json!({"model": "e"}));
+        assert_eq!(embedding_inputs(&no_input), 0);
+    }
+
+    #[test]
+    fn embedding_inputs_fill_a_shard_before_requests_or_bytes_do() {
+        let cfg = EncodeConfig::new(SRC, Endpoint::Embeddings).max_inputs(5);
+        let mut enc = ShardEncoder::new(cfg);
+        let mut out = Vec::new();
+        let _ = written(
+            enc.try_push(1, &embed("a", json!(["1", "2", "3"])), &mut out)
+                .expect("3"),
+        );
+        let _ = written(
+            enc.try_push(2, &embed("b", json!([7, 8, 9, 10])), &mut out)
+                .expect("1"),
+        );
+        assert_eq!(enc.inputs(), 4);
+        assert_eq!(enc.remaining_inputs(), 1);
+        let two = embed("c", json!([[1], [2]]));
+        assert!(!enc.would_fit(&two));
+        let before = out.clone();
+        assert_eq!(
+            enc.try_push(3, &two, &mut out),
+            Ok(Push::Full(ShardLimit::Inputs))
+        );
+        assert_eq!(out, before);
+        assert_eq!(
+            enc.push(3, &two, &mut out),
+            Err(err(3, "", Problem::TooManyInputs { max: 5 }))
+        );
+        assert_eq!(enc.finish_shard().inputs, 4);
+        let _ = written(enc.try_push(3, &two, &mut Vec::new()).expect("next shard"));
+        assert_eq!(enc.inputs(), 2);
+    }
+
+    #[test]
+    fn exactly_the_input_limit_fits() {
+        let cfg = EncodeConfig::new(SRC, Endpoint::Embeddings).max_inputs(3);
+        let mut enc = ShardEncoder::new(cfg);
+        let mut out = Vec::new();
+        let _ = written(
+            enc.try_push(1, &embed("a", json!(["1", "2"])), &mut out)
+                .expect("2"),
+        );
+        let _ = written(
+            enc.try_push(2, &embed("b", json!("3")), &mut out)
+                .expect("3"),
+        );
+        assert_eq!(enc.remaining_inputs(), 0);
+    }
+
+    #[test]
+    fn one_request_over_the_input_limit_is_named() {
+        let cfg = EncodeConfig::new(SRC, Endpoint::Embeddings).max_inputs(2);
+        let mut enc = ShardEncoder::new(cfg);
+        let mut out = Vec::new();
+        let _ = written(
+            enc.try_push(1, &embed("a", json!("x")), &mut out)
+                .expect("fits"),
+        );
+        // Whatever the shard holds, three inputs can never fit in one batch.
+        let e = rejected(&mut enc, 4, &embed("b", json!(["x", "y", "z"])), &mut out);
+        assert_eq!(
+            e,
+            err(
+                4,
+                "body.input",
+                Problem::InputsOverLimit { inputs: 3, max: 2 }
+            )
+        );
+        assert_eq!(
+            e.to_string(),
+            "in.jsonl:4: field `body.input`: holds 3 embedding inputs, more than the 2 one batch may hold"
+        );
+    }
+
+    #[test]
+    fn the_default_input_limit_is_fifty_thousand_and_only_for_embeddings() {
+        let cfg = EncodeConfig::new(SRC, Endpoint::Embeddings);
+        assert_eq!(cfg.max_inputs, 50_000);
+        let many: Vec<Value> = (0..20_000).map(|_| json!("t")).collect();
+        let mut enc = ShardEncoder::new(cfg);
+        let mut out = Vec::new();
+        let _ = written(
+            enc.try_push(1, &embed("a", json!(many)), &mut out)
+                .expect("20k"),
+        );
+        let _ = written(
+            enc.try_push(2, &embed("b", json!(many)), &mut out)
+                .expect("40k"),
+        );
+        assert_eq!(
+            enc.try_push(3, &embed("c", json!(many)), &mut out),
+            Ok(Push::Full(ShardLimit::Inputs))
+        );
+        // Other endpoints do not count inputs, whatever their bodies hold.
+        let mut chat_enc =
+            ShardEncoder::new(EncodeConfig::new(SRC, Endpoint::ChatCompletions).max_inputs(1));
+        let r = req(
+            "a",
+            Endpoint::ChatCompletions,
+            json!({"model": "m", "messages": [], "input": ["x", "y"]}),
+        );
+        let _ = written(
+            chat_enc
+                .try_push(1, &r, &mut Vec::new())
+                .expect("not counted"),
+        );
+        assert_eq!(chat_enc.inputs(), 0);
+        assert_eq!(chat_enc.remaining_inputs(), u64::MAX);
+    }
+
+    #[test]
+    fn validate_all_counts_shards_by_inputs() {
+        let cfg = EncodeConfig::new(SRC, Endpoint::Embeddings).max_inputs(4);
+        let lines = vec![
+            (1, Ok(embed("a", json!(["1", "2", "3"])))),
+            (2, Ok(embed("b", json!(["1", "2"])))),
+            (3, Ok(embed("c", json!(["1", "2", "3", "4", "5"])))),
+            (4, Ok(embed("d", json!([5, 6, 7])))),
+        ];
+        let report = validate_all(&cfg, lines, 10);
+        assert_eq!(
+            report.errors,
+            vec![err(
+                3,
+                "body.input",
+                Problem::InputsOverLimit { inputs: 5, max: 4 }
+            )]
+        );
+        // a | b, d
+        assert_eq!((report.requests, report.inputs, report.shards), (3, 6, 2));
     }
 
     #[test]
