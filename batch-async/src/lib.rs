@@ -37,7 +37,8 @@ mod convert;
 mod error;
 mod run;
 
-pub use client::{Client, ClientConfig};
+pub use batch_core::job::ClientConfig;
+pub use client::Client;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use run::run;

@@ -17,7 +17,7 @@ use batch_core::api::{ApiBase, ApiConfig, Batch, List, ShardRef};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, Checkpoint, Job, JobConfig, JobEndError, JobEvent, JobIo, JobOutcome,
-    JobResult, JobSummary, ShardLimits,
+    JobResult, JobStatus, JobSummary, ShardLimits,
 };
 use batch_core::results::Outcome;
 use batch_emulator::{Counters, Emulator, EmulatorHandle, FaultConfig, Timings};
@@ -162,7 +162,7 @@ pub trait Transport: Sync {
         requests: &[BatchRequest],
         opts: &BatchOptions,
     ) -> Result<BatchJob, Fail>;
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail>;
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail>;
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Fail>;
     fn stream_results(
         &self,
@@ -242,7 +242,7 @@ impl Transport for Blocking {
             .submit_requests(requests, opts)
             .map_err(fail_blocking)
     }
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail> {
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail> {
         self.client.poll_status(job).map_err(fail_blocking)
     }
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Fail> {
@@ -331,7 +331,7 @@ impl Transport for Async {
             .block_on(self.client.submit_requests(requests, opts))
             .map_err(fail_async)
     }
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail> {
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail> {
         self.rt
             .block_on(self.client.poll_status(job))
             .map_err(fail_async)
