@@ -6,8 +6,8 @@
 use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
-    BatchJob, BatchOptions, ClientConfig, Job, JobError, JobEvent, JobOp, JobResult, JobStatus,
-    JobSummary, api_config_from_env,
+    BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
+    JobResult, JobStatus, JobSummary, api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -18,7 +18,7 @@ use crate::run::run;
 #[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    api: ApiBase,
+    settings: ClientSettings,
 }
 
 impl Client {
@@ -39,7 +39,7 @@ impl Client {
             .into();
         Ok(Client {
             agent,
-            api: ApiBase::new(&config.api).map_err(|e| Error::Setup(e.to_string()))?,
+            settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
         })
     }
 
@@ -59,7 +59,7 @@ impl Client {
 
     /// The API settings, checked.
     pub fn api(&self) -> &ApiBase {
-        &self.api
+        &self.settings.api
     }
 
     /// Runs `job` to its end on the system clock. See [`run`].
@@ -203,7 +203,7 @@ impl Client {
     /// a non-2xx answer.
     pub fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Error> {
         let request = api::list_batches(
-            &self.api,
+            &self.settings.api,
             &ListBatches {
                 after: after.map(str::to_owned),
                 limit,
@@ -277,7 +277,7 @@ impl Client {
         on_result: Option<&mut dyn FnMut(JobResult)>,
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
-        let mut job = handle.begin(op, self.api.clone(), clock.now())?;
+        let mut job = handle.begin(op, &self.settings, clock.now())?;
         let replay = on_result.is_some();
         let mut sink = on_result;
         let mut io = handle.io(

@@ -23,6 +23,7 @@ use crate::job::types::{
 use crate::job::{Job, JobIo, ResumeError};
 #[cfg(doc)]
 use crate::job::{JobOp, NotProcessed};
+use crate::retry::RetryPolicy;
 use crate::time::UnixMillis;
 
 /// Options of a job built from items (the seed's `opts`).
@@ -256,7 +257,22 @@ impl BatchJob {
     /// # Errors
     /// Fails only if the checkpoint does not belong to this plan (a bug).
     pub fn job(&self, api: ApiBase, stop: StopAfter, now: UnixMillis) -> Result<Job, ResumeError> {
+        self.job_with(api, RetryPolicy::default(), stop, now)
+    }
+
+    /// As [`job`](Self::job), retrying transient failures with `retry`.
+    ///
+    /// # Errors
+    /// As `job`.
+    pub fn job_with(
+        &self,
+        api: ApiBase,
+        retry: RetryPolicy,
+        stop: StopAfter,
+        now: UnixMillis,
+    ) -> Result<Job, ResumeError> {
         let mut cfg = JobConfig::new(api);
+        cfg.retry = retry;
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
         cfg.on_timeout = if self.options.cancel_on_timeout {

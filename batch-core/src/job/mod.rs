@@ -45,7 +45,7 @@ pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use ops::{JobOp, JobStatus};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
-pub use settings::{ClientConfig, ManualClock};
+pub use settings::{ClientConfig, ClientSettings, ManualClock};
 pub use types::{
     ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
     OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,

@@ -11,9 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiBase, BatchStatus, RequestCounts};
+use crate::api::{BatchStatus, RequestCounts};
 use crate::error::ClientError;
 use crate::job::memory::{BatchJob, JobEndError};
+use crate::job::settings::ClientSettings;
 use crate::job::types::{JobOutcome, JobResult, JobSummary, ShardEnd, ShardSummary, StopAfter};
 use crate::job::{Job, JobError};
 use crate::time::UnixMillis;
@@ -133,13 +134,20 @@ impl BatchJob {
     ///
     /// # Errors
     /// Fails only if the checkpoint does not belong to this plan (a bug).
-    pub fn begin(&self, op: JobOp, api: ApiBase, now: UnixMillis) -> Result<Job, ClientError> {
+    pub fn begin(
+        &self,
+        op: JobOp,
+        config: &ClientSettings,
+        now: UnixMillis,
+    ) -> Result<Job, ClientError> {
         let stop = match op {
             JobOp::Submit => StopAfter::Submitted,
             JobOp::Poll => StopAfter::Polled,
             JobOp::Collect | JobOp::Cancel => StopAfter::Finished,
         };
-        let mut job = self.job(api, stop, now).map_err(JobError::from)?;
+        let mut job = self
+            .job_with(config.api.clone(), config.retry.clone(), stop, now)
+            .map_err(JobError::from)?;
         if op == JobOp::Cancel {
             job.cancel(now);
         }

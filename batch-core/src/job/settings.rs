@@ -4,7 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::api::ApiConfig;
+use crate::api::{ApiBase, ApiConfig, ConfigError};
+use crate::retry::RetryPolicy;
 use crate::time::UnixMillis;
 
 /// How a client connects (`batch_blocking::ClientConfig` and
@@ -18,6 +19,35 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// One read or write may stall this long (default 5 min).
     pub io_timeout: Duration,
+    /// How transient failures (429, 5xx, a refused connection) are retried
+    /// before an operation gives up (default: 1 s doubling to 2 min, 12
+    /// attempts).
+    pub retry: RetryPolicy,
+}
+
+/// What a client's operations need from its configuration, checked: the
+/// API settings and the retry policy. Transports build it once in
+/// `Client::new` and hand it to [`BatchJob::begin`](super::BatchJob::begin).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// Base URL, key, organization and project, checked.
+    pub api: ApiBase,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+}
+
+impl ClientSettings {
+    /// The settings of `config`.
+    ///
+    /// # Errors
+    /// Fails if the base URL is not usable.
+    pub fn new(config: &ClientConfig) -> Result<ClientSettings, ConfigError> {
+        Ok(ClientSettings {
+            api: ApiBase::new(&config.api)?,
+            retry: config.retry.clone(),
+        })
+    }
 }
 
 impl ClientConfig {
@@ -27,6 +57,7 @@ impl ClientConfig {
             api,
             connect_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
         }
     }
 }
