@@ -408,7 +408,7 @@ proptest! {
         let [b, a] = both(&Setup::default(), |t, emu| {
             sequence(t, emu, &items, &steps, max_wait)
         });
-        prop_assert!(b.is_ok(), "{}", b.unwrap_err());
-        prop_assert!(a.is_ok(), "{}", a.unwrap_err());
+        prop_assert_eq!(b, Ok(()));
+        prop_assert_eq!(a, Ok(()));
     }
 }
