@@ -218,6 +218,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_error_names_the_os_error_and_the_input_line() {
+        let e = ClientError::from(std::io::Error::from_raw_os_error(28));
+        assert!(
+            e.to_string()
+                .starts_with("writing results or checkpoint failed: "),
+            "{e}"
+        );
+        assert!(e.to_string().contains("os error 28"), "{e}");
+        let e = ClientError::from(InputError::new(
+            "items",
+            3,
+            "custom_id",
+            Problem::Duplicate {
+                value: "a".into(),
+                first_line: 1,
+            },
+        ));
+        assert_eq!(
+            e.to_string(),
+            "items:3: field `custom_id`: duplicate value \"a\", first used on line 1"
+        );
+    }
+
+    #[test]
     fn display_names_the_field_when_there_is_one() {
         let e = InputError::new("in.jsonl", 3, "custom_id", Problem::Empty);
         assert_eq!(e.to_string(), "in.jsonl:3: field `custom_id`: is empty");

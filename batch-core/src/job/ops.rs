@@ -264,3 +264,117 @@ fn stopped(message: String, summary: &JobSummary) -> JobEndError {
         summary: summary.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(status: Option<BatchStatus>, end: Option<ShardEnd>) -> ShardSummary {
+        ShardSummary {
+            shard: 0,
+            requests: 1,
+            file_id: None,
+            batch_id: None,
+            status,
+            counts: None,
+            end,
+            succeeded: 0,
+            failed: 0,
+            not_processed: 0,
+            error: None,
+        }
+    }
+
+    fn state(shards: &[(Option<BatchStatus>, Option<ShardEnd>)]) -> BatchStatus {
+        let shards: Vec<ShardSummary> = shards
+            .iter()
+            .map(|(s, e)| shard(s.clone(), e.clone()))
+            .collect();
+        overall_state(&shards)
+    }
+
+    #[test]
+    fn the_job_state_is_derived_across_shards() {
+        use BatchStatus as S;
+        // Anything still running decides; a shard waiting for its batch validates.
+        assert_eq!(
+            state(&[(Some(S::Completed), None), (None, None)]),
+            S::Validating
+        );
+        assert_eq!(
+            state(&[(Some(S::Validating), None), (Some(S::InProgress), None)]),
+            S::InProgress
+        );
+        assert_eq!(
+            state(&[(Some(S::Finalizing), None), (Some(S::Completed), None)]),
+            S::Finalizing
+        );
+        assert_eq!(
+            state(&[(Some(S::InProgress), None), (Some(S::Cancelling), None)]),
+            S::Cancelling
+        );
+        // All ended: completed only when every batch completed; else the worst.
+        assert_eq!(
+            state(&[(Some(S::Completed), None), (Some(S::Completed), None)]),
+            S::Completed
+        );
+        assert_eq!(
+            state(&[(Some(S::Cancelled), None), (Some(S::Expired), None)]),
+            S::Expired
+        );
+        assert_eq!(
+            state(&[
+                (Some(S::Completed), None),
+                (None, Some(ShardEnd::NotSubmitted))
+            ]),
+            S::Failed
+        );
+    }
+
+    #[test]
+    fn counts_are_summed_and_batch_ids_listed_in_shard_order() {
+        let mut a = shard(Some(BatchStatus::InProgress), None);
+        a.batch_id = Some("batch_a".into());
+        a.counts = Some(RequestCounts {
+            total: 10,
+            completed: 4,
+            failed: 1,
+        });
+        let mut b = shard(Some(BatchStatus::Completed), Some(ShardEnd::Finished));
+        b.shard = 1;
+        b.batch_id = Some("batch_b".into());
+        b.counts = Some(RequestCounts {
+            total: 5,
+            completed: 5,
+            failed: 0,
+        });
+        let summary = JobSummary {
+            job_id: "job-1".into(),
+            requests: 15,
+            succeeded: 5,
+            failed: 0,
+            not_processed: 0,
+            usage: crate::job::UsageTotals::default(),
+            bad_lines: 0,
+            shards: vec![a, b],
+            timed_out: false,
+            cancelled: false,
+            complete: false,
+            error: None,
+        };
+        let status = JobStatus::from_summary(&summary, UnixMillis(7));
+        assert_eq!(status.state, BatchStatus::InProgress);
+        assert_eq!(
+            status.counts,
+            RequestCounts {
+                total: 15,
+                completed: 9,
+                failed: 1
+            }
+        );
+        assert_eq!(status.batch_ids, ["batch_a", "batch_b"]);
+        assert_eq!(status.created_at, UnixMillis(7));
+        assert_eq!(status.requests, 15);
+        assert!(!status.is_terminal());
+    }
+}
