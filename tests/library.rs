@@ -249,6 +249,8 @@ enum Call {
     Get,
     Stream,
     Cancel,
+    /// A new job for the same items, submitted and waited for in one call.
+    SubmitAndWait,
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -267,6 +269,7 @@ fn call() -> impl Strategy<Value = Call> {
         2 => Just(Call::Get),
         1 => Just(Call::Stream),
         1 => Just(Call::Cancel),
+        1 => Just(Call::SubmitAndWait),
     ]
 }
 
@@ -291,43 +294,85 @@ fn record(who: &str, finals: &mut Finals, results: &[JobResult]) -> Result<(), S
     Ok(())
 }
 
-/// Runs `steps` on one job and checks, after every call, that outcomes are
-/// reported at most once (exactly once on success) and that final outcomes
-/// never change; at the end, one call without faults reports every request
-/// exactly once.
+/// A client of `t`'s transport for a call made under `fault` (an outage is
+/// switched on here and off after the call).
+fn client_for(
+    t: &dyn Transport,
+    emu: &EmulatorHandle,
+    fault: Fault,
+) -> Result<Box<dyn Transport>, String> {
+    Ok(match fault {
+        Fault::WrongKey => t.with(&emu.base_url(), "sk-wrong-key"),
+        Fault::Unreachable => t.with(&unreachable_base(), KEY),
+        Fault::Outage => {
+            emu.set_faults(FaultConfig::parse("500-every=1").map_err(|e| e.to_string())?);
+            t.with(&emu.base_url(), KEY)
+        }
+        Fault::None | Fault::Restart => t.with(&emu.base_url(), KEY),
+    })
+}
+
+/// Submits a job under `first`, runs `steps` on it and checks, after every
+/// call, that outcomes are reported at most once (exactly once on success)
+/// and that final outcomes never change (except what a restart from an
+/// older handle forgets); at the end, one call without faults reports every
+/// request exactly once with its final outcome.
 fn sequence(
     t: &dyn Transport,
     emu: &EmulatorHandle,
     items: &[Item],
+    first: Fault,
     steps: &[(Fault, Call)],
     max_wait: std::time::Duration,
 ) -> Result<(), String> {
     let mut opts = options(20, 2);
     opts.max_wait = Some(max_wait);
-    let mut job = t
-        .submit_batch(items, &prompt(), &opts)
-        .map_err(|e| format!("{}: submit: {e:?}", t.name()))?;
+    // The submission itself under `first`: a stop is an error that reports
+    // final outcomes only; then it is made again without the fault.
+    let first_client = client_for(t, emu, first)?;
+    let submitted = first_client.submit_batch(items, &prompt(), &opts);
+    emu.set_faults(FaultConfig::none());
+    let mut job = match submitted {
+        Ok(job) => job,
+        Err(Fail::Ended { results, .. }) => {
+            let who = format!("{} submit ({first:?})", t.name());
+            at_most_once(&who, &results, items)?;
+            if let Some(r) = results.iter().find(|r| !is_final(r)) {
+                return Err(format!("{who}: a stand-in outcome: {r:?}"));
+            }
+            t.submit_batch(items, &prompt(), &opts)
+                .map_err(|e| format!("{}: submit: {e:?}", t.name()))?
+        }
+        Err(other) => return Err(format!("{}: submit: {other:?}", t.name())),
+    };
     let mut before = job.clone();
     let mut finals = Finals::new();
+    let mut finals_before = Finals::new();
     for (n, &(fault, call)) in steps.iter().enumerate() {
         let who = format!("{} step {n} ({fault:?}, {call:?})", t.name());
-        let client: Box<dyn Transport> = match fault {
-            Fault::WrongKey => t.with(&emu.base_url(), "sk-wrong-key"),
-            Fault::Unreachable => t.with(&unreachable_base(), KEY),
-            Fault::Restart => {
-                job = before.clone();
-                t.with(&emu.base_url(), KEY)
-            }
-            Fault::None | Fault::Outage => t.with(&emu.base_url(), KEY),
-        };
-        if let Fault::Outage = fault {
-            emu.set_faults(FaultConfig::parse("500-every=1").map_err(|e| e.to_string())?);
+        if let Fault::Restart = fault {
+            // What the lost process saw is lost with it.
+            job = before.clone();
+            finals = finals_before.clone();
         }
+        let client = client_for(t, emu, fault)?;
         before = job.clone();
+        finals_before = finals.clone();
         let outcome = match call {
             Call::Poll => client.poll_status(&mut job).map(|_| None),
             Call::Get => client.get_results(&mut job).map(Some),
             Call::Cancel => client.cancel(&mut job).map(Some),
+            Call::SubmitAndWait => {
+                // Another job: its outcomes are checked on their own.
+                let got = client.submit_and_wait(items, &prompt(), &opts);
+                emu.set_faults(FaultConfig::none());
+                match got {
+                    Ok(results) => exactly_once_final(&who, &results, items)?,
+                    Err(Fail::Ended { results, .. }) => at_most_once(&who, &results, items)?,
+                    Err(other) => return Err(format!("{who}: {other:?}")),
+                }
+                continue;
+            }
             Call::Stream => {
                 let mut streamed = Vec::new();
                 let got = client.stream_results(&mut job, &mut |r| streamed.push(r), &mut |_| {});
@@ -366,11 +411,13 @@ fn sequence(
             }) => match *reason {
                 // A short maximum wait: wait again.
                 JobEndError::TimedOut { .. } => continue,
-                JobEndError::Stopped { .. } => {
-                    return Err(format!("{who}: stopped without a fault: {reason}"));
-                }
+                // A batch failed or was cancelled, or the job was cancelled
+                // before a shard was submitted: still every request once,
+                // with its final outcome (a job stopped without a fault
+                // would leave stand-ins).
                 _ => {
-                    exactly_once_final(&who, &results, items)?;
+                    exactly_once_final(&who, &results, items)
+                        .map_err(|e| format!("{e} (ended: {reason})"))?;
                     return record(&who, &mut finals, &results);
                 }
             },
@@ -394,6 +441,7 @@ proptest! {
     /// final outcome never changes.
     #[test]
     fn every_sequence_of_calls_reports_each_request_once(
+        first in fault(),
         steps in proptest::collection::vec((fault(), call()), 1..6),
         short_wait in any::<bool>(),
     ) {
@@ -406,7 +454,7 @@ proptest! {
             MAX_WAIT
         };
         let [b, a] = both(&Setup::default(), |t, emu| {
-            sequence(t, emu, &items, &steps, max_wait)
+            sequence(t, emu, &items, first, &steps, max_wait)
         });
         prop_assert_eq!(b, Ok(()));
         prop_assert_eq!(a, Ok(()));
