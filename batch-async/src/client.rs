@@ -267,10 +267,9 @@ impl Client {
             .map_err(|e| Error::Transport(crate::convert::failure_in_body(&e)))?
         {
             if bytes.len() + chunk.len() > 16 * 1024 * 1024 {
-                return Err(Error::Transport(batch_core::job::TransportFailure::new(
-                    batch_core::job::FailureKind::BodyInterrupted,
-                    "the response body is over 16 MiB",
-                )));
+                return Err(Error::Transport(
+                    batch_core::job::TransportFailure::in_body("the response body is over 16 MiB"),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }

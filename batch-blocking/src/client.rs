@@ -248,12 +248,7 @@ impl Client {
             .into_with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| {
-                Error::Transport(batch_core::job::TransportFailure::new(
-                    batch_core::job::FailureKind::BodyInterrupted,
-                    e.to_string(),
-                ))
-            })?;
+            .map_err(|e| Error::Transport(crate::convert::failure_in_body(&e)))?;
         Ok((head, bytes))
     }
 

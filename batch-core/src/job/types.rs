@@ -181,6 +181,25 @@ impl TransportFailure {
             detail: detail.into(),
         }
     }
+
+    /// A failure before the response head arrived, classified the same way
+    /// by every transport: without a connection to the server (the name
+    /// did not resolve, the connection was refused or timed out, the URL
+    /// cannot be used) nothing was sent; once connected, the server may
+    /// have seen the request.
+    pub fn before_head(connected: bool, detail: impl Into<String>) -> Self {
+        let kind = if connected {
+            FailureKind::OutcomeUnknown
+        } else {
+            FailureKind::NotSent
+        };
+        TransportFailure::new(kind, detail)
+    }
+
+    /// The response head arrived, then the body was cut off.
+    pub fn in_body(detail: impl Into<String>) -> Self {
+        TransportFailure::new(FailureKind::BodyInterrupted, detail)
+    }
 }
 
 /// What is known about a failed exchange.
