@@ -7,6 +7,7 @@ mod common;
 mod faults;
 mod fidelity;
 mod happy;
+mod library;
 mod partial;
 mod secrets;
 mod seed_ops;

@@ -1,6 +1,6 @@
 //! The seed's operations, one by one: submit and come back later.
 
-use batch_core::job::{JobOutcome, JobSummary};
+use batch_core::job::{JobOutcome, JobStatus};
 
 use crate::common::*;
 
@@ -18,7 +18,7 @@ fn submit_poll_get_results_list_and_submit_and_wait() {
         let ids = job.batch_ids();
         let after_submit = emu.counters();
         // Poll: one status read per batch, nothing downloaded.
-        let status: JobSummary = t.poll_status(&mut job).expect("poll");
+        let status: JobStatus = t.poll_status(&mut job).expect("poll");
         let after_poll = emu.counters();
         // Results: waits, downloads, every outcome once.
         let results = t.get_results(&mut job).expect("results");

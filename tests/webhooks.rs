@@ -225,7 +225,7 @@ fn run_blocking(n: usize, poll: Duration, fault: Option<WebhookFault>, attempts:
                 .expect("client");
         let mut results = Vec::new();
         let summary = {
-            let mut io = handle.io(|r| results.push(r), |_| {});
+            let mut io = handle.io(false, |r| results.push(r), |_| {});
             batch_blocking::run_with_hints(
                 &mut job,
                 &client,
@@ -273,7 +273,7 @@ fn run_async(n: usize, poll: Duration, fault: Option<WebhookFault>, attempts: u6
                 .expect("client");
         let mut results = Vec::new();
         let summary = {
-            let mut io = handle.io(|r| results.push(r), |_| {});
+            let mut io = handle.io(false, |r| results.push(r), |_| {});
             // A guard against a hang: the job's own next poll may be an hour away.
             tokio::time::timeout(
                 MAX_WAIT,

@@ -108,7 +108,7 @@ async fn run_demo() -> Result<Outcome, BoxError> {
     // 5. Drive the job; it sleeps until its hourly poll or a webhook.
     let mut results = Vec::new();
     let ran = {
-        let mut io = handle.io(|r| results.push(r), |_| {});
+        let mut io = handle.io(false, |r| results.push(r), |_| {});
         batch_async::run_with_hints(&mut job, &client, &SystemClock, &mut io, inbox).await
     };
 

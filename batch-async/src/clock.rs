@@ -1,6 +1,5 @@
 //! The one clock of the transport.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use batch_core::UnixMillis;
@@ -39,44 +38,16 @@ impl Clock for SystemClock {
     }
 }
 
-/// A virtual clock whose `sleep_until` jumps forward at once, so a 24-hour
-/// job runs in milliseconds in tests.
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    now: Mutex<UnixMillis>,
-}
-
-impl ManualClock {
-    /// A clock that reads `start`.
-    pub fn new(start: UnixMillis) -> Self {
-        ManualClock {
-            now: Mutex::new(start),
-        }
-    }
-
-    /// Moves the clock forward by `d`.
-    pub fn advance(&self, d: Duration) {
-        let mut now = self
-            .now
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now = now.saturating_add(d);
-    }
-}
+/// The core's virtual clock: `sleep_until` jumps forward at once, so a
+/// 24-hour job runs in milliseconds in tests.
+pub use batch_core::job::ManualClock;
 
 impl Clock for ManualClock {
     fn now(&self) -> UnixMillis {
-        *self
-            .now
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.time()
     }
 
     async fn sleep_until(&self, deadline: UnixMillis) {
-        let mut now = self
-            .now
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now = (*now).max(deadline);
+        self.advance_to(deadline);
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{self, Read};
 
 use batch_core::api::Outgoing;
-use batch_core::job::{FailureKind, JobIo, TransportFailure};
+use batch_core::job::{JobIo, TransportFailure};
 use bytes::Bytes;
 
 /// The size of the chunks an uploaded shard is read in.
@@ -55,19 +55,16 @@ pub(crate) fn head(resp: &reqwest::Response) -> http::response::Parts {
     parts
 }
 
-/// Classifies a reqwest error raised before the response head.
+/// Classifies a reqwest error raised before the response head (through the
+/// core's one rule, [`TransportFailure::before_head`]).
 pub(crate) fn failure_before_head(e: &reqwest::Error) -> TransportFailure {
-    let kind = if e.is_connect() || e.is_builder() {
-        FailureKind::NotSent
-    } else {
-        FailureKind::OutcomeUnknown
-    };
-    TransportFailure::new(kind, error_chain(e))
+    let not_connected = e.is_connect() || e.is_builder();
+    TransportFailure::before_head(!not_connected, error_chain(e))
 }
 
 /// Classifies an error while reading the body.
 pub(crate) fn failure_in_body(e: &reqwest::Error) -> TransportFailure {
-    TransportFailure::new(FailureKind::BodyInterrupted, error_chain(e))
+    TransportFailure::in_body(error_chain(e))
 }
 
 fn error_chain(e: &reqwest::Error) -> String {

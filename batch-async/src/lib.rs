@@ -38,7 +38,8 @@ mod error;
 mod hints;
 mod run;
 
-pub use client::{Client, ClientConfig};
+pub use batch_core::job::ClientConfig;
+pub use client::Client;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use hints::{HintInbox, Hints, JobEnded, hints, run_with_hints};

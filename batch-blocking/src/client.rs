@@ -1,47 +1,24 @@
 //! The client: a ureq agent configured not to interpret HTTP, and the seed's
-//! operations built on the core's [`Job`].
+//! operations. What each operation runs and how its end is read is decided
+//! in the core ([`BatchJob::begin`] and the `finish_*` methods); this file
+//! only drives the job in between.
 
-use std::time::Duration;
-
-use batch_core::api::{self, ApiBase, ApiConfig, Batch, List, ListBatches};
+use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
-    BatchJob, BatchOptions, Job, JobError, JobEvent, JobResult, JobSummary, StopAfter,
-    api_config_from_env,
+    BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
+    JobResult, JobStatus, JobSummary, api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::run::run;
 
-/// How the client connects.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ClientConfig {
-    /// Base URL, key, organization, project.
-    pub api: ApiConfig,
-    /// Connecting (TCP and TLS) may take this long (default 30 s).
-    pub connect_timeout: Duration,
-    /// One read or write may stall this long (default 5 min).
-    pub io_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// A configuration with default timeouts.
-    pub fn new(api: ApiConfig) -> Self {
-        ClientConfig {
-            api,
-            connect_timeout: Duration::from_secs(30),
-            io_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
 /// A blocking client for the Files and Batches API.
 #[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    api: ApiBase,
+    settings: ClientSettings,
 }
 
 impl Client {
@@ -49,7 +26,7 @@ impl Client {
     /// never follows redirects and never retries: the core decides.
     ///
     /// # Errors
-    /// Never, today; kept fallible for TLS setup.
+    /// [`Error::Setup`] if the base URL is not usable.
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -62,7 +39,7 @@ impl Client {
             .into();
         Ok(Client {
             agent,
-            api: ApiBase::new(&config.api).map_err(|e| Error::Setup(e.to_string()))?,
+            settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
         })
     }
 
@@ -82,7 +59,7 @@ impl Client {
 
     /// The API settings, checked.
     pub fn api(&self) -> &ApiBase {
-        &self.api
+        &self.settings.api
     }
 
     /// Runs `job` to its end on the system clock. See [`run`].
@@ -97,26 +74,25 @@ impl Client {
         run(job, self, &SystemClock, io)
     }
 
-    /// Uploads and creates the batches for `items` and returns the handle at
-    /// once, without waiting for them to run.
+    /// Uploads and creates the batches for `items` and returns the handle
+    /// once every batch exists, without waiting for them to run. Shards the
+    /// server refuses for good (a file over its size limit) do not stop it:
+    /// their requests' outcomes come from [`get_results`](Self::get_results).
     ///
     /// # Errors
-    /// Fails on invalid items (nothing is sent), or if the job stops.
+    /// [`Error::Job`] on invalid items (nothing is sent; the message names
+    /// the item, field and problem). [`Error::Ended`] if the job stopped: the
+    /// key was refused, the server stayed unreachable past the retry budget,
+    /// the maximum wait passed, or no batch could be created.
     pub fn submit_batch(
         &self,
         items: &[Item],
         prompt: &SystemPrompt,
         opts: &BatchOptions,
     ) -> Result<BatchJob, Error> {
-        let mut handle =
-            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
-        self.drive(
-            &mut handle,
-            StopAfter::Submitted,
-            &SystemClock,
-            None,
-            &mut |_| {},
-        )?;
+        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let summary = self.drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})?;
+        handle.finish_submit(summary)?;
         Ok(handle)
     }
 
@@ -129,60 +105,56 @@ impl Client {
         requests: &[BatchRequest],
         opts: &BatchOptions,
     ) -> Result<BatchJob, Error> {
-        let mut handle = BatchJob::from_requests(requests, opts, seed()).map_err(JobError::from)?;
-        self.drive(
-            &mut handle,
-            StopAfter::Submitted,
-            &SystemClock,
-            None,
-            &mut |_| {},
-        )?;
+        let mut handle = BatchJob::from_requests(requests, opts, seed())?;
+        let summary = self.drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})?;
+        handle.finish_submit(summary)?;
         Ok(handle)
     }
 
-    /// Polls every batch of the job once and returns the statuses and counts.
+    /// Polls every batch of the job once and returns the job's status: its
+    /// overall state, summed request counts, batch ids and each shard's
+    /// detail. It reports no outcomes and downloads nothing; a batch that
+    /// failed or expired is a status here (its outcomes come from
+    /// [`get_results`](Self::get_results)).
     ///
     /// # Errors
-    /// Fails if the job stops (for example, the key is refused).
-    pub fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Error> {
-        self.drive(job, StopAfter::Polled, &SystemClock, None, &mut |_| {})
+    /// [`Error::Ended`] if the job stopped: the key was refused, the server
+    /// stayed unreachable past the retry budget, or the maximum wait passed.
+    /// The handle stays usable: a later call continues where this one stopped.
+    pub fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Error> {
+        let summary = self.drive(job, JobOp::Poll, &SystemClock, None, &mut |_| {})?;
+        job.finish_poll(summary)
     }
 
     /// Waits for the job's batches and returns every request's outcome, in
-    /// input order.
+    /// input order, exactly once. Calling it again returns the same outcomes.
     ///
     /// # Errors
-    /// [`Error::Ended`] when a batch failed, expired or was cancelled, or the
-    /// job timed out (with the partial results inside).
+    /// [`Error::Ended`] when a batch failed, expired or was cancelled, the
+    /// maximum wait passed, or the job stopped (key refused, server
+    /// unreachable past the retry budget), with the outcomes known at that
+    /// point inside (at most one per request). A stand-in for a request the
+    /// job stopped waiting for (see `NotProcessed::is_final`) is replaced by
+    /// the real outcome on the next call.
     pub fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Error> {
-        self.collect(job, &SystemClock)
+        self.collect(job, JobOp::Collect, &SystemClock)
     }
 
-    /// Like [`get_results`](Self::get_results), handing each result to
-    /// `on_result` as it arrives instead of collecting them.
+    /// Like [`get_results`](Self::get_results), handing each outcome to
+    /// `on_result` instead of collecting them (outcomes an earlier call
+    /// already made final come first), and returns the summary.
     ///
     /// # Errors
-    /// As `get_results`.
+    /// As `get_results`, with no results inside (they went to `on_result`).
     pub fn stream_results(
         &self,
         job: &mut BatchJob,
         on_result: &mut dyn FnMut(JobResult),
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
-        let summary = self.drive(
-            job,
-            StopAfter::Finished,
-            &SystemClock,
-            Some(on_result),
-            on_event,
-        )?;
-        match summary.verdict() {
-            Ok(()) => Ok(summary),
-            Err(reason) => Err(Error::Ended {
-                reason,
-                results: Vec::new(),
-            }),
-        }
+        let summary = self.drive(job, JobOp::Collect, &SystemClock, Some(on_result), on_event)?;
+        job.finish_collect(JobOp::Collect, summary.clone(), true)?;
+        Ok(summary)
     }
 
     /// Submits `items`, waits, and returns every outcome in input order.
@@ -195,48 +167,43 @@ impl Client {
         prompt: &SystemPrompt,
         opts: &BatchOptions,
     ) -> Result<Vec<JobResult>, Error> {
-        let mut handle =
-            BatchJob::from_items(items, prompt, opts, seed()).map_err(JobError::from)?;
-        self.collect(&mut handle, &SystemClock)
+        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        self.collect(&mut handle, JobOp::Collect, &SystemClock)
     }
 
-    /// Like [`submit_and_wait`](Self::submit_and_wait) on a caller's clock
+    /// Like [`get_results`](Self::get_results) on a caller's clock
     /// (a [`ManualClock`](crate::ManualClock) runs a day-long job instantly in tests).
     ///
     /// # Errors
-    /// As `submit_and_wait`.
+    /// As `get_results`.
     pub fn submit_and_wait_with_clock(
         &self,
         job: &mut BatchJob,
         clock: &impl Clock,
     ) -> Result<Vec<JobResult>, Error> {
-        self.collect(job, clock)
+        self.collect(job, JobOp::Collect, clock)
     }
 
-    /// Cancels the job's batches, waits for them to stop, and returns what
-    /// they had done.
+    /// Cancels the job's batches, waits for them to stop, and returns every
+    /// request's outcome (partial results, and `batch_cancelled` or
+    /// `job_cancelled` for the rest), in input order, exactly once.
     ///
     /// # Errors
-    /// Fails if the job stops.
+    /// [`Error::Ended`] if the job stopped (key refused, server unreachable
+    /// past the retry budget, maximum wait), with the outcomes known so far.
     pub fn cancel(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Error> {
-        let mut results = Vec::new();
-        let mut j = job
-            .job(self.api.clone(), StopAfter::Finished, SystemClock.now())
-            .map_err(JobError::from)?;
-        j.cancel(SystemClock.now());
-        let mut io = job.io(|r| results.push(r), |_| {});
-        run(&mut j, self, &SystemClock, &mut io)?;
-        results.sort_by_key(|r| r.index);
-        Ok(results)
+        self.collect(job, JobOp::Cancel, &SystemClock)
     }
 
     /// One page of batches, newest first.
     ///
     /// # Errors
-    /// Fails on a transport error or a non-2xx answer.
+    /// [`Error::Transport`] if the request could not be sent or its answer
+    /// not read; [`Error::Job`] with the API's status, code and message for
+    /// a non-2xx answer.
     pub fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Error> {
         let request = api::list_batches(
-            &self.api,
+            &self.settings.api,
             &ListBatches {
                 after: after.map(str::to_owned),
                 limit,
@@ -281,47 +248,43 @@ impl Client {
             .into_with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| {
-                Error::Transport(batch_core::job::TransportFailure::new(
-                    batch_core::job::FailureKind::BodyInterrupted,
-                    e.to_string(),
-                ))
-            })?;
+            .map_err(|e| Error::Transport(crate::convert::failure_in_body(&e)))?;
         Ok((head, bytes))
     }
 
-    fn collect(&self, job: &mut BatchJob, clock: &impl Clock) -> Result<Vec<JobResult>, Error> {
-        let mut results = Vec::new();
-        let summary = self.drive(
-            job,
-            StopAfter::Finished,
-            clock,
-            Some(&mut |r| results.push(r)),
-            &mut |_| {},
-        )?;
-        results.sort_by_key(|r| r.index);
-        match summary.verdict() {
-            Ok(()) => Ok(results),
-            Err(reason) => Err(Error::Ended { reason, results }),
-        }
+    fn collect(
+        &self,
+        job: &mut BatchJob,
+        op: JobOp,
+        clock: &impl Clock,
+    ) -> Result<Vec<JobResult>, Error> {
+        let summary = self.drive(job, op, clock, None, &mut |_| {})?;
+        job.finish_collect(op, summary, false)
     }
 
+    /// The transport's part of every operation: the job the core asks for,
+    /// driven to its stop point over the handle's memory.
     fn drive(
         &self,
         handle: &mut BatchJob,
-        stop: StopAfter,
+        op: JobOp,
         clock: &impl Clock,
         on_result: Option<&mut dyn FnMut(JobResult)>,
         on_event: &mut dyn FnMut(&JobEvent),
     ) -> Result<JobSummary, Error> {
-        let mut job = handle
-            .job(self.api.clone(), stop, clock.now())
-            .map_err(JobError::from)?;
-        match on_result {
-            Some(on_result) => run(&mut job, self, clock, &mut handle.io(on_result, on_event)),
-            // A run that stops early: outcomes that come anyway stay in the handle.
-            None => run(&mut job, self, clock, &mut handle.io_holding(on_event)),
-        }
+        let mut job = handle.begin(op, &self.settings, clock.now())?;
+        let replay = on_result.is_some();
+        let mut sink = on_result;
+        let mut io = handle.io(
+            replay,
+            |r| {
+                if let Some(f) = sink.as_mut() {
+                    f(r);
+                }
+            },
+            on_event,
+        );
+        run(&mut job, self, clock, &mut io)
     }
 }
 

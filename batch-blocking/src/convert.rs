@@ -4,7 +4,7 @@
 use std::io::{self, Read};
 
 use batch_core::api::{Outgoing, ShardRef};
-use batch_core::job::{FailureKind, TransportFailure};
+use batch_core::job::TransportFailure;
 
 /// The request body, resolved through `io` so it can move to the thread
 /// that sends it: none, bytes, or a multipart envelope around a streamed
@@ -52,24 +52,20 @@ pub(crate) fn send_body(body: Body) -> ureq::SendBody<'static> {
     }
 }
 
-/// Classifies a ureq error raised before the response head.
+/// Classifies a ureq error raised before the response head (through the
+/// core's one rule, [`TransportFailure::before_head`]).
 pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
-    let kind = match e {
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
-            FailureKind::NotSent
-        }
-        ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
-            FailureKind::NotSent
-        }
-        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
-            FailureKind::NotSent
-        }
-        _ => FailureKind::OutcomeUnknown,
-    };
-    TransportFailure::new(kind, e.to_string())
+    let not_connected = matches!(
+        e,
+        ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::BadUri(_)
+            | ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)
+    ) || matches!(e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused);
+    TransportFailure::before_head(!not_connected, e.to_string())
 }
 
 /// Classifies an error while reading the body.
-pub(crate) fn failure_in_body(e: &io::Error) -> TransportFailure {
-    TransportFailure::new(FailureKind::BodyInterrupted, e.to_string())
+pub(crate) fn failure_in_body(e: &impl std::fmt::Display) -> TransportFailure {
+    TransportFailure::in_body(e.to_string())
 }

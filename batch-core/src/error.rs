@@ -1,6 +1,9 @@
-//! Errors about the caller's input: named by source, line and field.
+//! Errors about the caller's input (named by source, line and field), and
+//! the one error type of the transports' clients ([`ClientError`]).
 
 use std::fmt;
+
+use crate::job::{JobEndError, JobError, JobResult, TransportFailure};
 
 /// A problem with one input request, found before anything is sent.
 ///
@@ -153,9 +156,106 @@ pub enum Problem {
     UnknownField,
 }
 
+/// What can go wrong with a client operation of either transport
+/// (`batch_blocking::Error` and `batch_async::Error` are this type).
+///
+/// Every variant's `Display` is one line that names the cause: the file,
+/// line and field of an input error; the HTTP status, the API's code and
+/// message of a refusal; the OS error of a failed write. `Debug` is short:
+/// [`Ended`](Self::Ended) shows its reason and how many results it carries,
+/// not the results.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The job could not run (invalid input, a checkpoint that does not
+    /// belong to the plan, a refused single request, a missing key).
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The job stopped before every request had its final outcome: a batch
+    /// failed, expired or was cancelled, the maximum wait passed, the key
+    /// was refused, or the server stayed unreachable past the retry budget.
+    /// `results` holds the outcomes known at that point, in input order, at
+    /// most one per request (empty when they were streamed to a callback, or
+    /// for an operation that does not collect outcomes).
+    #[error("{reason}")]
+    Ended {
+        /// Why.
+        reason: Box<JobEndError>,
+        /// The partial results.
+        results: Vec<JobResult>,
+    },
+    /// Writing results or a checkpoint, or reading a shard, failed.
+    #[error("writing results or checkpoint failed: {0}")]
+    Io(std::io::Error),
+    /// A single request could not be carried out (see `Client::execute`).
+    #[error("the request could not be completed: {0}")]
+    Transport(TransportFailure),
+    /// The HTTP client could not be set up.
+    #[error("the HTTP client could not be set up: {0}")]
+    Setup(String),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<TransportFailure> for ClientError {
+    fn from(e: TransportFailure) -> Self {
+        ClientError::Transport(e)
+    }
+}
+
+impl From<InputError> for ClientError {
+    fn from(e: InputError) -> Self {
+        ClientError::Job(JobError::Input(e))
+    }
+}
+
+impl fmt::Debug for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Job(e) => f.debug_tuple("Job").field(e).finish(),
+            ClientError::Ended { reason, results } => f
+                .debug_struct("Ended")
+                .field("reason", reason)
+                .field("results", &format_args!("[{} results]", results.len()))
+                .finish(),
+            ClientError::Io(e) => f.debug_tuple("Io").field(e).finish(),
+            ClientError::Transport(e) => f.debug_tuple("Transport").field(e).finish(),
+            ClientError::Setup(e) => f.debug_tuple("Setup").field(e).finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_error_names_the_os_error_and_the_input_line() {
+        let e = ClientError::from(std::io::Error::from_raw_os_error(28));
+        assert!(
+            e.to_string()
+                .starts_with("writing results or checkpoint failed: "),
+            "{e}"
+        );
+        assert!(e.to_string().contains("os error 28"), "{e}");
+        let e = ClientError::from(InputError::new(
+            "items",
+            3,
+            "custom_id",
+            Problem::Duplicate {
+                value: "a".into(),
+                first_line: 1,
+            },
+        ));
+        assert_eq!(
+            e.to_string(),
+            "items:3: field `custom_id`: duplicate value \"a\", first used on line 1"
+        );
+    }
 
     #[test]
     fn display_names_the_field_when_there_is_one() {

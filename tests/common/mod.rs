@@ -17,7 +17,7 @@ use batch_core::api::{ApiBase, ApiConfig, Batch, List, ShardRef};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, Checkpoint, Job, JobConfig, JobEndError, JobEvent, JobIo, JobOutcome,
-    JobResult, JobSummary, ShardLimits,
+    JobResult, JobStatus, JobSummary, ShardLimits,
 };
 use batch_core::results::Outcome;
 use batch_emulator::{Counters, Emulator, EmulatorHandle, FaultConfig, Timings};
@@ -162,7 +162,7 @@ pub trait Transport: Sync {
         requests: &[BatchRequest],
         opts: &BatchOptions,
     ) -> Result<BatchJob, Fail>;
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail>;
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail>;
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Fail>;
     fn stream_results(
         &self,
@@ -180,6 +180,19 @@ pub trait Transport: Sync {
     fn list(&self, limit: Option<u32>, after: Option<&str>) -> Result<List<Batch>, Fail>;
     /// The transport's `run` loop on the system clock.
     fn run(&self, job: &mut Job, io: &mut Recorder<'_>) -> Result<JobSummary, Fail>;
+    /// A client of the same transport for the server at `base`, with `key`.
+    fn with(&self, base: &str, key: &str) -> Box<dyn Transport>;
+}
+
+/// The suite's retry policy for clients: as [`job_config`]'s, so that an
+/// outage past the retry budget ends in about a second.
+pub fn fast_retry() -> batch_core::retry::RetryPolicy {
+    let mut r = batch_core::retry::RetryPolicy::default();
+    r.base_delay = Duration::from_millis(10);
+    r.max_delay = Duration::from_millis(200);
+    r.max_retry_after = Duration::from_millis(200);
+    r.max_attempts = 12;
+    r
 }
 
 /// The API settings for an emulator at `base`, with key `key`.
@@ -204,6 +217,7 @@ impl Blocking {
             |c| {
                 c.connect_timeout = Duration::from_secs(5);
                 c.io_timeout = Duration::from_secs(20);
+                c.retry = fast_retry();
             },
         );
         Blocking {
@@ -242,7 +256,7 @@ impl Transport for Blocking {
             .submit_requests(requests, opts)
             .map_err(fail_blocking)
     }
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail> {
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail> {
         self.client.poll_status(job).map_err(fail_blocking)
     }
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, Fail> {
@@ -278,6 +292,9 @@ impl Transport for Blocking {
         batch_blocking::run(job, &self.client, &batch_blocking::SystemClock, io)
             .map_err(fail_blocking)
     }
+    fn with(&self, base: &str, key: &str) -> Box<dyn Transport> {
+        Box::new(Blocking::new(base, key))
+    }
 }
 
 /// The async transport (reqwest), driven on a tokio runtime of its own.
@@ -295,6 +312,7 @@ impl Async {
         let config = timeouts(batch_async::ClientConfig::new(api_config(base, key)), |c| {
             c.connect_timeout = Duration::from_secs(5);
             c.io_timeout = Duration::from_secs(20);
+            c.retry = fast_retry();
         });
         let client = batch_async::Client::new(config).expect("async client");
         Async { client, rt }
@@ -331,7 +349,7 @@ impl Transport for Async {
             .block_on(self.client.submit_requests(requests, opts))
             .map_err(fail_async)
     }
-    fn poll_status(&self, job: &mut BatchJob) -> Result<JobSummary, Fail> {
+    fn poll_status(&self, job: &mut BatchJob) -> Result<JobStatus, Fail> {
         self.rt
             .block_on(self.client.poll_status(job))
             .map_err(fail_async)
@@ -380,6 +398,9 @@ impl Transport for Async {
                 io,
             ))
             .map_err(fail_async)
+    }
+    fn with(&self, base: &str, key: &str) -> Box<dyn Transport> {
+        Box::new(Async::new(base, key))
     }
 }
 

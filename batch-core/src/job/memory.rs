@@ -21,6 +21,9 @@ use crate::job::types::{
     JobConfig, JobEvent, JobResult, JobSummary, OnTimeout, ShardEnd, StopAfter,
 };
 use crate::job::{Job, JobIo, ResumeError};
+#[cfg(doc)]
+use crate::job::{JobOp, NotProcessed};
+use crate::retry::RetryPolicy;
 use crate::time::UnixMillis;
 
 /// Options of a job built from items (the seed's `opts`).
@@ -133,19 +136,49 @@ impl BatchOptions {
     }
 }
 
-/// The seed's job handle: the plan, the shard files in memory, and the
-/// job's last checkpoint. `submit_batch` returns one at once; `poll_status`,
-/// `get_results` and `cancel` continue from it.
-#[derive(Clone, Debug)]
+/// The seed's job handle: the plan, the shard files in memory, the job's
+/// last checkpoint, and the outcomes reported so far.
+///
+/// `submit_batch` returns one at once; `poll_status`, `get_results`,
+/// `stream_results` and `cancel` continue from it. What each of those runs
+/// and how its outcome is read is decided here (see [`JobOp`]); the
+/// transports only drive the [`Job`] in between.
+///
+/// # Outcomes
+/// The handle keeps one outcome per request, keyed by its input position.
+/// An outcome is *final* once its shard has ended for good (its batch
+/// reached a terminal status and its results were collected, or the shard
+/// could not be submitted at all). A not-processed outcome of a shard the
+/// job merely stopped waiting for (codes `job_stopped`, `gave_up`,
+/// `timed_out`, `batch_unavailable`; see [`NotProcessed::is_final`]) is
+/// provisional: the next call on the handle picks that shard up again and
+/// its real outcome replaces the stand-in. Only collecting calls
+/// (`get_results`, `stream_results`, `cancel`) report outcomes, and each
+/// reports every request exactly once.
+#[derive(Clone)]
 pub struct BatchJob {
     plan: JobPlan,
     shards: Vec<Vec<u8>>,
     options: BatchOptions,
     checkpoint: Option<Checkpoint>,
     seed: u64,
-    /// Outcomes that came during a run that did not collect them (see
-    /// [`io_holding`](Self::io_holding)), kept for the next that does.
-    held: Vec<JobResult>,
+    /// The latest outcome of each request, by input position.
+    outcomes: Vec<Option<JobResult>>,
+}
+
+impl std::fmt::Debug for BatchJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchJob")
+            .field("job_id", &self.plan.job_id())
+            .field("requests", &self.plan.len())
+            .field("shards", &self.shards.len())
+            .field("batch_ids", &self.batch_ids())
+            .field(
+                "outcomes",
+                &format_args!("{}", self.outcomes.iter().flatten().count()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl BatchJob {
@@ -214,13 +247,14 @@ impl BatchJob {
             }
         }
         let plan = builder.finish()?;
+        let outcomes = vec![None; usize::try_from(plan.len()).unwrap_or(0)];
         Ok(BatchJob {
             plan,
             shards,
             options: options.clone(),
             checkpoint: None,
             seed,
-            held: Vec::new(),
+            outcomes,
         })
     }
 
@@ -232,6 +266,11 @@ impl BatchJob {
     /// The shard files, in order.
     pub fn shard_bytes(&self) -> &[Vec<u8>] {
         &self.shards
+    }
+
+    /// The options the handle was built with.
+    pub fn options(&self) -> &BatchOptions {
+        &self.options
     }
 
     /// The last checkpoint, once the job has started.
@@ -247,12 +286,43 @@ impl BatchJob {
             .collect()
     }
 
+    /// The outcomes known so far, in input order, at most one per request:
+    /// final ones and, for shards the job stopped waiting for, provisional
+    /// stand-ins (see the type's docs).
+    pub fn outcomes(&self) -> impl Iterator<Item = &JobResult> {
+        self.outcomes.iter().flatten()
+    }
+
+    /// Whether shard `shard` has ended for good in the last checkpoint, so
+    /// its outcomes are final and a resumed job does not report them again.
+    pub fn shard_is_final(&self, shard: u32) -> bool {
+        self.checkpoint
+            .as_ref()
+            .and_then(|cp| cp.shards.get(usize::try_from(shard).ok()?))
+            .is_some_and(|s| matches!(s.end, Some(ShardEnd::Finished | ShardEnd::NotSubmitted)))
+    }
+
     /// A [`Job`] continuing from the last checkpoint (or new), stopping at `stop`.
     ///
     /// # Errors
     /// Fails only if the checkpoint does not belong to this plan (a bug).
     pub fn job(&self, api: ApiBase, stop: StopAfter, now: UnixMillis) -> Result<Job, ResumeError> {
+        self.job_with(api, RetryPolicy::default(), stop, now)
+    }
+
+    /// As [`job`](Self::job), retrying transient failures with `retry`.
+    ///
+    /// # Errors
+    /// As `job`.
+    pub fn job_with(
+        &self,
+        api: ApiBase,
+        retry: RetryPolicy,
+        stop: StopAfter,
+        now: UnixMillis,
+    ) -> Result<Job, ResumeError> {
         let mut cfg = JobConfig::new(api);
+        cfg.retry = retry;
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
         cfg.on_timeout = if self.options.cancel_on_timeout {
@@ -273,58 +343,56 @@ impl BatchJob {
         }
     }
 
-    /// A [`JobIo`] over this handle: shards from memory, checkpoints into
-    /// the handle, results to `on_result`, events to `on_event`. Outcomes
-    /// held from an earlier run (see [`io_holding`](Self::io_holding)) go to
-    /// `on_result` first.
+    /// A [`JobIo`] over this handle: shards from memory, checkpoints and
+    /// outcomes into the handle, each new outcome also to `on_result`, and
+    /// events to `on_event`.
+    ///
+    /// With `replay`, the final outcomes the handle already holds (which a
+    /// resumed job does not report again) go to `on_result` first, so a
+    /// streaming caller sees every request once.
     pub fn io<'a, R: FnMut(JobResult), E: FnMut(&JobEvent)>(
         &'a mut self,
+        replay: bool,
         mut on_result: R,
         on_event: E,
     ) -> MemoryIo<'a, R, E> {
-        for r in self.held.drain(..) {
-            on_result(r);
+        if replay {
+            let finals: Vec<JobResult> = self
+                .outcomes
+                .iter()
+                .flatten()
+                .filter(|r| self.shard_is_final(r.shard))
+                .cloned()
+                .collect();
+            for r in finals {
+                on_result(r);
+            }
         }
         MemoryIo {
             shards: &self.shards,
             checkpoint: &mut self.checkpoint,
+            outcomes: &mut self.outcomes,
             on_result,
             on_event,
         }
     }
-
-    /// A [`JobIo`] for a run that stops before collecting outcomes (after
-    /// submission, or a status poll). Outcomes that come anyway, such as
-    /// the not-processed outcomes of a shard whose upload was refused, are
-    /// kept in the handle: the job records that shard as finished and does
-    /// not deliver them again, so the next [`io`](Self::io) hands them out.
-    pub fn io_holding<'a, E: FnMut(&JobEvent)>(
-        &'a mut self,
-        on_event: E,
-    ) -> MemoryIo<'a, impl FnMut(JobResult) + 'a, E> {
-        let held = &mut self.held;
-        MemoryIo {
-            shards: &self.shards,
-            checkpoint: &mut self.checkpoint,
-            on_result: move |r| held.push(r),
-            on_event,
-        }
-    }
-
-    /// The outcomes held for the next collecting run (see
-    /// [`io_holding`](Self::io_holding)).
-    pub fn held(&self) -> &[JobResult] {
-        &self.held
-    }
 }
 
 /// A [`JobIo`] over memory; see [`BatchJob::io`].
-#[derive(Debug)]
 pub struct MemoryIo<'a, R, E> {
     shards: &'a [Vec<u8>],
     checkpoint: &'a mut Option<Checkpoint>,
+    outcomes: &'a mut Vec<Option<JobResult>>,
     on_result: R,
     on_event: E,
+}
+
+impl<R, E> std::fmt::Debug for MemoryIo<'_, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryIo")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
@@ -334,6 +402,14 @@ impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
     }
 
     fn result(&mut self, result: JobResult) -> std::io::Result<()> {
+        // Keyed by position: a shard reported again (after a stop) replaces
+        // its earlier outcomes.
+        if let Some(slot) = usize::try_from(result.index)
+            .ok()
+            .and_then(|i| self.outcomes.get_mut(i))
+        {
+            *slot = Some(result.clone());
+        }
         (self.on_result)(result);
         Ok(())
     }
@@ -359,7 +435,7 @@ impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
 
 /// Why a job that ran did not complete every request: a batch failed,
 /// expired or was cancelled, or the job stopped waiting.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobEndError {
     /// A batch failed (validation errors, for example).
@@ -408,6 +484,72 @@ pub enum JobEndError {
         /// What the job had at its end.
         summary: JobSummary,
     },
+}
+
+impl JobEndError {
+    /// What the job had at its end.
+    pub fn summary(&self) -> &JobSummary {
+        match self {
+            JobEndError::Failed { summary, .. }
+            | JobEndError::Expired { summary, .. }
+            | JobEndError::Cancelled { summary, .. }
+            | JobEndError::TimedOut { summary, .. }
+            | JobEndError::Stopped { summary, .. } => summary,
+        }
+    }
+}
+
+/// Short: the variant, its reason, and the summary's counts and batch ids
+/// (not every shard's detail).
+impl std::fmt::Debug for JobEndError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, batch_id, detail) = match self {
+            JobEndError::Failed {
+                batch_id, message, ..
+            } => ("Failed", Some(batch_id), message.clone()),
+            JobEndError::Expired {
+                batch_id,
+                not_processed,
+                ..
+            } => (
+                "Expired",
+                Some(batch_id),
+                format!("{not_processed} not processed"),
+            ),
+            JobEndError::Cancelled {
+                batch_id,
+                not_processed,
+                ..
+            } => (
+                "Cancelled",
+                Some(batch_id),
+                format!("{not_processed} not processed"),
+            ),
+            JobEndError::TimedOut { not_processed, .. } => {
+                ("TimedOut", None, format!("{not_processed} unfinished"))
+            }
+            JobEndError::Stopped { message, .. } => ("Stopped", None, message.clone()),
+        };
+        let s = self.summary();
+        let mut d = f.debug_struct(name);
+        if let Some(b) = batch_id {
+            d.field("batch_id", b);
+        }
+        d.field("detail", &detail)
+            .field("job_id", &s.job_id)
+            .field("requests", &s.requests)
+            .field("succeeded", &s.succeeded)
+            .field("failed", &s.failed)
+            .field("not_processed", &s.not_processed)
+            .field(
+                "batch_ids",
+                &s.shards
+                    .iter()
+                    .filter_map(|sh| sh.batch_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl JobSummary {

@@ -28,9 +28,11 @@
 //! ```
 
 mod checkpoint;
+mod client_config;
 mod download;
 mod io;
 mod memory;
+mod ops;
 mod plan;
 mod settings;
 mod types;
@@ -38,14 +40,17 @@ mod types;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+pub use crate::error::ClientError;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
+pub use ops::{JobOp, JobStatus};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
 pub use settings::{
     MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
     validate_expires_after, validate_metadata,
 };
+pub use client_config::{ClientConfig, ClientSettings, ManualClock};
 pub use types::{
     ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
     OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
@@ -243,21 +248,35 @@ impl Iterator for BodyFeed<'_> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
-    /// The input is invalid; nothing was sent.
-    #[error("invalid input")]
+    /// The input is invalid; nothing was sent. Displayed as the input
+    /// error itself: `items:3: field `custom_id`: duplicate value ...`.
+    #[error(transparent)]
     Input(#[from] crate::error::InputError),
     /// The checkpoint cannot be resumed.
-    #[error("cannot resume")]
-    Resume(#[from] ResumeError),
+    #[error("cannot resume: {0}")]
+    Resume(ResumeError),
     /// The driver called the job out of order.
-    #[error("driver contract violated")]
-    Usage(#[from] UsageError),
+    #[error("driver contract violated: {0}")]
+    Usage(UsageError),
     /// A single request could not be built or its answer was refused.
-    #[error("request failed")]
+    /// Displayed as the API's status, code and message.
+    #[error(transparent)]
     Response(#[from] crate::api::ResponseError),
     /// No API key was given.
     #[error("OPENAI_API_KEY is not set")]
     MissingKey,
+}
+
+impl From<ResumeError> for JobError {
+    fn from(e: ResumeError) -> Self {
+        JobError::Resume(e)
+    }
+}
+
+impl From<UsageError> for JobError {
+    fn from(e: UsageError) -> Self {
+        JobError::Usage(e)
+    }
 }
 
 /// Why a checkpoint cannot be resumed.

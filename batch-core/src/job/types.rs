@@ -193,6 +193,25 @@ impl TransportFailure {
             detail: detail.into(),
         }
     }
+
+    /// A failure before the response head arrived, classified the same way
+    /// by every transport: without a connection to the server (the name
+    /// did not resolve, the connection was refused or timed out, the URL
+    /// cannot be used) nothing was sent; once connected, the server may
+    /// have seen the request.
+    pub fn before_head(connected: bool, detail: impl Into<String>) -> Self {
+        let kind = if connected {
+            FailureKind::OutcomeUnknown
+        } else {
+            FailureKind::NotSent
+        };
+        TransportFailure::new(kind, detail)
+    }
+
+    /// The response head arrived, then the body was cut off.
+    pub fn in_body(detail: impl Into<String>) -> Self {
+        TransportFailure::new(FailureKind::BodyInterrupted, detail)
+    }
 }
 
 /// What is known about a failed exchange.
@@ -367,13 +386,32 @@ pub enum JobOutcome {
 /// Why a request was not processed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotProcessed {
-    /// A stable code: `batch_expired`, `batch_cancelled`, `batch_failed`,
-    /// `missing_result`, `unreadable_result`, `upload_failed`, `create_failed`,
-    /// `job_cancelled`, `timed_out`, `gave_up`, `token_limit_exceeded`, or
-    /// the code of the batch's validation error for that line.
+    /// A stable code. Final (the request will not run):
+    /// `batch_expired`, `batch_cancelled`, `batch_failed`, `missing_result`,
+    /// `unreadable_result`, `upload_failed`, `create_failed`,
+    /// `job_cancelled`, `token_limit_exceeded`, or the code of the batch's
+    /// validation error for that line. Provisional (the job stopped waiting;
+    /// resuming it can still deliver the real outcome, see
+    /// [`is_final`](Self::is_final)): `job_stopped` (a job-wide error such
+    /// as a refused key), `gave_up` (retries exhausted, e.g. the server
+    /// unreachable), `timed_out` (the maximum wait passed),
+    /// `batch_unavailable` (the batch could not be read).
     pub code: String,
     /// A sentence for people.
     pub message: String,
+}
+
+impl NotProcessed {
+    /// The codes of outcomes that stand in for a request the job stopped
+    /// waiting for; a resumed job replaces them with the real outcome.
+    pub const PROVISIONAL: [&'static str; 4] =
+        ["job_stopped", "gave_up", "timed_out", "batch_unavailable"];
+
+    /// Whether this is the request's last word: `false` for the
+    /// [`PROVISIONAL`](Self::PROVISIONAL) codes.
+    pub fn is_final(&self) -> bool {
+        !Self::PROVISIONAL.contains(&self.code.as_str())
+    }
 }
 
 /// Token usage summed over succeeded requests.
