@@ -145,13 +145,9 @@ impl Journal {
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut owner = String::new();
-                let _ = file.read_to_string(&mut owner);
-                let owner = owner
-                    .trim()
-                    .parse::<u32>()
+                let owner = read_owner(&path)
                     .map(|pid| format!("process {pid}"))
-                    .unwrap_or_else(|_| "another process".to_owned());
+                    .unwrap_or_else(|| "another process".to_owned());
                 return Err(CliError::usage(format!(
                     "the journal {} is in use by {owner}; wait for it to end, or use another \
                      --journal",
@@ -252,6 +248,28 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// The pid in the lock file of a journal in use. The owner writes it just
+/// after taking the lock, so an empty file or the pid of the previous owner
+/// may be read in between: the file is read until it holds a pid that stays
+/// the same for a moment (a tenth of a second at most in all).
+fn read_owner(path: &Path) -> Option<u32> {
+    let read = || {
+        fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    let mut last = None;
+    for _ in 0..10 {
+        let now = read();
+        if now.is_some() && now == last {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    last
 }
 
 /// Creates `dir` and its missing parents. On unix they are made 0700: the
