@@ -154,6 +154,7 @@ fn wait_for_owner(journal: &Path, pid: u32) {
 }
 
 /// Waits until the job's checkpoint names a batch (something to resume).
+#[cfg(unix)]
 fn wait_for_a_batch(journal: &Path) {
     let checkpoint = journal.join("checkpoint.json");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -334,6 +335,7 @@ fn an_output_that_is_the_input_is_refused_by_identity() {
 }
 
 /// Runs in `dir` as the current folder.
+#[cfg(unix)]
 fn output_in(dir: &Path, emu: &EmulatorHandle, args: &[&str]) -> Output {
     output(command(emu, args).current_dir(dir))
 }
