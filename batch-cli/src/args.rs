@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 all requests succeeded; 1 finished with some failed or
 /// not-processed requests; 2 bad input or usage (nothing was sent); 3 the
-/// run failed; 130 interrupted (run the same command again to resume).
+/// run failed; 130, 143, 129 stopped by Ctrl-C, SIGTERM, SIGHUP (run the
+/// same command again to resume).
 #[derive(Debug, Parser)]
 #[command(name = "openai-batch", version, about, long_about)]
 pub(crate) struct Cli {
@@ -41,6 +42,10 @@ pub(crate) struct ApiArgs {
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,
+    /// Allow a plain http:// base URL to a host other than this machine
+    /// (the API key then crosses the network unencrypted).
+    #[arg(long)]
+    pub(crate) allow_insecure_http: bool,
     /// With --emulator: how fast its batches run, in virtual seconds per
     /// real second (a 24h window passes in 7 minutes at the default).
     #[arg(long, value_name = "FACTOR", default_value_t = 200.0)]
@@ -119,6 +124,9 @@ pub(crate) struct DriveArgs {
     /// (doubling each time) [default: 60; 1 with --emulator].
     #[arg(long, hide = true, value_name = "SECONDS")]
     pub(crate) requeue_delay: Option<f64>,
+    /// The longest gap between progress lines in a pipe [default: 10].
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub(crate) progress_every: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +246,7 @@ impl From<&ResultsArgs> for DriveArgs {
             json: a.json,
             quiet: a.quiet,
             requeue_delay: None,
+            progress_every: None,
         }
     }
 }

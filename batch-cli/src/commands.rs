@@ -1,5 +1,7 @@
 //! The commands: `run`, `submit`, `status`, `results`, `cancel`, `list`.
 
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,24 +35,106 @@ fn limits_of(p: &PlanFile) -> batch_core::job::ShardLimits {
     )
 }
 
-/// `openai-batch run INPUT -o RESULTS`.
-pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
-    let input = absolute(&args.input)?;
-    if !input.is_file() {
+/// The input file as an absolute path, once it is known to be a regular
+/// file: it is read more than once (to check it, to plan it, to resume), so
+/// a pipe or a device cannot be used.
+fn checked_input(p: &Path) -> Result<PathBuf, CliError> {
+    let input = absolute(p)?;
+    let meta = fs::metadata(&input).map_err(|e| {
+        CliError::usage(if e.kind() == io::ErrorKind::NotFound {
+            format!("cannot read {}: no such file", p.display())
+        } else {
+            format!("cannot read {}: {e}", p.display())
+        })
+    })?;
+    if meta.is_dir() {
         return Err(CliError::usage(format!(
-            "cannot read {}: no such file",
-            args.input.display()
+            "{} is a folder, not a JSONL file",
+            p.display()
         )));
     }
+    if !meta.is_file() {
+        return Err(CliError::usage(format!(
+            "{} is not a regular file (a pipe, a device or standard input): the input is read \
+             more than once (to check it, to plan the batches, to resume), so save it to a file \
+             and pass that",
+            p.display()
+        )));
+    }
+    Ok(input)
+}
+
+/// Whether `a` and `b` are the same file: same device and inode on unix,
+/// so a hard link or another spelling of the path is caught.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (fs::canonicalize(a), fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Checks, before anything is uploaded, that the results can be written to
+/// `output`: it is not the input, not a folder, and its folder takes a new
+/// file (the results are written to `RESULTS.partial`, then renamed).
+fn check_output(output: &Path, input: &Path) -> Result<(), CliError> {
+    let refuse = |why: String| {
+        CliError::usage(format!(
+            "cannot write the results to {}: {why}",
+            output.display()
+        ))
+    };
+    let partial = journal::partial_path(output);
+    if same_file(output, input) || same_file(&partial, input) {
+        return Err(refuse(format!(
+            "it is the input file {}, which the results would replace; choose another -o",
+            input.display()
+        )));
+    }
+    if output.is_dir() {
+        return Err(refuse("it is a folder".into()));
+    }
+    let probe = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&partial);
+    match probe {
+        Ok(_) => {
+            let _ = fs::remove_file(&partial);
+            Ok(())
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
+/// `openai-batch run INPUT -o RESULTS`.
+pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
+    // Everything that can be refused is refused before a journal is made.
+    Drive::from_args(&args.drive, args.api.emulator)?;
+    let input = checked_input(&args.input)?;
+    check_output(&args.output, &input)?;
+    let requested = job::requested_options(&args.plan)?;
     let journal = Journal::new(
         args.drive
             .journal
             .clone()
             .unwrap_or_else(|| default_journal(&args.output)),
     );
-    job::require_key(&args.api, journal.read_plan()?.as_ref())?;
+    job::preflight(&args.api, journal.read_plan()?.as_ref())?;
+    let lock = journal.lock()?;
     let source = args.input.display().to_string();
-    let prepared = job::prepare(ctx, &input, &source, Some(&args.plan), &journal)?;
+    let prepared = job::prepare(ctx, &input, &source, Some(&requested), &journal, &lock)?;
     run_prepared(
         ctx,
         &journal,
@@ -64,16 +148,21 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
 
 /// `openai-batch results --journal DIR -o RESULTS`.
 pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
+    let drive: DriveArgs = args.into();
+    Drive::from_args(&drive, args.api.emulator)?;
     let journal = Journal::new(args.journal.clone());
     let planfile = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
+    check_output(&args.output, &planfile.input)?;
+    job::preflight(&args.api, Some(&planfile))?;
+    let lock = journal.lock()?;
     let prepared = job::prepare(
         ctx,
         &planfile.input,
         &planfile.input.display().to_string(),
         None,
         &journal,
+        &lock,
     )?;
-    let drive: DriveArgs = args.into();
     run_prepared(
         ctx,
         &journal,
@@ -101,7 +190,6 @@ fn run_prepared(
     api_args: &crate::args::ApiArgs,
     output: &Path,
 ) -> Result<u8, CliError> {
-    let _lock = journal.lock()?;
     let started = ctx.started;
     let pf = prepared.planfile.clone();
     let pf = &pf;
@@ -125,6 +213,7 @@ fn run_prepared(
     let limits = limits_of(pf);
     let api = job::connect(ctx, api_args, Some(journal), Some(pf), Some(&limits))?;
     let drive = Drive::from_args(drive_args, api.emulator.is_some())?;
+    ctx.progress.borrow_mut().set_heartbeat(drive.heartbeat);
     job::commit_plan(journal, &mut prepared, &api)?;
     let planfile = prepared.planfile.clone();
     let driven = job::drive(ctx, &api, journal, prepared, &drive)?;
@@ -155,7 +244,8 @@ fn finish(
             journal.dir().display()
         )));
     }
-    let counts = journal::write_output(output, |w| driven.store.assemble(w))?;
+    let expected = journal::ShardIds::new(journal.shards_dir(0), pf.digest.shards);
+    let counts = journal::write_output(output, |w| driven.store.assemble(expected, w))?;
     let (mut input_tokens, mut output_tokens, mut bad_lines) = (0, 0, 0);
     let mut batches = Vec::new();
     for s in &driven.summaries {
@@ -252,27 +342,23 @@ fn short_list(items: &[String]) -> String {
 
 /// `openai-batch submit INPUT`.
 pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
-    let input = absolute(&args.input)?;
-    if !input.is_file() {
-        return Err(CliError::usage(format!(
-            "cannot read {}: no such file",
-            args.input.display()
-        )));
-    }
+    let input = checked_input(&args.input)?;
+    let requested = job::requested_options(&args.plan)?;
     let journal = Journal::new(
         args.journal
             .clone()
             .unwrap_or_else(|| default_journal(&args.input)),
     );
-    job::require_key(&args.api, journal.read_plan()?.as_ref())?;
+    job::preflight(&args.api, journal.read_plan()?.as_ref())?;
+    let lock = journal.lock()?;
     let mut prepared = job::prepare(
         ctx,
         &input,
         &args.input.display().to_string(),
-        Some(&args.plan),
+        Some(&requested),
         &journal,
+        &lock,
     )?;
-    let _lock = journal.lock()?;
     let limits = limits_of(&prepared.planfile);
     let api = job::connect(
         ctx,
@@ -422,14 +508,16 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
     if let Some(dir) = &args.journal {
         let journal = Journal::new(dir.clone());
         let pf = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
+        job::preflight(&args.api, Some(&pf))?;
+        let lock = journal.lock()?;
         let mut prepared = job::prepare(
             ctx,
             &pf.input,
             &pf.input.display().to_string(),
             None,
             &journal,
+            &lock,
         )?;
-        let _lock = journal.lock()?;
         let limits = limits_of(&pf);
         let api = job::connect(ctx, &args.api, Some(&journal), Some(&pf), Some(&limits))?;
         let drive = Drive::single(StopAfter::Polled, true, api.emulator.is_some());

@@ -10,7 +10,8 @@ pub(crate) const EXIT_SOME_FAILED: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code: the run failed (the API refused, an IO error, a damaged journal).
 pub(crate) const EXIT_FAILED: u8 = 3;
-/// Exit code: interrupted with Ctrl-C (128 + SIGINT).
+/// Exit code: interrupted with Ctrl-C (128 + SIGINT); SIGTERM gives 143 and
+/// SIGHUP 129 (see `interrupt::StopSignal`).
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Why a command did not finish.
@@ -22,7 +23,7 @@ pub(crate) enum CliError {
     Input { errors: Vec<InputError>, total: u64 },
     /// The run failed: one sentence.
     Failed(String),
-    /// Ctrl-C was pressed; the journal is consistent.
+    /// A stop signal (Ctrl-C, SIGTERM, SIGHUP) came; the journal is consistent.
     Interrupted,
 }
 

@@ -83,7 +83,7 @@ pub(crate) fn build_plan(
             break;
         }
         line_no += 1;
-        if line_no % 4096 == 0 && interrupt.is_set() {
+        if line_no.is_multiple_of(4096) && interrupt.is_set() {
             return Err(CliError::Interrupted);
         }
         hasher.write(&buf);
@@ -118,10 +118,10 @@ pub(crate) fn build_plan(
             }
         }
     }
-    if errors.total == 0 {
-        if let Some(w) = shards.as_mut() {
-            w.finish()?;
-        }
+    if errors.total == 0
+        && let Some(w) = shards.as_mut()
+    {
+        w.finish()?;
     }
     if errors.total > 0 {
         return Err(errors.into_error());
@@ -235,7 +235,7 @@ impl ShardWriter {
     fn start(&mut self, shard: u32) -> Result<(), CliError> {
         self.finish()?;
         let path = self.dir.join(shard_file_name(shard));
-        let f = File::create(&path).map_err(|e| write_error(&path, &e))?;
+        let f = crate::journal::create_private_file(&path).map_err(|e| write_error(&path, &e))?;
         self.current = Some(BufWriter::with_capacity(1 << 20, f));
         Ok(())
     }

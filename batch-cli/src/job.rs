@@ -27,11 +27,13 @@ use crate::error::{CliError, chain};
 use crate::input::{self, PlanSpec, shard_file_name};
 use crate::interrupt::{CliClock, Interrupt, Signal, parked_notifier};
 use crate::journal::{
-    IndexMap, Journal, PLAN_VERSION, PlanFile, PlanOptions, ResultStore, RoundFile, write_atomic,
+    IndexMap, Journal, JournalLock, PLAN_VERSION, PlanFile, PlanOptions, ResultStore, RoundFile,
+    create_private_dir_all, create_private_file, write_atomic,
 };
 use crate::progress::Progress;
 use crate::render;
 use crate::settings::BatchSettings;
+use crate::term;
 
 /// What every command shares: the Ctrl-C flag, the supervisor's channel
 /// and the progress display.
@@ -59,18 +61,14 @@ pub(crate) struct Api {
 /// The key used with the built-in emulator (it accepts any key).
 const EMULATOR_KEY: &str = "sk-emulator";
 
-/// Connects to the API: the built-in emulator (with `--emulator`, or for a
-/// journal made with it), or the API at `--base-url`, `OPENAI_BASE_URL`, the
-/// journal's base URL, or the public API, with `OPENAI_API_KEY`.
-/// Fails early, before the input is sharded into a journal, when the job
-/// will need a key and none is set.
-pub(crate) fn require_key(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<(), CliError> {
+/// Checks, before a journal is made, what [`connect`] would refuse: a job
+/// that needs a key and has none, or a key that would go over plain
+/// `http://` to a host that is not this machine.
+pub(crate) fn preflight(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<(), CliError> {
     if args.emulator || stored.is_some_and(|p| p.emulator) {
         return Ok(());
     }
-    api_config_from_env(|k| std::env::var(k).ok())
-        .map(|_| ())
-        .map_err(key_error)
+    api_config(args, stored).map(|_| ())
 }
 
 fn key_error(e: JobError) -> CliError {
@@ -83,6 +81,65 @@ fn key_error(e: JobError) -> CliError {
     }
 }
 
+/// The API's settings from the environment: the key, and the base URL from
+/// `--base-url`, else `OPENAI_BASE_URL`, else the journal's, else the
+/// public API's. Refuses plain `http://` to anything but a loopback address
+/// without `--allow-insecure-http`: the key is sent with every request.
+fn api_config(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<ApiConfig, CliError> {
+    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(key_error)?;
+    let env_base = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    if let Some(base) = &args.base_url {
+        cfg = cfg.with_base_url(base.clone());
+    } else if env_base.is_none()
+        && let Some(p) = stored.filter(|p| !p.base_url.is_empty())
+    {
+        cfg = cfg.with_base_url(p.base_url.clone());
+    }
+    if !args.allow_insecure_http {
+        check_not_plain_http(&cfg.base_url)?;
+    }
+    Ok(cfg)
+}
+
+/// Refuses an `http://` base URL whose host is not a loopback address.
+fn check_not_plain_http(base_url: &str) -> Result<(), CliError> {
+    let Ok(uri) = base_url.trim().parse::<http::Uri>() else {
+        return Ok(());
+    };
+    if !uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+    {
+        return Ok(());
+    }
+    let host = uri.host().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "the base URL is plain http:// to {host}, which would send the API key \
+             unencrypted: use https://, or pass --allow-insecure-http if the network to it \
+             is trusted"
+        )))
+    }
+}
+
+/// The same URL, whatever its trailing slashes.
+fn same_base_url(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
+}
+
+/// Connects to the API: the built-in emulator (with `--emulator`, or for a
+/// journal made with it), or the API of [`api_config`] with
+/// `OPENAI_API_KEY`. Warns when a journal's job is resumed against another
+/// base URL than the one its batches were created on.
 pub(crate) fn connect(
     ctx: &Ctx,
     args: &ApiArgs,
@@ -151,18 +208,17 @@ pub(crate) fn connect(
             emulator: Some(handle),
         });
     }
-    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(key_error)?;
-    let env_base = std::env::var("OPENAI_BASE_URL")
-        .ok()
-        .filter(|b| !b.trim().is_empty());
-    if let Some(base) = &args.base_url {
-        cfg = cfg.with_base_url(base.clone());
-    } else if env_base.is_none() {
-        if let Some(p) = stored.filter(|p| !p.base_url.is_empty()) {
-            cfg = cfg.with_base_url(p.base_url.clone());
-        }
-    }
+    let cfg = api_config(args, stored)?;
     let base_url = cfg.base_url.clone();
+    if let Some(p) = stored.filter(|p| !p.base_url.is_empty())
+        && !same_base_url(&p.base_url, &base_url)
+    {
+        term::err(&format!(
+            "warning: the job in this journal was created on {}, but this run talks to \
+                 {base_url}: its batches and files may not be found there",
+            p.base_url
+        ));
+    }
     Ok(Api {
         client: client(cfg)?,
         base_url,
@@ -183,15 +239,39 @@ pub(crate) struct Prepared {
 }
 
 /// The plan options the user asked for.
-fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
+pub(crate) struct Requested {
+    opts: PlanOptions,
+    /// Whether `--endpoint` was given (else it comes from the input).
+    endpoint_given: bool,
+}
+
+/// The longest `--system @FILE` read.
+const MAX_SYSTEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads the system prompt of `--system @FILE`: at most [`MAX_SYSTEM_BYTES`]
+/// of UTF-8 text, its trailing newlines removed.
+fn read_system(path: &str) -> Result<String, CliError> {
+    let fail =
+        |why: String| CliError::usage(format!("cannot read the system prompt from {path}: {why}"));
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SYSTEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SYSTEM_BYTES {
+        return Err(fail(format!(
+            "it is over {} MiB; a system prompt is sent with every request",
+            MAX_SYSTEM_BYTES / (1024 * 1024)
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Checks the plan options the user asked for (reading `--system @FILE`).
+pub(crate) fn requested_options(args: &PlanArgs) -> Result<Requested, CliError> {
     let system = match &args.system {
-        Some(s) if s.starts_with('@') => {
-            let path = &s[1..];
-            let text = fs::read_to_string(path).map_err(|e| {
-                CliError::usage(format!("cannot read the system prompt from {path}: {e}"))
-            })?;
-            Some(text.trim_end_matches(['\n', '\r']).to_owned())
-        }
+        Some(s) if s.starts_with('@') => Some(read_system(&s[1..])?),
         other => other.clone(),
     };
     let endpoint = match &args.endpoint {
@@ -207,8 +287,8 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
         return Err(CliError::usage("--max-bytes-per-batch must be at least 1"));
     }
     let batch = BatchSettings::from_args(args)?;
-    Ok((
-        PlanOptions {
+    Ok(Requested {
+        opts: PlanOptions {
             model: args.model.clone(),
             system,
             endpoint: endpoint
@@ -219,8 +299,8 @@ fn requested_options(args: &PlanArgs) -> Result<(PlanOptions, bool), CliError> {
             max_bytes_per_batch: args.max_bytes_per_batch,
             batch,
         },
-        endpoint.is_some(),
-    ))
+        endpoint_given: endpoint.is_some(),
+    })
 }
 
 /// The spec of a retry round's input: full request lines, as encoded for round 0.
@@ -241,19 +321,20 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
     }
 }
 
-/// Plans the job of `input` in `journal`, or rebuilds the plan of the job
-/// already there. `args` is `None` to take the options stored in the journal.
+/// Plans the job of `input` in `journal` (locked by `lock`), or rebuilds
+/// the plan of the job already there. `requested` is `None` to take the
+/// options stored in the journal.
 pub(crate) fn prepare(
     ctx: &Ctx,
     input: &Path,
     source: &str,
-    args: Option<&PlanArgs>,
+    requested: Option<&Requested>,
     journal: &Journal,
+    lock: &JournalLock,
 ) -> Result<Prepared, CliError> {
     if let Some(pf) = journal.read_plan()? {
-        if let Some(args) = args {
-            let (want, endpoint_given) = requested_options(args)?;
-            check_same_options(journal, &pf.options, &want, endpoint_given)?;
+        if let Some(r) = requested {
+            check_same_options(journal, &pf.options, &r.opts, r.endpoint_given)?;
         }
         let planned = input::build_plan(
             input,
@@ -279,20 +360,20 @@ pub(crate) fn prepare(
             fresh: false,
         });
     }
-    let Some(args) = args else {
+    let Some(requested) = requested else {
         return Err(CliError::usage(format!(
             "there is no job in {} (its plan.json is missing)",
             journal.dir().display()
         )));
     };
-    let (mut opts, endpoint_given) = requested_options(args)?;
-    if !endpoint_given {
+    let mut opts = requested.opts.clone();
+    if !requested.endpoint_given {
         opts.endpoint = input::detect_endpoint(input)?.as_str().to_owned();
     }
-    let created = !journal.dir().exists();
+    let created = lock.created();
     let shards = journal.shards_dir(0);
     clear_unplanned(journal)?;
-    fs::create_dir_all(&shards)
+    create_private_dir_all(&shards)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", shards.display())))?;
     let job_id = format!("ob-{:016x}", random_u64());
     let planned = input::build_plan(
@@ -434,14 +515,20 @@ pub(crate) struct Drive {
     pub(crate) requeue_delay: Option<Duration>,
     pub(crate) stop: StopAfter,
     pub(crate) cancel: bool,
+    /// The longest gap between progress lines in a pipe.
+    pub(crate) heartbeat: Duration,
 }
 
+/// The longest duration a flag takes: a year, far past any batch's
+/// completion window.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn seconds(flag: &str, v: f64) -> Result<Duration, CliError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(Duration::from_secs_f64(v))
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Duration::try_from_secs_f64(v).map_err(|e| CliError::usage(format!("{flag}: {e}")))
     } else {
         Err(CliError::usage(format!(
-            "{flag} must be a positive number of seconds"
+            "{flag} must be a positive number of seconds, at most {MAX_SECONDS} (a year)"
         )))
     }
 }
@@ -473,6 +560,7 @@ impl Drive {
             requeue_delay: Self::default_requeue(emulator),
             stop,
             cancel,
+            heartbeat: crate::progress::PLAIN_EVERY,
         }
     }
 
@@ -489,7 +577,12 @@ impl Drive {
             Some(s) => Some(seconds("--requeue-delay", s)?),
             None => Self::default_requeue(emulator),
         };
+        let heartbeat = match d.progress_every {
+            Some(s) => seconds("--progress-every", s)?,
+            None => crate::progress::PLAIN_EVERY,
+        };
         Ok(Drive {
+            heartbeat,
             parallel: d.parallel,
             poll_interval,
             max_wait,
@@ -615,11 +708,12 @@ fn new_round(
         fs::remove_dir_all(&dir).map_err(|e| fail(&dir, e))?;
     }
     let shards = journal.shards_dir(round);
-    fs::create_dir_all(&shards).map_err(|e| fail(&shards, e))?;
+    create_private_dir_all(&shards).map_err(|e| fail(&shards, e))?;
     let input_path = dir.join("input.jsonl");
     let map_path = dir.join("map.bin");
-    let mut input_w = BufWriter::new(File::create(&input_path).map_err(|e| fail(&input_path, e))?);
-    let mut map_w = BufWriter::new(File::create(&map_path).map_err(|e| fail(&map_path, e))?);
+    let mut input_w =
+        BufWriter::new(create_private_file(&input_path).map_err(|e| fail(&input_path, e))?);
+    let mut map_w = BufWriter::new(create_private_file(&map_path).map_err(|e| fail(&map_path, e))?);
     let mut kinds = store.kinds();
     let mut index = 0u64;
     let mut chosen = 0u64;
@@ -736,6 +830,7 @@ fn run_round(
         job.cancel(now);
     }
     let mut io = JournalIo {
+        panic_after_submit: std::env::var_os(PANIC_AFTER_SUBMIT).is_some(),
         dir: journal.round_dir(round),
         store,
         map,
@@ -765,8 +860,15 @@ fn run_round(
     }
 }
 
+/// A hidden fault point: with this variable set, the worker panics right
+/// after the first batch is created (and checkpointed), so the tests can
+/// check that a panic ends the run with exit 3 and a resumable journal.
+const PANIC_AFTER_SUBMIT: &str = "OPENAI_BATCH_PANIC_AFTER_SUBMIT";
+
 /// The journal as the job's storage.
 struct JournalIo<'a> {
+    /// See [`PANIC_AFTER_SUBMIT`].
+    panic_after_submit: bool,
     /// The round's folder (checkpoint, shards).
     dir: PathBuf,
     store: &'a mut ResultStore,
@@ -797,6 +899,9 @@ impl JobIo for JournalIo<'_> {
     }
 
     fn event(&mut self, event: &JobEvent) -> io::Result<()> {
+        if self.panic_after_submit && matches!(event, JobEvent::Submitted { .. }) {
+            panic!("{PANIC_AFTER_SUBMIT} is set");
+        }
         self.progress.borrow_mut().event(event);
         self.interrupt.check()
     }

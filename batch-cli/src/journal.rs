@@ -90,15 +90,19 @@ pub(crate) struct Journal {
     dir: PathBuf,
 }
 
-/// A journal taken by this process; see [`Journal::lock`].
+/// A journal taken by this process; see [`Journal::lock`]. The OS lock is
+/// released when this is dropped, or when the process ends however it ends.
 #[derive(Debug)]
 pub(crate) struct JournalLock {
-    path: PathBuf,
+    _file: File,
+    created: bool,
 }
 
-impl Drop for JournalLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+impl JournalLock {
+    /// Whether taking the lock created the journal folder (so a refused
+    /// input leaves nothing behind).
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 }
 
@@ -112,58 +116,56 @@ impl Journal {
     }
 
     /// Takes the journal for this process, so that two processes never
-    /// drive the same job. The lock file holds the owner's pid; one left by
-    /// a process that died (`kill -9`) is taken over. Released on drop.
+    /// drive the same job: an exclusive OS lock (`flock` on unix,
+    /// `LockFileEx` on Windows) on the file `lock`, held until the process
+    /// ends. The OS drops the lock of a process that dies, whatever kills
+    /// it, so there is no stale lock to take over. The file holds the
+    /// owner's pid, for the message a second process prints; the file itself
+    /// is never removed (removing it would let two processes lock two
+    /// different files).
     ///
-    /// Whether the owner still runs is read from `/proc`; where there is no
-    /// `/proc`, a lock file left behind is taken over.
+    /// Creates the journal folder (mode 0700 on unix) if needed.
     pub(crate) fn lock(&self) -> Result<JournalLock, CliError> {
         let path = self.dir.join("lock");
-        let me = std::process::id();
         let io_err = |e: io::Error| {
             CliError::failed(format!(
                 "cannot lock the journal {}: {e}",
                 self.dir.display()
             ))
         };
-        fs::create_dir_all(&self.dir).map_err(io_err)?;
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(me.to_string().as_bytes()).map_err(io_err)?;
-                    return Ok(JournalLock { path });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let owner = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = owner
-                        .filter(|pid| *pid != me && Path::new(&format!("/proc/{pid}")).exists())
-                    {
-                        return Err(CliError::usage(format!(
-                            "the journal {} is in use by process {pid}; wait for it to end (if no such run is going on, delete {})",
-                            self.dir.display(),
-                            path.display()
-                        )));
-                    }
-                    // Left by a process that is gone: take it over.
-                    fs::remove_file(&path)
-                        .or_else(|e| {
-                            if e.kind() == io::ErrorKind::NotFound {
-                                Ok(())
-                            } else {
-                                Err(e)
-                            }
-                        })
-                        .map_err(io_err)?;
-                }
-                Err(e) => return Err(io_err(e)),
-            }
+        let created = !self.dir.exists();
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err)?;
         }
+        create_private_dir_all(&self.dir).map_err(io_err)?;
+        let mut file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let owner = read_owner(&path)
+                    .map(|pid| format!("process {pid}"))
+                    .unwrap_or_else(|| "another process".to_owned());
+                return Err(CliError::usage(format!(
+                    "the journal {} is in use by {owner}; wait for it to end, or use another \
+                     --journal",
+                    self.dir.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        file.set_len(0).map_err(io_err)?;
+        file.write_all(std::process::id().to_string().as_bytes())
+            .map_err(io_err)?;
+        Ok(JournalLock {
+            _file: file,
+            created,
+        })
     }
 
     pub(crate) fn plan_path(&self) -> PathBuf {
@@ -189,14 +191,14 @@ impl Journal {
 
     pub(crate) fn read_plan(&self) -> Result<Option<PlanFile>, CliError> {
         let plan: Option<PlanFile> = read_json(&self.plan_path())?;
-        if let Some(p) = &plan {
-            if p.version != PLAN_VERSION {
-                return Err(CliError::failed(format!(
-                    "{} has format {}, this version of openai-batch reads {PLAN_VERSION}",
-                    self.plan_path().display(),
-                    p.version
-                )));
-            }
+        if let Some(p) = &plan
+            && p.version != PLAN_VERSION
+        {
+            return Err(CliError::failed(format!(
+                "{} has format {}, this version of openai-batch reads {PLAN_VERSION}",
+                self.plan_path().display(),
+                p.version
+            )));
         }
         Ok(plan)
     }
@@ -251,6 +253,62 @@ impl Journal {
     }
 }
 
+/// The pid in the lock file of a journal in use. The owner writes it just
+/// after taking the lock, so an empty file or the pid of the previous owner
+/// may be read in between: the file is read until it holds a pid that stays
+/// the same for a moment (a tenth of a second at most in all).
+fn read_owner(path: &Path) -> Option<u32> {
+    let read = || {
+        fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    let mut last = None;
+    for _ in 0..10 {
+        let now = read();
+        if now.is_some() && now == last {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    last
+}
+
+/// Creates `dir` and its missing parents. On unix they are made 0700: the
+/// journal holds every prompt and every response.
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Options that create files 0600 on unix (see [`create_private_dir_all`]).
+pub(crate) fn private_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Creates (or truncates) a journal file for writing, 0600 on unix.
+pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
+    private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 /// Reads a JSON file, `None` if it does not exist.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, CliError> {
     match fs::read(path) {
@@ -283,7 +341,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = create_private_file(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -356,7 +414,7 @@ impl ResultStore {
     pub(crate) fn open(dir: &Path, slots: u64) -> Result<ResultStore, CliError> {
         let open = |name: &str| {
             let path = dir.join(name);
-            OpenOptions::new()
+            private_options()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -448,14 +506,22 @@ impl ResultStore {
     }
 
     /// Counts the outcomes and writes every slot's line, in order, to `out`.
+    /// `expected` gives the `custom_id` each slot must hold, in input order
+    /// (see [`ShardIds`]): a slot holding another request's result is an
+    /// error, not a wrong output file.
     ///
     /// # Errors
-    /// Fails if a slot is empty or points outside the spill (a damaged
-    /// journal), or on IO errors.
-    pub(crate) fn assemble(&self, out: &mut impl Write) -> Result<Counts, CliError> {
+    /// Fails if a slot is empty, points outside the spill, or holds the
+    /// result of another request (a damaged journal), or on IO errors.
+    pub(crate) fn assemble(
+        &self,
+        mut expected: impl Iterator<Item = Result<String, CliError>>,
+        out: &mut impl Write,
+    ) -> Result<Counts, CliError> {
         let damaged = |i: u64, why: &str| {
             CliError::failed(format!(
-                "the journal is damaged: the result of request {} {why}",
+                "the journal is damaged: the result of request {} {why}; the results were not \
+                 written",
                 i + 1
             ))
         };
@@ -477,9 +543,33 @@ impl ResultStore {
                     return Err(damaged(i, "points outside results.spill"));
                 }
                 self.read_line(*offset, *len, &mut line).map_err(io)?;
+                let want = expected
+                    .next()
+                    .transpose()?
+                    .ok_or_else(|| damaged(i, "has no request in the shard files"))?;
+                let found = first_custom_id(&line);
+                if found.as_deref() != Some(want.as_str()) {
+                    return Err(damaged(
+                        i,
+                        &format!(
+                            "({want:?}): slot {} of results.index holds {}",
+                            i + 1,
+                            match &found {
+                                Some(id) => format!("the result of {id:?}"),
+                                None => "a line with no custom_id".to_owned(),
+                            }
+                        ),
+                    ));
+                }
                 out.write_all(&line).map_err(io)?;
                 i += 1;
             }
+        }
+        if expected.next().transpose()?.is_some() {
+            return Err(CliError::failed(
+                "the journal is damaged: the shard files hold more requests than results.index; \
+                 the results were not written",
+            ));
         }
         Ok(counts)
     }
@@ -522,6 +612,83 @@ impl Iterator for KindIter<'_> {
     }
 }
 
+/// The `custom_id` of a JSON line that starts with it, as both the shard
+/// lines (encoded by the core) and the result lines (rendered here) do.
+pub(crate) fn first_custom_id(line: &[u8]) -> Option<String> {
+    let rest = line.strip_prefix(b"{\"custom_id\":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    String::deserialize(&mut de).ok()
+}
+
+/// The `custom_id` of every request of round 0's shard files, in order:
+/// the input's requests, in input order.
+pub(crate) struct ShardIds {
+    dir: PathBuf,
+    shards: u64,
+    next: u64,
+    reader: Option<(PathBuf, io::BufReader<File>)>,
+    buf: Vec<u8>,
+}
+
+impl ShardIds {
+    /// The ids of the `shards` shard files in `dir`.
+    pub(crate) fn new(dir: PathBuf, shards: u64) -> Self {
+        ShardIds {
+            dir,
+            shards,
+            next: 0,
+            reader: None,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Iterator for ShardIds {
+    type Item = Result<String, CliError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        loop {
+            if self.reader.is_none() {
+                if self.next >= self.shards {
+                    return None;
+                }
+                let name = crate::input::shard_file_name(u32::try_from(self.next).ok()?);
+                let path = self.dir.join(name);
+                self.next += 1;
+                match File::open(&path) {
+                    Ok(f) => self.reader = Some((path, io::BufReader::new(f))),
+                    Err(e) => {
+                        return Some(Err(CliError::failed(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))));
+                    }
+                }
+            }
+            let (path, r) = self.reader.as_mut()?;
+            self.buf.clear();
+            match r.read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.reader = None,
+                Ok(_) => {
+                    return Some(first_custom_id(&self.buf).ok_or_else(|| {
+                        CliError::failed(format!(
+                            "the journal is damaged: a line of {} has no custom_id",
+                            path.display()
+                        ))
+                    }));
+                }
+                Err(e) => {
+                    return Some(Err(CliError::failed(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    ))));
+                }
+            }
+        }
+    }
+}
+
 /// Outcomes counted over the final results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Counts {
@@ -530,14 +697,19 @@ pub(crate) struct Counts {
     pub(crate) not_processed: u64,
 }
 
+/// The temporary file the output is written to before its rename.
+pub(crate) fn partial_path(output: &Path) -> PathBuf {
+    let mut tmp = output.as_os_str().to_owned();
+    tmp.push(".partial");
+    PathBuf::from(tmp)
+}
+
 /// Writes the output file through a temporary file and a rename.
 pub(crate) fn write_output(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<Counts, CliError>,
 ) -> Result<Counts, CliError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
+    let tmp = partial_path(path);
     let io = |e: io::Error| CliError::failed(format!("cannot write {}: {e}", path.display()));
     let f = File::create(&tmp).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -574,20 +746,40 @@ impl IndexMap {
 mod tests {
     use super::*;
 
+    fn line(id: &str, rest: &str) -> Vec<u8> {
+        format!("{{\"custom_id\":\"{id}\",\"outcome\":\"{rest}\"}}\n").into_bytes()
+    }
+
+    fn ids(list: &[&str]) -> impl Iterator<Item = Result<String, CliError>> {
+        list.iter()
+            .map(|s| Ok((*s).to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     #[test]
     fn results_are_assembled_in_slot_order_and_overwrites_win() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = ResultStore::open(dir.path(), 3).expect("open");
-        store.put(2, Kind::Succeeded, b"c\n").expect("put");
-        store.put(0, Kind::FailedRetryable, b"a0\n").expect("put");
-        store.put(1, Kind::NotProcessed, b"b\n").expect("put");
-        store.put(0, Kind::Succeeded, b"a1\n").expect("put");
+        store.put(2, Kind::Succeeded, &line("c", "1")).expect("put");
+        store
+            .put(0, Kind::FailedRetryable, &line("a", "0"))
+            .expect("put");
+        store
+            .put(1, Kind::NotProcessed, &line("b", ""))
+            .expect("put");
+        store.put(0, Kind::Succeeded, &line("a", "1")).expect("put");
         store.sync().expect("sync");
         drop(store);
         let store = ResultStore::open(dir.path(), 3).expect("reopen");
         let mut out = Vec::new();
-        let counts = store.assemble(&mut out).expect("assemble");
-        assert_eq!(out, b"a1\nb\nc\n");
+        let counts = store
+            .assemble(ids(&["a", "b", "c"]), &mut out)
+            .expect("assemble");
+        assert_eq!(
+            out,
+            [line("a", "1"), line("b", ""), line("c", "1")].concat()
+        );
         assert_eq!(
             counts,
             Counts {
@@ -607,11 +799,43 @@ mod tests {
     fn a_missing_result_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = ResultStore::open(dir.path(), 2).expect("open");
-        store.put(0, Kind::Succeeded, b"a\n").expect("put");
+        store.put(0, Kind::Succeeded, &line("a", "")).expect("put");
         let err = store
-            .assemble(&mut Vec::new())
+            .assemble(ids(&["a", "b"]), &mut Vec::new())
             .expect_err("slot 1 is empty");
         assert!(matches!(err, CliError::Failed(m) if m.contains("request 2 is missing")));
+    }
+
+    #[test]
+    fn a_slot_holding_another_requests_result_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = ResultStore::open(dir.path(), 2).expect("open");
+        store.put(0, Kind::Succeeded, &line("a", "")).expect("put");
+        store.put(1, Kind::Succeeded, &line("a", "")).expect("put");
+        let err = store
+            .assemble(ids(&["a", "b"]), &mut Vec::new())
+            .expect_err("slot 2 holds a's result");
+        assert!(
+            matches!(&err, CliError::Failed(m) if m.contains("request 2 (\"b\")")
+                && m.contains("slot 2 of results.index holds the result of \"a\"")),
+            "{err:?}"
+        );
+        let err = store
+            .assemble(ids(&["a", "a", "c"]), &mut Vec::new())
+            .expect_err("a request has no slot");
+        assert!(matches!(&err, CliError::Failed(m) if m.contains("more requests")));
+    }
+
+    #[test]
+    fn the_first_custom_id_is_read_without_the_rest() {
+        assert_eq!(
+            first_custom_id(br#"{"custom_id":"a\"b","method":"POST"}"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(
+            first_custom_id(br#"{"method":"POST","custom_id":"a"}"#),
+            None
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod settings;
 mod term;
 
 use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -36,8 +37,8 @@ use std::sync::mpsc;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
-use crate::error::{CliError, EXIT_INTERRUPTED};
-use crate::interrupt::{Interrupt, Signal};
+use crate::error::CliError;
+use crate::interrupt::{Interrupt, Signal, StopSignal};
 use crate::progress::{Mode, Progress};
 
 /// Runs the command line of this process and returns its exit code.
@@ -47,27 +48,25 @@ pub fn main() -> ExitCode {
     let interrupt = Interrupt::default();
     let quiet = quiet(&cli.command);
     let journal_hint = journal_hint(&cli.command);
-    {
-        let interrupt = interrupt.clone();
-        let tx = tx.clone();
-        let installed = ctrlc::set_handler(move || {
-            if interrupt.set() {
-                term::err("interrupted again: stopping now");
-                std::process::exit(i32::from(EXIT_INTERRUPTED));
-            }
-            let _ = tx.send(Signal::CtrlC);
-        });
-        if let Err(e) = installed {
-            term::err(&format!("warning: Ctrl-C cannot be handled cleanly: {e}"));
-        }
+    if let Err(e) = watch_signals(interrupt.clone(), tx.clone()) {
+        term::err(&format!(
+            "warning: Ctrl-C and SIGTERM cannot be handled cleanly: {e}"
+        ));
     }
     let worker = {
         let interrupt = interrupt.clone();
         let tx = tx.clone();
+        let hint = journal_hint.clone();
         std::thread::Builder::new()
             .name("openai-batch".into())
             .spawn(move || {
-                let result = dispatch(&cli.command, interrupt, tx.clone());
+                // A panic is a bug, but it must still end the run: the
+                // signal watcher holds a sender, so the channel alone
+                // would never tell the supervisor.
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    dispatch(&cli.command, interrupt, tx.clone())
+                }))
+                .unwrap_or_else(|panic| Err(panicked(&*panic, hint.as_deref())));
                 let _ = tx.send(Signal::Done(result));
             })
     };
@@ -78,15 +77,21 @@ pub fn main() -> ExitCode {
     drop(tx);
     loop {
         match rx.recv() {
-            Ok(Signal::CtrlC) => {
+            Ok(Signal::Stop(signal)) => {
                 if !quiet {
-                    term::err("stopping at the next safe point (Ctrl-C again to stop at once)");
+                    term::err(&match signal {
+                        StopSignal::Int => {
+                            "stopping at the next safe point (Ctrl-C again to stop at once)"
+                                .to_owned()
+                        }
+                        other => format!("{}: stopping at the next safe point", other.name()),
+                    });
                 }
             }
-            Ok(Signal::Parked) => return interrupted(journal_hint.as_deref()),
+            Ok(Signal::Parked) => return interrupted(&interrupt, journal_hint.as_deref()),
             Ok(Signal::Done(Ok(code))) => return ExitCode::from(code),
             Ok(Signal::Done(Err(CliError::Interrupted))) => {
-                return interrupted(journal_hint.as_deref());
+                return interrupted(&interrupt, journal_hint.as_deref());
             }
             Ok(Signal::Done(Err(e))) => return report(&e),
             Err(_) => {
@@ -97,16 +102,86 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn interrupted(journal: Option<&str>) -> ExitCode {
+/// What a signal does: the first sets the stop flag and tells the
+/// supervisor; a second one exits at once.
+fn on_signal(
+    interrupt: &Interrupt,
+    tx: &mpsc::Sender<Signal<Result<u8, CliError>>>,
+    signal: StopSignal,
+) {
+    if interrupt.set(signal) {
+        term::err(&format!("{} again: stopping now", signal.name()));
+        std::process::exit(i32::from(signal.exit_code()));
+    }
+    let _ = tx.send(Signal::Stop(signal));
+}
+
+/// Handles SIGINT, SIGTERM and SIGHUP alike: each stops the run at its next
+/// safe point, resumably.
+#[cfg(unix)]
+fn watch_signals(
+    interrupt: Interrupt,
+    tx: mpsc::Sender<Signal<Result<u8, CliError>>>,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for raw in signals.forever() {
+                let signal = match raw {
+                    SIGTERM => StopSignal::Term,
+                    SIGHUP => StopSignal::Hup,
+                    _ => StopSignal::Int,
+                };
+                on_signal(&interrupt, &tx, signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Handles Ctrl-C (and the console's close and shutdown events).
+#[cfg(not(unix))]
+fn watch_signals(
+    interrupt: Interrupt,
+    tx: mpsc::Sender<Signal<Result<u8, CliError>>>,
+) -> std::io::Result<()> {
+    ctrlc::set_handler(move || on_signal(&interrupt, &tx, StopSignal::Int))
+        .map_err(std::io::Error::other)
+}
+
+/// The error of a worker that panicked (the panic message itself was
+/// already printed by the panic hook).
+fn panicked(panic: &(dyn std::any::Any + Send), journal: Option<&str>) -> CliError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    let resume = match journal {
+        Some(j) => format!("; the journal {j} is consistent: run the same command again to resume"),
+        None => String::new(),
+    };
+    CliError::failed(format!(
+        "openai-batch stopped on an internal error ({what}){resume}"
+    ))
+}
+
+fn interrupted(interrupt: &Interrupt, journal: Option<&str>) -> ExitCode {
+    let signal = interrupt.signal().unwrap_or(StopSignal::Int);
     let cancel = match journal {
         Some(j) => format!("`openai-batch cancel --journal {j}`"),
         None => "`openai-batch cancel --journal DIR`".to_owned(),
     };
+    let what = match signal {
+        StopSignal::Int => "interrupted".to_owned(),
+        other => format!("stopped by {}", other.name()),
+    };
     term::err(&format!(
-        "interrupted: batches already submitted keep running; run the same command again to \
+        "{what}: batches already submitted keep running; run the same command again to \
          resume, or {cancel} to cancel them"
     ));
-    ExitCode::from(EXIT_INTERRUPTED)
+    ExitCode::from(signal.exit_code())
 }
 
 fn report(e: &CliError) -> ExitCode {

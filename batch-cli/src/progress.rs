@@ -1,8 +1,14 @@
 //! Progress: the job's events drawn as bars on a terminal, or as plain
-//! lines in a pipe (on every status change, and a heartbeat at most every
-//! [`PLAIN_EVERY`]), or nothing with `--quiet`.
+//! lines in a pipe (on every status change, and a heartbeat when no line
+//! came for [`PLAIN_EVERY`]), or nothing with `--quiet`.
+//!
+//! The heartbeat comes from a thread of its own, so it keeps coming while
+//! the job waits for anything: a poll interval, a backoff, or a server that
+//! takes long to answer.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use batch_blocking::{Clock, SystemClock};
@@ -13,7 +19,60 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::term;
 
 /// The longest a pipe goes without a progress line while a job runs.
-const PLAIN_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the heartbeat thread shares with the display.
+#[derive(Debug)]
+struct Beat {
+    /// When the command started (lines show the seconds since).
+    start: Instant,
+    /// When the last plain line was printed.
+    last: Instant,
+    /// The line to repeat, while a round runs.
+    line: Option<String>,
+    /// The longest gap between lines.
+    every: Duration,
+}
+
+impl Beat {
+    fn print(&mut self, line: &str) {
+        let secs = self.start.elapsed().as_secs();
+        term::err(&format!("[{secs:>5}s] {line}"));
+        self.last = Instant::now();
+    }
+
+    /// Prints the heartbeat line if it is due.
+    fn due(&mut self) {
+        if self.last.elapsed() >= self.every
+            && let Some(line) = self.line.clone()
+        {
+            self.print(&line);
+        }
+    }
+}
+
+/// Locks `beat`, even if a panicking thread held it.
+fn lock(beat: &Mutex<Beat>) -> std::sync::MutexGuard<'_, Beat> {
+    beat.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts the thread that prints the heartbeat line when it is due; it ends
+/// when `stop` is set.
+fn start_heartbeat(beat: Arc<Mutex<Beat>>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("progress".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let every = lock(&beat).every;
+                std::thread::sleep(
+                    (every / 10).clamp(Duration::from_millis(20), Duration::from_secs(1)),
+                );
+                lock(&beat).due();
+            }
+        });
+    // Without the thread, waits in the clock still tick the display.
+    drop(spawned);
+}
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,29 +94,45 @@ struct ShardState {
 /// The progress display of a command.
 pub(crate) struct Progress {
     mode: Mode,
-    start: Instant,
     multi: Option<MultiProgress>,
     overall: Option<ProgressBar>,
     bars: BTreeMap<u32, ProgressBar>,
     shards: BTreeMap<u32, ShardState>,
     requests: u64,
     label: String,
-    last_plain: Instant,
+    beat: Arc<Mutex<Beat>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Progress {
     pub(crate) fn new(mode: Mode) -> Self {
+        let now = Instant::now();
+        let beat = Arc::new(Mutex::new(Beat {
+            start: now,
+            last: now,
+            line: None,
+            every: PLAIN_EVERY,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        if mode == Mode::Plain {
+            start_heartbeat(beat.clone(), stop.clone());
+        }
         Progress {
             mode,
-            start: Instant::now(),
             multi: None,
             overall: None,
             bars: BTreeMap::new(),
             shards: BTreeMap::new(),
             requests: 0,
             label: String::new(),
-            last_plain: Instant::now(),
+            beat,
+            stop,
         }
+    }
+
+    /// Sets the longest gap between plain lines ([`PLAIN_EVERY`] by default).
+    pub(crate) fn set_heartbeat(&mut self, every: Duration) {
+        lock(&self.beat).every = every;
     }
 
     /// Starts showing a round of `requests` requests in `shards`.
@@ -91,8 +166,8 @@ impl Progress {
             overall.enable_steady_tick(Duration::from_millis(200));
             self.overall = Some(overall);
             self.multi = Some(multi);
-            self.redraw_overall();
         }
+        self.redraw_overall();
     }
 
     /// Prints a line (above the bars, if any). Nothing with `--quiet`.
@@ -108,9 +183,7 @@ impl Progress {
 
     fn plain(&mut self, line: &str) {
         if self.mode == Mode::Plain {
-            let secs = self.start.elapsed().as_secs();
-            term::err(&format!("[{secs:>5}s] {line}"));
-            self.last_plain = Instant::now();
+            lock(&self.beat).print(line);
         }
     }
 
@@ -272,7 +345,21 @@ impl Progress {
         (done.min(self.requests), running, finished)
     }
 
+    /// The heartbeat line of the round in progress.
+    fn summary_line(&self) -> String {
+        let (done, running, finished) = self.totals();
+        format!(
+            "{}: {done}/{} requests processed; {running} shards running, {finished}/{} done",
+            self.label,
+            self.requests,
+            self.shards.len()
+        )
+    }
+
     fn redraw_overall(&self) {
+        if self.mode == Mode::Plain && !self.shards.is_empty() {
+            lock(&self.beat).line = Some(self.summary_line());
+        }
         if let Some(bar) = &self.overall {
             let (done, running, finished) = self.totals();
             bar.set_position(done);
@@ -283,25 +370,17 @@ impl Progress {
         }
     }
 
-    /// Called during waits: a heartbeat line in a pipe.
+    /// Called during waits: a heartbeat line in a pipe, if one is due (the
+    /// heartbeat thread prints it otherwise).
     pub(crate) fn tick(&mut self) {
-        if self.mode == Mode::Plain
-            && !self.shards.is_empty()
-            && self.last_plain.elapsed() >= PLAIN_EVERY
-        {
-            let (done, running, finished) = self.totals();
-            let line = format!(
-                "{}: {done}/{} requests processed; {running} shards running, {finished}/{} done",
-                self.label,
-                self.requests,
-                self.shards.len()
-            );
-            self.plain(&line);
+        if self.mode == Mode::Plain {
+            lock(&self.beat).due();
         }
     }
 
-    /// Removes the bars.
+    /// Removes the bars, and stops the heartbeat until the next round.
     pub(crate) fn finish(&mut self) {
+        lock(&self.beat).line = None;
         for (_, bar) in std::mem::take(&mut self.bars) {
             bar.finish_and_clear();
         }
@@ -317,5 +396,6 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+        self.stop.store(true, Ordering::SeqCst);
     }
 }

@@ -829,7 +829,7 @@ fn a_batch_failing_validation_is_reported_line_by_line() {
 }
 
 #[test]
-fn a_journal_in_use_is_refused_and_a_dead_owner_is_taken_over() {
+fn a_journal_in_use_is_refused_and_a_lock_file_left_behind_is_not() {
     let emu = emulator("");
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 20;
@@ -847,22 +847,24 @@ fn a_journal_in_use_is_refused_and_a_dead_owner_is_taken_over() {
         "--poll-interval",
         "0.05",
     ];
-    // A live process (this test) holds the journal: the run is refused.
-    std::fs::write(journal.join("lock"), std::process::id().to_string()).expect("lock");
+    // A live process (this test) holds the journal's OS lock: the run is refused.
+    let lock = std::fs::File::create(journal.join("lock")).expect("lock");
+    lock.try_lock().expect("take the lock");
+    std::fs::write(journal.join("lock"), std::process::id().to_string()).expect("pid");
     let o = run(&emu, &args);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("is in use by process"),
+        stderr(&o).contains(&format!("is in use by process {}", std::process::id())),
         "{}",
         stderr(&o)
     );
     assert_eq!(emu.counters().files_uploaded, 0);
-    // A lock left by a process that is gone is taken over, and released at the end.
-    std::fs::write(journal.join("lock"), u32::MAX.to_string()).expect("stale lock");
+    // A lock file left behind (its owner gone, here: its lock released)
+    // does not hold the journal.
+    drop(lock);
     let o = run(&emu, &args);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(ids(&lines(&out)), expected_ids(n));
-    assert!(!journal.join("lock").exists());
 }
 
 #[test]

@@ -609,7 +609,8 @@ impl BatchRequest {
     ///   ([`Problem::Empty`]) or not a string ([`Problem::Invalid`]);
     /// - `method` present and not the string `"POST"`: `method`,
     ///   [`Problem::Invalid`];
-    /// - `url` missing, empty or not a string: `url`;
+    /// - `url` missing, empty or not a string, or with a `.` or `..` path
+    ///   segment (`/v1/../admin`, also percent-encoded): `url`;
     /// - `body` missing, or not an object: `body`.
     pub fn parse_line(source: &str, line_no: u64, line: &[u8]) -> Result<Self, InputError> {
         let fail = |field: &str, problem| InputError::new(source, line_no, field, problem);
@@ -712,6 +713,14 @@ fn from_entries(entries: Vec<(String, Value)>) -> Result<BatchRequest, (String, 
     let url = match url {
         None => return fail("url", Problem::Missing),
         Some(Value::String(s)) if s.is_empty() => return fail("url", Problem::Empty),
+        Some(Value::String(s)) if has_dot_segment(&s) => {
+            return fail(
+                "url",
+                Problem::Invalid(format!(
+                    "{s:?} has a \".\" or \"..\" path segment; give the endpoint's path as is"
+                )),
+            );
+        }
         Some(Value::String(s)) => Endpoint::parse(&s),
         Some(v) => return fail("url", not_a("a string", &v)),
     };
@@ -724,6 +733,17 @@ fn from_entries(entries: Vec<(String, Value)>) -> Result<BatchRequest, (String, 
         custom_id,
         url,
         body,
+    })
+}
+
+/// Whether the path of `url` has a `.` or `..` segment, also written with
+/// `%2e` (RFC 3986 section 3.3 and 6.2.2.2: a server may resolve it to another
+/// path than the one checked against the batch's endpoint).
+fn has_dot_segment(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
     })
 }
 
@@ -1294,6 +1314,35 @@ mod tests {
                 Problem::Invalid("must be a string, not an array".into())
             )
         );
+    }
+
+    #[test]
+    fn urls_with_dot_segments_are_refused() {
+        for url in [
+            "/v1/../admin",
+            "/v1/./chat/completions",
+            "/v1/%2E%2e/admin",
+            "/v1/chat/completions/..",
+            "/v1/..\\\\admin",
+            "..",
+        ] {
+            let line = format!(r#"{{"custom_id":"r","url":{url:?},"body":{{}}}}"#);
+            let err = parse(&line).expect_err(url);
+            assert_eq!(err.field, "url", "{url}");
+            assert!(
+                matches!(&err.problem, Problem::Invalid(m) if m.contains("path segment")),
+                "{url}: {err}"
+            );
+        }
+        for url in [
+            "/v1/chat/completions",
+            "/v1/x..y",
+            "/v1/.well",
+            "/v1/x?a=../b",
+        ] {
+            let line = format!(r#"{{"custom_id":"r","url":{url:?},"body":{{}}}}"#);
+            assert!(parse(&line).is_ok(), "{url}");
+        }
     }
 
     #[test]
