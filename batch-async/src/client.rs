@@ -257,17 +257,18 @@ impl Client {
             reqwest::Body::from(Vec::new()),
         ))
         .map_err(|e| Error::Setup(e.to_string()))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| Error::Setup(format!("listing batches failed: {e}")))?;
+        let response =
+            self.http.execute(request).await.map_err(|e| {
+                Error::Setup(self.api.redact(&format!("listing batches failed: {e}")))
+            })?;
         let head = crate::convert::head(&response);
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
+            .map_err(|e| Error::Setup(self.api.redact(&e.to_string())))?;
+        // The server's words may quote the key: it never reaches an error.
+        api::parse_batch_list(&head, &bytes)
+            .map_err(|e| Error::Job(JobError::Response(e.redacted(&self.api))))
     }
 
     async fn collect(

@@ -36,6 +36,8 @@ pub(super) struct Download {
     received: u64,
     /// Ignore the current response's body (an unusable range).
     discard: bool,
+    /// Where the file's complete lines ended when the current attempt began.
+    attempt_from: u64,
 }
 
 impl Download {
@@ -49,7 +51,19 @@ impl Download {
             expected: None,
             received: 0,
             discard: false,
+            attempt_from: 0,
         }
+    }
+
+    /// An attempt starts: remember where, so [`advanced`](Self::advanced)
+    /// can tell whether it brought anything new.
+    pub(super) fn begin_attempt(&mut self) {
+        self.attempt_from = self.decoder.complete_bytes();
+    }
+
+    /// Whether the current attempt added complete lines to what was read.
+    pub(super) fn advanced(&self) -> bool {
+        self.decoder.complete_bytes() > self.attempt_from
     }
 
     /// Where to ask for the file from, and the validator to send with it.

@@ -190,6 +190,13 @@ impl Op {
     fn has_effect(&self) -> bool {
         matches!(self, Op::Upload | Op::Create)
     }
+    /// Whether the operation only reads (so an odd status is worth another try).
+    fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::FindUpload | Op::FindBatch | Op::Poll | Op::Download { .. }
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -668,7 +675,8 @@ impl Job {
         } else {
             failure.kind
         };
-        self.transport_failed(ex.shard, ex.op, kind, &failure.detail, ex.head.as_ref());
+        let detail = self.redact(&failure.detail);
+        self.transport_failed(ex.shard, ex.op, kind, &detail, ex.head.as_ref());
         Ok(())
     }
 
@@ -699,12 +707,26 @@ impl Job {
     fn warn(&mut self, i: usize, message: String) {
         self.out.push_back(Step::Event(JobEvent::Warning {
             shard: self.shards[i].plan.index,
-            message,
+            message: self.cfg.api.redact(&message),
         }));
     }
 
-    fn event(&mut self, ev: JobEvent) {
+    /// Queues an event; every text in it that may quote the server is
+    /// redacted (the key never leaves the job).
+    fn event(&mut self, mut ev: JobEvent) {
+        match &mut ev {
+            JobEvent::Retrying { reason, .. } | JobEvent::Requeued { reason, .. } => {
+                *reason = self.cfg.api.redact(reason);
+            }
+            JobEvent::Warning { message, .. } => *message = self.cfg.api.redact(message),
+            _ => {}
+        }
         self.out.push_back(Step::Event(ev));
+    }
+
+    /// `text` without the API key (see [`ApiBase::redact`](crate::api::ApiBase::redact)).
+    fn redact(&self, text: &str) -> String {
+        self.cfg.api.redact(text)
     }
 
     fn finish_job(&mut self) -> Step {
@@ -990,6 +1012,7 @@ impl Job {
                 let dl = sh
                     .download
                     .get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
+                dl.begin_attempt();
                 let (offset, etag) = dl.resume_point();
                 let etag = etag.map(str::to_owned);
                 api::file_content(api, file_id, (offset > 0).then_some(offset)).map(|mut req| {
@@ -1014,7 +1037,17 @@ impl Job {
     ) {
         let class = classify_status(head.status);
         if class != StatusClass::Success {
-            let err = ApiError::from_response(head.status, &head.headers, body);
+            let mut err =
+                ApiError::from_response(head.status, &head.headers, body).redacted(&self.cfg.api);
+            if head.status.is_redirection() {
+                if let Some(to) = head
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    err.message = format!("{} (Location: {})", err.message, self.redact(to));
+                }
+            }
             self.api_failed(i, op, class, err, &head);
             return;
         }
@@ -1033,17 +1066,18 @@ impl Job {
         let now = self.now;
         let sh = &mut self.shards[i];
         sh.wait_reason = None;
-        // A look-up after an unknown outcome is part of retrying the upload
-        // or create: only finding what it looks for ends the run of failed
-        // attempts, so an effect that keeps failing still backs off and is
+        // Only an answer that reads as what was asked for ends a run of
+        // failed attempts: a 2xx whose body cannot be decoded (an HTML page
+        // from a proxy) is a failed attempt like a 5xx, with the same backoff
+        // and the same cap. A look-up after an unknown outcome is part of
+        // retrying the upload or create: only finding what it looks for ends
+        // the run, so an effect that keeps failing still backs off and is
         // given up.
-        if !matches!(op, Op::FindUpload | Op::FindBatch) {
-            sh.attempts = 0;
-        }
         match op {
             Op::Upload => match api::parse_file(&head, body) {
                 Ok(file) => {
                     let sh = &mut self.shards[i];
+                    sh.attempts = 0;
                     sh.file_id = Some(file.id.clone());
                     sh.upload = Effect::Idle;
                     let shard = sh.plan.index;
@@ -1053,9 +1087,11 @@ impl Job {
                         file_id: file.id,
                     });
                 }
-                Err(e) => {
-                    self.effect_unknown(i, &Op::Upload, format!("unreadable upload response: {e}"))
-                }
+                Err(e) => self.effect_unknown(
+                    i,
+                    &Op::Upload,
+                    format!("unreadable upload response: {}", describe(&e)),
+                ),
             },
             Op::FindUpload => match api::parse_file_list(&head, body) {
                 Ok(page) => {
@@ -1093,16 +1129,19 @@ impl Job {
                         sh.search_pages = 0;
                     }
                 }
-                Err(e) => self.retry_later(i, &Op::FindUpload, e.to_string(), None),
+                Err(e) => self.retry_later(i, &Op::FindUpload, describe(&e), None),
             },
             Op::Create => match api::parse_batch(&head, body) {
                 Ok(batch) => {
                     self.shards[i].create = Effect::Idle;
+                    self.shards[i].attempts = 0;
                     self.adopt_batch(i, batch);
                 }
-                Err(e) => {
-                    self.effect_unknown(i, &Op::Create, format!("unreadable create response: {e}"))
-                }
+                Err(e) => self.effect_unknown(
+                    i,
+                    &Op::Create,
+                    format!("unreadable create response: {}", describe(&e)),
+                ),
             },
             Op::FindBatch => match api::parse_batch_list(&head, body) {
                 Ok(page) => {
@@ -1147,17 +1186,18 @@ impl Job {
                         }
                     }
                 }
-                Err(e) => self.retry_later(i, &Op::FindBatch, e.to_string(), None),
+                Err(e) => self.retry_later(i, &Op::FindBatch, describe(&e), None),
             },
             Op::Poll | Op::Cancel => match api::parse_batch(&head, body) {
                 Ok(batch) => {
+                    self.shards[i].attempts = 0;
                     if op == Op::Cancel {
                         self.shards[i].cancel_sent = true;
                         self.dirty = true;
                     }
                     self.observe(i, batch);
                 }
-                Err(e) => self.retry_later(i, &op, e.to_string(), None),
+                Err(e) => self.retry_later(i, &op, describe(&e), None),
             },
             Op::Download { file_id } => {
                 let sh = &mut self.shards[i];
@@ -1166,10 +1206,15 @@ impl Job {
                 self.take_download_events(i, events);
                 let sh = &mut self.shards[i];
                 if complete {
+                    sh.attempts = 0;
                     sh.download = None;
                     sh.downloads.pop_front();
                     sh.not_before = now;
                 } else {
+                    // A short body that still brought more of the file is progress.
+                    if sh.download.as_ref().is_some_and(Download::advanced) {
+                        sh.attempts = 0;
+                    }
                     let offset = sh.download.as_ref().map_or(0, |d| d.resume_point().0);
                     self.retry_later(
                         i,
@@ -1262,7 +1307,7 @@ impl Job {
             return;
         }
         if status == BatchStatus::Failed {
-            sh.error = first_error_message(&batch);
+            sh.error = first_error_message(&batch).map(|m| self.cfg.api.redact(&m));
         }
         sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
             .into_iter()
@@ -1321,10 +1366,10 @@ impl Job {
                 if let Some(line) = e.line.filter(|l| *l >= 1) {
                     per_line.insert(line - 1, NotProcessed {
                         code: e.code.clone().unwrap_or_else(|| "batch_failed".into()),
-                        message: format!(
+                        message: self.cfg.api.redact(&format!(
                             "batch {batch_id} failed validation at line {line} of its input file: {}",
                             e.message.clone().unwrap_or_default()
-                        ),
+                        )),
                     });
                 }
             }
@@ -1336,6 +1381,7 @@ impl Job {
     }
 
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
+        let message = self.redact(&message);
         let sh = &mut self.shards[i];
         sh.download = None;
         sh.finishing = Some(Finishing {
@@ -1410,9 +1456,9 @@ impl Job {
                                 custom_id: self.plan.custom_id(index).to_owned(),
                                 outcome: JobOutcome::NotProcessed(NotProcessed {
                                     code: "unreadable_result".into(),
-                                    message: format!(
+                                    message: self.cfg.api.redact(&format!(
                                         "its result line {line} could not be read: {error}"
-                                    ),
+                                    )),
                                 }),
                             };
                             self.fed.push_back(r);
@@ -1464,7 +1510,7 @@ impl Job {
             }
             Outcome::Failed(f) if f.is_not_processed() => {
                 sh.tally.not_processed += 1;
-                JobOutcome::NotProcessed(not_processed_from(f))
+                JobOutcome::NotProcessed(not_processed_from(f, &self.cfg.api))
             }
             Outcome::Failed(_) => {
                 sh.tally.failed += 1;
@@ -1492,26 +1538,47 @@ impl Job {
         let status = head.status.as_u16();
         if status == 401 || status == 403 {
             // The key or its permissions are wrong: nothing else will work either.
-            self.fatal = Some(format!("authentication failed: {err}"));
+            self.fatal = Some(self.redact(&format!("authentication failed: {err}")));
             self.restore_effect(i, &op);
             return;
         }
-        if let Op::Download { file_id } = &op {
-            if status == 416 {
-                // Our offset is at (or past) the end: what we have is the whole file.
-                let sh = &mut self.shards[i];
-                sh.download = None;
-                sh.downloads.pop_front();
-                return;
+        if matches!(op, Op::Download { .. }) && status == 416 {
+            // Our offset is at (or past) the end: what we have is the whole file.
+            let sh = &mut self.shards[i];
+            sh.attempts = 0;
+            sh.download = None;
+            sh.downloads.pop_front();
+            return;
+        }
+        if op == Op::Cancel && status == 409 {
+            // The batch already ended (the API's answer to cancelling a
+            // finished batch): read it now, then collect what it has.
+            let sh = &mut self.shards[i];
+            sh.cancel_sent = true;
+            sh.attempts = 0;
+            sh.not_before = self.now;
+            sh.wait_reason = None;
+            self.dirty = true;
+            let batch = sh.batch_id.clone().unwrap_or_default();
+            self.warn(
+                i,
+                format!("batch {batch} had already ended when it was cancelled: {err}"),
+            );
+            return;
+        }
+        if class == StatusClass::Final && op.is_read() {
+            // A status a read should never get (a proxy's redirect, a
+            // passing 404): try a few times before giving the read up.
+            let cap = self.cfg.retry.odd_status_attempts.max(1);
+            let sh = &mut self.shards[i];
+            if sh.attempts + 1 < cap {
+                self.retry_later(i, &op, format!("the server answered {err}"), None);
+            } else {
+                let n = sh.attempts + 1;
+                let message = format!("gave up after {n} attempts: the server answered {err}");
+                self.op_failed_final(i, &op, message);
             }
-            if class == StatusClass::Final {
-                let msg = format!("file {file_id} could not be downloaded: {err}");
-                self.warn(i, msg);
-                let sh = &mut self.shards[i];
-                sh.download = None;
-                sh.downloads.pop_front();
-                return;
-            }
+            return;
         }
         match class {
             StatusClass::Transient => {
@@ -1527,8 +1594,13 @@ impl Job {
             _ => {
                 self.restore_effect(i, &op);
                 if op == Op::Cancel {
-                    // The batch can no longer be cancelled (already finishing): keep polling.
-                    self.shards[i].cancel_sent = true;
+                    // The batch can no longer be cancelled (already finishing):
+                    // read it now and keep polling.
+                    let sh = &mut self.shards[i];
+                    sh.cancel_sent = true;
+                    sh.attempts = 0;
+                    sh.not_before = self.now;
+                    sh.wait_reason = None;
                     self.dirty = true;
                     self.warn(i, format!("cancel was refused: {err}"));
                     return;
@@ -1560,8 +1632,9 @@ impl Job {
                         d.resume_point().0
                     });
                     // Progress resets the attempt count: a flaky link that keeps
-                    // delivering more of the file is not given up on.
-                    if got_head && offset > 0 {
+                    // delivering more of the file is not given up on; one that
+                    // delivers nothing new is.
+                    if got_head && sh.download.as_ref().is_some_and(Download::advanced) {
                         sh.attempts = 0;
                     }
                     let shard = sh.plan.index;
@@ -1795,6 +1868,17 @@ fn is_token_limit(batch: &Batch) -> bool {
     })
 }
 
+/// A response that did not read as expected, in words, with the start of
+/// the body (an HTML page from a proxy says what went wrong).
+fn describe(e: &api::ResponseError) -> String {
+    match e {
+        api::ResponseError::Decode { excerpt, .. } if !excerpt.is_empty() => {
+            format!("{e}; the body starts: {excerpt}")
+        }
+        _ => e.to_string(),
+    }
+}
+
 fn first_error_message(batch: &Batch) -> Option<String> {
     let e = batch.errors.as_ref()?.data.first()?;
     let code = e.code.as_deref().unwrap_or("error");
@@ -1805,13 +1889,13 @@ fn first_error_message(batch: &Batch) -> Option<String> {
     })
 }
 
-fn not_processed_from(f: &Failure) -> NotProcessed {
+fn not_processed_from(f: &Failure, api: &crate::api::ApiBase) -> NotProcessed {
     NotProcessed {
         code: f.code.clone().unwrap_or_else(|| "not_processed".into()),
-        message: f
-            .message
-            .clone()
-            .unwrap_or_else(|| "the batch ended before this request ran".into()),
+        message: f.message.as_deref().map_or_else(
+            || "the batch ended before this request ran".into(),
+            |m| api.redact(m),
+        ),
     }
 }
 

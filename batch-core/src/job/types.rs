@@ -181,6 +181,16 @@ impl TransportFailure {
             detail: detail.into(),
         }
     }
+
+    /// This failure with the API key removed from its detail (see
+    /// [`ApiBase::redact`]).
+    #[must_use]
+    pub fn redacted(self, api: &ApiBase) -> Self {
+        TransportFailure {
+            kind: self.kind,
+            detail: api.redact(&self.detail),
+        }
+    }
 }
 
 /// What is known about a failed exchange.

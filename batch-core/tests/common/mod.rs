@@ -557,6 +557,13 @@ pub enum Fault {
     LostAfterSend,
     /// The server acts; the body is cut after this fraction.
     CutBody(f64),
+    /// Something answers this instead (a proxy, a misbehaving server); the
+    /// server does not act.
+    Reply {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
 }
 
 /// When a scripted crash happens relative to the exchange it hits.
@@ -905,6 +912,17 @@ impl Harness {
                     self.now,
                 )
                 .unwrap();
+            }
+            Fault::Reply {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = response(status, body);
+                for (k, v) in headers {
+                    r.head.headers.insert(k, HeaderValue::from_str(&v).unwrap());
+                }
+                self.feed(job, id, r, None);
             }
             Fault::CutBody(frac) => {
                 let r = self.sim.handle(request, &self.shards, self.now);

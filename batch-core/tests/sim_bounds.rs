@@ -1,0 +1,376 @@
+//! The Job against a misbehaving server, in the simulation: answers that
+//! are 2xx but not JSON, odd statuses on a read, a cancel refused with 409,
+//! an echoed API key. Every run ends, with a bounded number of attempts and
+//! a growing backoff, and says why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use batch_core::api::ApiBase;
+use batch_core::http::Method;
+use batch_core::job::{JobConfig, JobEvent, JobOutcome, JobPlan, ShardEnd, ShardLimits};
+use batch_core::retry::RetryPolicy;
+use common::*;
+
+const T0: u64 = 1_700_000_000_000;
+/// The key of the simulation's `api()`.
+const KEY: &str = "sk-sim-secret";
+
+/// 10 requests (one fails) in one shard.
+fn one_shard(tweak: impl FnOnce(&mut JobConfig)) -> (batch_core::job::Job, JobPlan, Harness) {
+    let reqs = requests(10, Some(10));
+    let (job, plan, shards, _) = job_for(&reqs, ShardLimits::new(10, 1 << 20), tweak);
+    assert_eq!(plan.shards().len(), 1);
+    let h = Harness::new(SimApi::new(SimConfig::default()), shards, UnixMillis(T0));
+    (job, plan, h)
+}
+
+fn html_200() -> Fault {
+    Fault::Reply {
+        status: 200,
+        headers: vec![("content-type", "text/html".into())],
+        body: b"<html><body><h1>Proxy maintenance</h1></body></html>".to_vec(),
+    }
+}
+
+/// The `attempt` of each `Retrying` event of `op`, in order.
+fn attempts_of(h: &Harness, op: &str) -> Vec<u32> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Retrying { op: o, attempt, .. } if *o == op => Some(*attempt),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The times at which requests matching `pred` were sent.
+fn times_of(h: &Harness, pred: impl Fn(&Logged) -> bool) -> Vec<u64> {
+    h.log
+        .iter()
+        .filter(|l| pred(l))
+        .map(|l| l.at.as_millis())
+        .collect()
+}
+
+/// Gaps between consecutive attempts are at least the policy's backoff
+/// for that attempt (full jitter gives at least half the ceiling).
+fn assert_backoff_grows(times: &[u64], policy: &RetryPolicy) {
+    assert!(times.len() >= 2, "{times:?}");
+    for (k, w) in times.windows(2).enumerate() {
+        let floor = u64::try_from(policy.ceiling(k as u32 + 1).as_millis()).unwrap() / 2;
+        assert!(
+            w[1] - w[0] >= floor,
+            "attempt {} came {} ms after the one before, under the backoff floor {floor} ms",
+            k + 2,
+            w[1] - w[0]
+        );
+    }
+    let first = times[1] - times[0];
+    let last = times[times.len() - 1] - times[times.len() - 2];
+    assert!(
+        last >= 30 * first,
+        "the backoff did not grow: {first} ms, then {last} ms"
+    );
+}
+
+fn all_not_processed(h: &Harness, plan: &JobPlan, code: &str) -> Vec<String> {
+    (0..plan.len())
+        .map(|i| {
+            let np = h.not_processed(i);
+            assert_eq!(np.code, code, "request {i}: {}", np.message);
+            np.message.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn an_html_200_on_every_upload_backs_off_and_gives_up() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let policy = job.config().retry.clone();
+    let opts = RunOpts::faults(|_, r| {
+        if is_upload(r) {
+            html_200()
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let uploads = times_of(&h, |l| {
+        l.method == Method::POST && l.path.ends_with("/files")
+    });
+    assert_eq!(uploads.len() as u32, policy.max_attempts, "{uploads:?}");
+    // The counter is not reset by the 2xx: attempts 2, 3, ... up to the cap.
+    assert_eq!(
+        attempts_of(&h, "upload"),
+        (2..=policy.max_attempts).collect::<Vec<_>>()
+    );
+    assert_backoff_grows(&uploads, &policy);
+    for m in all_not_processed(&h, &plan, "gave_up") {
+        assert!(m.contains("gave up on upload after 12 attempts"), "{m}");
+        assert!(m.contains("unreadable upload response"), "{m}");
+        assert!(m.contains("Proxy maintenance"), "the cause is named: {m}");
+    }
+    assert_eq!(summary.shards[0].end, Some(ShardEnd::Stopped));
+    assert!(!summary.complete);
+}
+
+#[test]
+fn an_html_200_on_every_create_backs_off_and_gives_up() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let policy = job.config().retry.clone();
+    let opts = RunOpts::faults(|_, r| {
+        if is_create(r) {
+            html_200()
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let creates = times_of(&h, |l| {
+        l.method == Method::POST && l.path.ends_with("/batches")
+    });
+    assert_eq!(creates.len() as u32, policy.max_attempts);
+    assert_backoff_grows(&creates, &policy);
+    for m in all_not_processed(&h, &plan, "gave_up") {
+        assert!(m.contains("unreadable create response"), "{m}");
+        assert!(m.contains("Proxy maintenance"), "{m}");
+    }
+    assert!(!summary.complete);
+}
+
+#[test]
+fn an_html_200_on_every_poll_backs_off_and_gives_up() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let policy = job.config().retry.clone();
+    let opts = RunOpts::faults(|_, r| if is_poll(r) { html_200() } else { Fault::None });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let polls = times_of(&h, |l| {
+        l.method == Method::GET && l.path.contains("/batches/")
+    });
+    assert_eq!(polls.len() as u32, policy.max_attempts);
+    assert_eq!(
+        attempts_of(&h, "poll"),
+        (2..=policy.max_attempts).collect::<Vec<_>>()
+    );
+    assert_backoff_grows(&polls, &policy);
+    for m in all_not_processed(&h, &plan, "gave_up") {
+        assert!(m.contains("gave up on poll after 12 attempts"), "{m}");
+        assert!(m.contains("cannot decode batch from a 200 response"), "{m}");
+    }
+    assert!(!summary.complete);
+    // The batch was created once and is still there for a resumed job.
+    assert_eq!(h.sim.batch_count(), 1);
+}
+
+#[test]
+fn an_html_200_now_and_then_only_delays_the_job() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let mut n = 0;
+    let opts = RunOpts::faults(|_, r| {
+        if is_upload(r) || is_create(r) || is_poll(r) {
+            n += 1;
+            if n % 2 == 1 {
+                return html_200();
+            }
+        }
+        Fault::None
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.succeeded + summary.failed, 10);
+    h.assert_no_double_effects(&plan);
+}
+
+fn redirect() -> Fault {
+    Fault::Reply {
+        status: 302,
+        headers: vec![("location", "https://login.example.com/sso".into())],
+        body: Vec::new(),
+    }
+}
+
+#[test]
+fn one_odd_status_on_a_poll_does_not_end_the_shard() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let mut polls = 0;
+    let opts = RunOpts::faults(|_, r| {
+        if is_poll(r) {
+            polls += 1;
+            match polls {
+                2 => return redirect(),
+                3 => {
+                    return Fault::Reply {
+                        status: 404,
+                        headers: Vec::new(),
+                        body: b"<html>Not Found</html>".to_vec(),
+                    };
+                }
+                _ => {}
+            }
+        }
+        Fault::None
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.succeeded + summary.failed, 10);
+    let reasons: Vec<&str> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Retrying {
+                op: "poll", reason, ..
+            } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("302") && reasons[0].contains("login.example.com"),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons[1].contains("404"), "{}", reasons[1]);
+}
+
+#[test]
+fn odd_statuses_on_every_poll_end_the_shard_naming_the_answer() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let cap = job.config().retry.odd_status_attempts;
+    let opts = RunOpts::faults(|_, r| if is_poll(r) { redirect() } else { Fault::None });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let polls = times_of(&h, |l| {
+        l.method == Method::GET && l.path.contains("/batches/")
+    });
+    assert_eq!(polls.len() as u32, cap);
+    for m in all_not_processed(&h, &plan, "batch_unavailable") {
+        assert!(m.contains(&format!("gave up after {cap} attempts")), "{m}");
+        assert!(
+            m.contains("302") && m.contains("https://login.example.com/sso"),
+            "{m}"
+        );
+    }
+    assert!(!summary.complete);
+}
+
+#[test]
+fn a_cancel_answered_409_reads_the_ended_batch_and_collects_it() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let finalize_ms = h.sim.cfg.finalize_ms;
+    // Run until the job has seen the batch finalizing.
+    let opts = RunOpts {
+        pause: Some(Box::new(|h: &Harness| {
+            h.events.iter().any(|e| {
+                matches!(e, JobEvent::Progress { status, .. }
+                    if *status == batch_core::api::BatchStatus::Finalizing)
+            })
+        })),
+        ..RunOpts::default()
+    };
+    assert!(matches!(h.run_with(&mut job, opts), RunEnd::Paused));
+    // The batch completes on the server; then the user cancels. The real
+    // API answers 409 to cancelling a batch that has ended.
+    h.now = UnixMillis(h.now.as_millis() + finalize_ms + 1);
+    job.cancel(h.now);
+    let cancelled_at = h.now.as_millis();
+    let conflict = Fault::Reply {
+        status: 409,
+        headers: vec![("content-type", "application/json".into())],
+        body: br#"{"error":{"message":"Cannot cancel a batch with status 'completed'.","type":"invalid_request_error","param":null,"code":null}}"#.to_vec(),
+    };
+    let opts = RunOpts::faults(|_, r| {
+        if is_cancel(r) {
+            conflict.clone()
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    assert_eq!(
+        h.sim.counters.cancels, 0,
+        "the 409 came instead of the server"
+    );
+    let cancels = times_of(&h, |l| l.path.ends_with("/cancel"));
+    assert_eq!(cancels.len(), 1, "a 409 is not retried");
+    // The batch is read at once, and every result is collected.
+    let next_poll = h
+        .log
+        .iter()
+        .find(|l| {
+            l.at.as_millis() >= cancelled_at
+                && l.method == Method::GET
+                && l.path.contains("/batches/")
+        })
+        .unwrap();
+    assert_eq!(next_poll.at.as_millis(), cancels[0]);
+    assert_eq!(summary.succeeded + summary.failed, 10);
+    assert_eq!(summary.not_processed, 0);
+    assert!(summary.complete && summary.cancelled);
+    assert_eq!(
+        summary.shards[0].status,
+        Some(batch_core::api::BatchStatus::Completed)
+    );
+    assert!(h.events.iter().any(|e| matches!(e,
+        JobEvent::Warning { message, .. } if message.contains("already ended"))));
+}
+
+#[test]
+fn an_echoed_key_is_redacted_from_messages_events_and_outcomes() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let echo = |status: u16| {
+        Fault::Reply {
+        status,
+        headers: vec![("content-type", "application/json".into())],
+        body: format!(
+            r#"{{"error":{{"message":"Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}}}"#
+        )
+        .into_bytes(),
+    }
+    };
+    let (mut uploads, mut lists) = (0, 0);
+    let opts = RunOpts::faults(|_, r| {
+        if is_upload(r) && uploads == 0 {
+            uploads += 1;
+            // A 2xx that is not JSON and quotes the key, then a 500 that does.
+            return Fault::Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: format!("<html>bad gateway for Bearer {KEY}</html>").into_bytes(),
+            };
+        }
+        if is_list(r) && lists == 0 {
+            lists += 1;
+            return echo(500);
+        }
+        if is_poll(r) {
+            return echo(401);
+        }
+        Fault::None
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let mut texts = vec![format!("{summary:?}"), format!("{job:?}")];
+    texts.extend(h.events.iter().map(|e| format!("{e:?}")));
+    texts.extend(h.durable.values().map(|r| format!("{r:?}")));
+    let all = texts.join("\n");
+    assert!(!all.contains(KEY), "the key leaked:\n{all}");
+    assert!(
+        all.contains(ApiBase::REDACTED),
+        "the server's words are kept:\n{all}"
+    );
+    let error = summary.error.as_deref().unwrap();
+    assert!(
+        error.contains("Incorrect API key provided: [redacted key]"),
+        "{error}"
+    );
+    assert!(
+        matches!(&h.durable[&0].outcome, JobOutcome::NotProcessed(np) if !np.message.contains(KEY))
+    );
+}
