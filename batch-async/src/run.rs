@@ -5,12 +5,18 @@
 //! and the loop feeds those reports to the job in arrival order. The job
 //! decides how many exchanges are in flight (one per shard at most); the
 //! channel's bound keeps memory flat when the job is slower than the network.
+//!
+//! The job also judges every exchange (deadline, stall, size) and asks for
+//! it to be dropped with `Step::Abort`: its task is aborted, which closes
+//! the connection. Reports of a dropped exchange are discarded.
+
+use std::collections::HashMap;
 
 use batch_core::api::Outgoing;
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::client::Client;
 use crate::clock::Clock;
@@ -28,6 +34,20 @@ enum Report {
     Failed(ExchangeId, TransportFailure),
 }
 
+impl Report {
+    fn id(&self) -> ExchangeId {
+        match self {
+            Report::Head(id, _)
+            | Report::Chunk(id, _)
+            | Report::End(id)
+            | Report::Failed(id, _) => *id,
+        }
+    }
+}
+
+/// The exchanges in flight, each with the handle that aborts its task.
+type Live = HashMap<ExchangeId, AbortHandle>;
+
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
 ///
 /// # Errors
@@ -41,26 +61,30 @@ pub async fn run(
 ) -> Result<JobSummary, Error> {
     let (tx, mut rx) = mpsc::channel::<Report>(QUEUE);
     let mut tasks = JoinSet::new();
-    let mut in_flight = 0usize;
+    let mut live = Live::new();
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            in_flight -= feed(job, clock, io, report)?;
+            feed(job, clock, io, &mut live, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
                 let request = prepare(request, io)?;
                 let http = client.http().clone();
                 let tx = tx.clone();
-                in_flight += 1;
-                tasks.spawn(exchange(http, id, request, tx));
+                live.insert(id, tasks.spawn(exchange(http, id, request, tx)));
             }
-            Step::Wait { until, .. } if in_flight > 0 => {
+            Step::Abort(id) => {
+                if let Some(task) = live.remove(&id) {
+                    task.abort();
+                }
+            }
+            Step::Wait { until, .. } if !live.is_empty() => {
                 tokio::select! {
                     biased;
                     report = rx.recv() => {
                         if let Some(report) = report {
-                            in_flight -= feed(job, clock, io, report)?;
+                            feed(job, clock, io, &mut live, report)?;
                         }
                     }
                     () = clock.sleep_until(until) => {}
@@ -87,13 +111,18 @@ fn prepare(
         .map_err(|e| Error::Setup(e.to_string()))
 }
 
-/// Hands one report to the job. Returns 1 when the exchange is over.
+/// Hands one report to the job, unless its exchange was dropped; the
+/// exchange leaves `live` with its last report.
 fn feed(
     job: &mut Job,
     clock: &impl Clock,
     io: &mut impl JobIo,
+    live: &mut Live,
     report: Report,
-) -> Result<usize, Error> {
+) -> Result<(), Error> {
+    if !live.contains_key(&report.id()) {
+        return Ok(());
+    }
     match report {
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
@@ -104,16 +133,16 @@ fn feed(
             }
         }
         Report::End(id) => {
+            live.remove(&id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Failed(id, failure) => {
+            live.remove(&id);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
-            return Ok(1);
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// One exchange: send, then report the head, each chunk and the end (or the failure).

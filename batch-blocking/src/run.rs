@@ -6,8 +6,17 @@
 //! The job decides how many exchanges are in flight (one per shard at most);
 //! the channel's bound keeps memory flat when the job is slower than the
 //! network. `batch-async` has the same loop with tasks instead of threads.
+//!
+//! The job also judges every exchange (deadline, stall, size) and asks for
+//! it to be dropped with `Step::Abort`. A thread blocked in a read cannot be
+//! interrupted, so each has a stop flag it checks between reads; ureq's
+//! per-read timeout (`ClientConfig::io_timeout`) bounds the wait for the
+//! read it is in. Reports of a dropped exchange are discarded.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 
 use batch_core::api::Outgoing;
@@ -32,6 +41,20 @@ enum Report {
     Failed(ExchangeId, TransportFailure),
 }
 
+impl Report {
+    fn id(&self) -> ExchangeId {
+        match self {
+            Report::Head(id, _)
+            | Report::Chunk(id, _)
+            | Report::End(id)
+            | Report::Failed(id, _) => *id,
+        }
+    }
+}
+
+/// The exchanges in flight, each with its stop flag.
+type Live = HashMap<ExchangeId, Arc<AtomicBool>>;
+
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
 ///
 /// # Errors
@@ -44,23 +67,29 @@ pub fn run(
     io: &mut impl JobIo,
 ) -> Result<JobSummary, Error> {
     let (tx, rx) = mpsc::sync_channel::<Report>(QUEUE);
-    let mut in_flight = 0usize;
+    let mut live = Live::new();
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            in_flight -= feed(job, clock, io, report)?;
+            feed(job, clock, io, &mut live, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
                 let request = prepare(request, io)?;
                 let agent = client.agent().clone();
                 let tx = tx.clone();
-                in_flight += 1;
-                std::thread::spawn(move || exchange(&agent, id, request, &tx));
+                let stop = Arc::new(AtomicBool::new(false));
+                live.insert(id, Arc::clone(&stop));
+                std::thread::spawn(move || exchange(&agent, id, request, &tx, &stop));
             }
-            Step::Wait { until, .. } if in_flight > 0 => {
+            Step::Abort(id) => {
+                if let Some(stop) = live.remove(&id) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Step::Wait { until, .. } if !live.is_empty() => {
                 match rx.recv_timeout(clock.now().until(until)) {
-                    Ok(report) => in_flight -= feed(job, clock, io, report)?,
+                    Ok(report) => feed(job, clock, io, &mut live, report)?,
                     Err(RecvTimeoutError::Timeout) => clock.sleep_until(until),
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
@@ -87,13 +116,18 @@ fn prepare(
     ))
 }
 
-/// Hands one report to the job. Returns 1 when the exchange is over.
+/// Hands one report to the job, unless its exchange was dropped; the
+/// exchange leaves `live` with its last report.
 fn feed(
     job: &mut Job,
     clock: &impl Clock,
     io: &mut impl JobIo,
+    live: &mut Live,
     report: Report,
-) -> Result<usize, Error> {
+) -> Result<(), Error> {
+    if !live.contains_key(&report.id()) {
+        return Ok(());
+    }
     match report {
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
@@ -104,24 +138,27 @@ fn feed(
             }
         }
         Report::End(id) => {
+            live.remove(&id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Failed(id, failure) => {
+            live.remove(&id);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
-            return Ok(1);
         }
     }
-    Ok(0)
+    Ok(())
 }
 
-/// One exchange: send, then report the head, each chunk and the end (or the failure).
+/// One exchange: send, then report the head, each chunk and the end (or the
+/// failure). Once `stop` is set it reports nothing more and closes the
+/// connection.
 fn exchange(
     agent: &ureq::Agent,
     id: ExchangeId,
     request: http::Request<convert::Body>,
     tx: &SyncSender<Report>,
+    stop: &AtomicBool,
 ) {
     let response = match agent.run(request.map(convert::send_body)) {
         Ok(r) => r,
@@ -137,6 +174,9 @@ fn exchange(
     let mut reader = body.into_reader();
     let mut buf = vec![0u8; CHUNK];
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let report = match reader.read(&mut buf) {
             Ok(0) => Report::End(id),
             Ok(n) => Report::Chunk(id, buf[..n].to_vec()),

@@ -6,9 +6,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use batch_core::api::ApiBase;
 use batch_core::http::Method;
-use batch_core::job::{JobConfig, JobEvent, JobOutcome, JobPlan, ShardEnd, ShardLimits};
+use batch_core::job::{JobConfig, JobEvent, JobOutcome, JobPlan, ShardEnd, ShardLimits, Step};
 use batch_core::retry::RetryPolicy;
 use common::*;
 
@@ -373,4 +375,223 @@ fn an_echoed_key_is_redacted_from_messages_events_and_outcomes() {
     assert!(
         matches!(&h.durable[&0].outcome, JobOutcome::NotProcessed(np) if !np.message.contains(KEY))
     );
+}
+
+// ----- bounded exchanges -----
+
+fn retry_reasons<'a>(h: &'a Harness, op: &str) -> Vec<&'a str> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Retrying { op: o, reason, .. } if *o == op => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_silent_server_is_cut_at_the_stall_window_and_given_up() {
+    // A stall window longer than the poll interval: the job's `Wait` must
+    // wake the driver for the judgement, not only for the next poll.
+    let (mut job, plan, mut h) = one_shard(|c| c.exchange.stall_window = Duration::from_secs(45));
+    let policy = job.config().retry.clone();
+    let opts = RunOpts::faults(|_, r| {
+        if is_poll(r) {
+            Fault::Silent
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let polls: Vec<_> = h
+        .log
+        .iter()
+        .filter(|l| l.method == Method::GET && l.path.contains("/batches/"))
+        .collect();
+    assert_eq!(polls.len() as u32, policy.max_attempts);
+    assert_eq!(h.aborted.len(), polls.len(), "each silent poll is aborted");
+    // Each is cut exactly one stall window after it was sent.
+    for (p, (_, at)) in polls.iter().zip(&h.aborted) {
+        assert_eq!(at.as_millis() - p.at.as_millis(), 45_000);
+    }
+    // Giving up takes the windows plus the backoff, within the policy's bounds.
+    let took = h.aborted.last().unwrap().1.as_millis() - polls[0].at.as_millis();
+    let backoff: u64 = (1..policy.max_attempts)
+        .map(|a| u64::try_from(policy.ceiling(a).as_millis()).unwrap())
+        .sum();
+    let windows = 45_000 * u64::from(policy.max_attempts);
+    assert!(
+        took >= windows + backoff / 2 && took <= windows + backoff,
+        "took {took} ms"
+    );
+    for m in all_not_processed(&h, &plan, "gave_up") {
+        assert!(m.contains("gave up on poll after 12 attempts"), "{m}");
+        assert!(
+            m.contains("stalled: fewer than 1024 bytes of answer in 45 s"),
+            "{m}"
+        );
+    }
+    assert!(!summary.complete);
+}
+
+#[test]
+fn a_download_that_stalls_after_its_head_resumes_and_completes() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let mut downloads = 0;
+    let opts = RunOpts::faults(|_, r| {
+        if is_download(r) {
+            downloads += 1;
+            if downloads == 1 {
+                // Two whole lines and a bit, then silence.
+                return Fault::HeadThenSilent(700);
+            }
+        }
+        Fault::None
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.succeeded + summary.failed, 10);
+    assert_eq!(h.aborted.len(), 1);
+    let reasons = retry_reasons(&h, "download");
+    assert!(reasons[0].contains("stalled"), "{reasons:?}");
+    // The second attempt asked only for the rest.
+    let ranges: Vec<_> = h
+        .log
+        .iter()
+        .filter(|l| l.path.ends_with("/content"))
+        .map(|l| l.range.clone())
+        .collect();
+    assert!(
+        ranges[1].as_deref().is_some_and(|r| r != "bytes=0-"),
+        "{ranges:?}"
+    );
+}
+
+#[test]
+fn a_download_longer_than_its_declared_size_is_cut_there() {
+    let (mut job, plan, mut h) = one_shard(|_| {});
+    let opts = RunOpts::faults(|_, r| {
+        if is_download(r) {
+            Fault::Overlong(1 << 20)
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.succeeded + summary.failed, 10);
+    assert_eq!(
+        summary.bad_lines, 0,
+        "nothing past the declared size was read"
+    );
+    let downloads = h
+        .log
+        .iter()
+        .filter(|l| l.path.ends_with("/content"))
+        .count();
+    assert_eq!(
+        h.aborted.len(),
+        downloads,
+        "every download is stopped at the size"
+    );
+    assert!(h.events.iter().any(|e| matches!(e,
+        JobEvent::Warning { message, .. } if message.contains("more than the") && message.contains("declares"))));
+    // The size came from the file object, read before each file.
+    let infos = h
+        .log
+        .iter()
+        .filter(|l| {
+            l.method == Method::GET && l.path.contains("/files/") && !l.path.ends_with("/content")
+        })
+        .count();
+    assert_eq!(infos, downloads);
+}
+
+#[test]
+fn a_poll_answer_that_never_ends_is_cut_at_its_deadline() {
+    let (mut job, _plan, mut h) = one_shard(|_| {});
+    let limits = job.config().exchange.clone();
+    // Run until the batch exists and the job waits for its first poll.
+    let opts = RunOpts {
+        pause: Some(Box::new(|h: &Harness| h.sim.batch_count() == 1)),
+        ..RunOpts::default()
+    };
+    assert!(matches!(h.run_with(&mut job, opts), RunEnd::Paused));
+    let mut now = h.now;
+    let (id, sent) = loop {
+        match job.poll(now) {
+            Step::Send { id, request } if is_poll(&request) => break (id, now),
+            Step::Wait { until, .. } => now = until,
+            Step::Send { .. } | Step::Done(_) => panic!("expected a poll"),
+            _ => {}
+        }
+    };
+    job.handle_head(id, ok_head(), now).unwrap();
+    // 2 KiB every 10 s: never stalled, never done.
+    let chunk = vec![b' '; 2048];
+    let cut_at = loop {
+        now = UnixMillis(now.as_millis() + 10_000);
+        assert!(now.as_millis() - sent.as_millis() <= 200_000, "never cut");
+        let _ = job.handle_body(id, &chunk).unwrap();
+        match job.poll(now) {
+            Step::Abort(a) => {
+                assert_eq!(a, id);
+                break now;
+            }
+            Step::Wait { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let allowed = u64::try_from(limits.json_deadline.as_millis()).unwrap();
+    assert!(cut_at.as_millis() - sent.as_millis() >= allowed);
+    assert!(cut_at.as_millis() - sent.as_millis() < allowed + 10_000);
+    // Later reports on the aborted exchange are ignored, not misuse.
+    assert_eq!(job.handle_body(id, b"more").unwrap().count(), 0);
+    job.handle_end(id, now).unwrap();
+    let step = job.poll(now);
+    assert!(
+        matches!(&step, Step::Event(JobEvent::Retrying { op: "poll", reason, .. }) if reason.contains("deadline")),
+        "{step:?}"
+    );
+}
+
+fn ok_head() -> batch_core::http::response::Parts {
+    let (head, ()) = batch_core::http::Response::new(()).into_parts();
+    head
+}
+
+#[test]
+fn an_upload_is_judged_by_its_size_until_its_answer_begins() {
+    let (mut job, plan, mut h) = one_shard(|c| c.exchange.transfer_rate = 100);
+    let limits = job.config().exchange.clone();
+    let bytes = plan.shards()[0].bytes;
+    let mut uploads = 0;
+    let opts = RunOpts::faults(|_, r| {
+        if is_upload(r) {
+            uploads += 1;
+            if uploads == 1 {
+                return Fault::Silent;
+            }
+        }
+        Fault::None
+    });
+    let summary = h.run_with(&mut job, opts).done();
+    assert!(summary.complete, "{summary:?}");
+    let first = h
+        .log
+        .iter()
+        .find(|l| l.method == Method::POST && l.path.ends_with("/files"))
+        .unwrap();
+    let (_, cut) = h.aborted[0];
+    // Not the stall window: the size at the slowest rate, plus the grace.
+    assert_eq!(
+        cut.as_millis() - first.at.as_millis(),
+        u64::try_from(limits.transfer_time(bytes).as_millis()).unwrap()
+    );
+    assert!(cut.as_millis() - first.at.as_millis() > 2 * 30_000);
+    // A cut upload may have landed: the job looked before uploading again.
+    h.assert_no_double_effects(&plan);
 }

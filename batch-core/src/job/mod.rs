@@ -34,7 +34,7 @@ mod memory;
 mod plan;
 mod types;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
@@ -42,9 +42,9 @@ pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
 pub use types::{
-    ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
-    OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
-    WaitReason,
+    ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
+    JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
+    UsageError, UsageTotals, WaitReason,
 };
 
 use crate::api::{
@@ -93,6 +93,8 @@ pub struct Job {
     next_exchange: u64,
     shards: Vec<Shard>,
     inflight: BTreeMap<ExchangeId, Inflight>,
+    /// Exchanges cut by the job ([`Step::Abort`]): their late reports are ignored.
+    aborted: BTreeSet<ExchangeId>,
     /// Results of a body not yet taken from a `BodyFeed`.
     fed: VecDeque<JobResult>,
     /// Events and synthesized results waiting to be returned by `poll`.
@@ -172,7 +174,13 @@ enum Op {
     FindBatch,
     Poll,
     Cancel,
-    Download { file_id: String },
+    /// Reads a result file's object, for the size that caps its download.
+    FileInfo {
+        file_id: String,
+    },
+    Download {
+        file_id: String,
+    },
 }
 
 impl Op {
@@ -184,6 +192,7 @@ impl Op {
             Op::FindBatch => "find batch",
             Op::Poll => "poll",
             Op::Cancel => "cancel",
+            Op::FileInfo { .. } => "file info",
             Op::Download { .. } => "download",
         }
     }
@@ -194,7 +203,7 @@ impl Op {
     fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::FindUpload | Op::FindBatch | Op::Poll | Op::Download { .. }
+            Op::FindUpload | Op::FindBatch | Op::Poll | Op::FileInfo { .. } | Op::Download { .. }
         )
     }
 }
@@ -206,6 +215,24 @@ struct Inflight {
     head: Option<http::response::Parts>,
     body: Vec<u8>,
     too_large: bool,
+    /// Past this instant the exchange is cut.
+    deadline: UnixMillis,
+    /// How long it was allowed, for the message when it is cut.
+    allowed: Duration,
+    /// Whether the stall rule applies yet (an upload's answer has not
+    /// begun while its body goes out).
+    watch_stall: bool,
+    /// The current stall window began here and has seen this many bytes.
+    window_start: UnixMillis,
+    window_bytes: u64,
+}
+
+/// Why the job cut an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Deadline,
+    Stalled,
+    TooLarge,
 }
 
 /// Results decoded from one body chunk, lent to the transport.
@@ -296,6 +323,7 @@ impl Job {
             next_exchange: 1,
             shards,
             inflight: BTreeMap::new(),
+            aborted: BTreeSet::new(),
             fed: VecDeque::new(),
             out: VecDeque::new(),
             dirty: true,
@@ -488,6 +516,7 @@ impl Job {
         // Before the persist below: a timeout that cancels is recorded
         // before the first cancel is sent.
         self.check_deadline();
+        self.judge_exchanges();
         if let Some(r) = self.fed.pop_front() {
             return Step::Result(r);
         }
@@ -547,6 +576,12 @@ impl Job {
                 next = Some((deadline, WaitReason::InFlight));
             }
         }
+        // Wake in time to judge every exchange in flight.
+        if let Some(judge) = self.next_judgement() {
+            if next.as_ref().is_none_or(|(t, _)| judge < *t) {
+                next = Some((judge, WaitReason::InFlight));
+            }
+        }
         match next {
             Some((until, reason)) => Step::Wait {
                 until: until.max(self.now),
@@ -561,6 +596,9 @@ impl Job {
 
     /// The response head of exchange `id` arrived.
     ///
+    /// A report on an exchange the job aborted ([`Step::Abort`]) is ignored,
+    /// here and in the other `handle_*` calls.
+    ///
     /// # Errors
     /// Fails if `id` is not in flight or already has a head.
     pub fn handle_head(
@@ -571,6 +609,9 @@ impl Job {
     ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.get_mut(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -581,6 +622,10 @@ impl Job {
         let op = ex.op.clone();
         let is_download = matches!(op, Op::Download { .. }) && head.status.is_success();
         ex.head = Some(head);
+        // The answer began: the stall rule judges it from here.
+        ex.watch_stall = true;
+        ex.window_start = self.now;
+        ex.window_bytes = 0;
         if is_download {
             let head = self
                 .inflight
@@ -606,6 +651,9 @@ impl Job {
         chunk: &[u8],
     ) -> Result<BodyFeed<'_>, UsageError> {
         self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(BodyFeed { job: self });
+        }
         let Some(ex) = self.inflight.get_mut(&id) else {
             return self
                 .misuse(UsageError::UnknownExchange(id))
@@ -616,14 +664,20 @@ impl Job {
                 .misuse(UsageError::BodyBeforeHead(id))
                 .map(|()| unreachable!());
         };
+        ex.window_bytes = ex.window_bytes.saturating_add(chunk.len() as u64);
         let shard_idx = ex.shard;
         if matches!(ex.op, Op::Download { .. }) && head.status.is_success() {
             let mut events = Vec::new();
-            if let Some(dl) = self.shards[shard_idx].download.as_mut() {
-                dl.feed(chunk, &mut events);
-            }
+            let past = self.shards[shard_idx]
+                .download
+                .as_mut()
+                .is_some_and(|dl| dl.feed(chunk, &mut events));
             self.take_download_events(shard_idx, events);
-        } else if ex.body.len() + chunk.len() > self.cfg.max_json_body {
+            if past {
+                self.download_past_declared(id);
+            }
+        } else if ex.too_large || ex.body.len() + chunk.len() > self.cfg.max_json_body {
+            // Cut at the next poll; nothing more is kept.
             ex.too_large = true;
         } else {
             ex.body.extend_from_slice(chunk);
@@ -638,6 +692,9 @@ impl Job {
     pub fn handle_end(&mut self, id: ExchangeId, now: UnixMillis) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.remove(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.remove(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -667,6 +724,9 @@ impl Job {
     ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.remove(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.remove(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -702,6 +762,123 @@ impl Job {
 
     fn shard_busy(&self, i: usize) -> bool {
         self.inflight.values().any(|e| e.shard == i)
+    }
+
+    // ----- bounded exchanges -----
+
+    /// Cuts every exchange in flight that broke a bound of
+    /// [`ExchangeLimits`]: past its deadline, stalled, or over the size cap.
+    fn judge_exchanges(&mut self) {
+        let now = self.now;
+        let window = self.cfg.exchange.stall_window;
+        let min_bytes = self.cfg.exchange.stall_min_bytes;
+        let mut cuts = Vec::new();
+        for (id, ex) in &mut self.inflight {
+            if ex.too_large {
+                cuts.push((*id, Cut::TooLarge));
+            } else if now >= ex.deadline {
+                cuts.push((*id, Cut::Deadline));
+            } else if ex.watch_stall && now >= ex.window_start.saturating_add(window) {
+                if ex.window_bytes < min_bytes {
+                    cuts.push((*id, Cut::Stalled));
+                } else {
+                    ex.window_start = now;
+                    ex.window_bytes = 0;
+                }
+            }
+        }
+        for (id, why) in cuts {
+            self.cut(id, why);
+        }
+    }
+
+    /// When the next exchange in flight must be judged, if any is.
+    fn next_judgement(&self) -> Option<UnixMillis> {
+        let window = self.cfg.exchange.stall_window;
+        self.inflight
+            .values()
+            .map(|ex| {
+                if ex.watch_stall {
+                    ex.deadline.min(ex.window_start.saturating_add(window))
+                } else {
+                    ex.deadline
+                }
+            })
+            .min()
+    }
+
+    /// Drops exchange `id`: the transport is told to stop it, and it counts
+    /// as a transport failure (an answer cut before or in its body).
+    fn cut(&mut self, id: ExchangeId, why: Cut) {
+        let Some(ex) = self.inflight.remove(&id) else {
+            return;
+        };
+        self.aborted.insert(id);
+        self.out.push_back(Step::Abort(id));
+        let limits = &self.cfg.exchange;
+        let detail = match why {
+            Cut::Deadline => format!(
+                "no complete answer within {} s (the exchange's deadline)",
+                ex.allowed.as_secs_f64()
+            ),
+            Cut::Stalled => format!(
+                "stalled: fewer than {} bytes of answer in {} s",
+                limits.stall_min_bytes,
+                limits.stall_window.as_secs_f64()
+            ),
+            Cut::TooLarge => format!(
+                "the answer was larger than {} bytes",
+                self.cfg.max_json_body
+            ),
+        };
+        let kind = if ex.head.is_some() {
+            FailureKind::BodyInterrupted
+        } else {
+            FailureKind::OutcomeUnknown
+        };
+        self.transport_failed(ex.shard, ex.op, kind, &detail, ex.head.as_ref());
+    }
+
+    /// A download went past the size its file object declares: stop it,
+    /// and keep what came up to that size.
+    fn download_past_declared(&mut self, id: ExchangeId) {
+        let Some(ex) = self.inflight.remove(&id) else {
+            return;
+        };
+        self.aborted.insert(id);
+        self.out.push_back(Step::Abort(id));
+        let i = ex.shard;
+        let Op::Download { file_id } = ex.op else {
+            return;
+        };
+        let mut events = Vec::new();
+        let sh = &mut self.shards[i];
+        let (complete, size) = sh.download.as_mut().map_or((false, 0), |dl| {
+            (dl.end_at_declared(&mut events), dl.declared().unwrap_or(0))
+        });
+        self.take_download_events(i, events);
+        if complete {
+            let sh = &mut self.shards[i];
+            sh.attempts = 0;
+            sh.download = None;
+            sh.downloads.pop_front();
+            sh.not_before = self.now;
+            self.warn(
+                i,
+                format!(
+                    "file {file_id}: the server sent more than the {size} bytes its file object declares; the rest was not read"
+                ),
+            );
+        } else {
+            let detail = format!("the body went past the file's declared {size} bytes");
+            self.transport_failed(
+                i,
+                Op::Download { file_id },
+                FailureKind::BodyInterrupted,
+                &detail,
+                ex.head.as_ref(),
+            );
+        }
     }
 
     fn warn(&mut self, i: usize, message: String) {
@@ -904,7 +1081,12 @@ impl Job {
             // A finished batch's outcomes belong to the run that collects them.
             return None;
         } else if let Some(file_id) = sh.downloads.front().cloned() {
-            Op::Download { file_id }
+            // The file object first: its size caps the download.
+            if sh.download.is_some() {
+                Op::Download { file_id }
+            } else {
+                Op::FileInfo { file_id }
+            }
         } else {
             self.finish_after_results(i);
             return None;
@@ -937,7 +1119,20 @@ impl Job {
                 return self.poll(self.now);
             }
         };
+        let limits = &self.cfg.exchange;
         let sh = &mut self.shards[i];
+        let allowed = match &op {
+            Op::Upload => limits.transfer_time(sh.plan.bytes),
+            Op::Download { .. } => {
+                let (size, from) = sh
+                    .download
+                    .as_ref()
+                    .map_or((None, 0), |d| (d.declared(), d.resume_point().0));
+                let size = size.unwrap_or(limits.assumed_file_bytes);
+                limits.transfer_time(size.saturating_sub(from))
+            }
+            _ => limits.json_deadline,
+        };
         match op {
             Op::Upload => sh.upload = Effect::InFlight,
             Op::Create => sh.create = Effect::InFlight,
@@ -945,14 +1140,21 @@ impl Job {
         }
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
+        let now = self.now;
         self.inflight.insert(
             id,
             Inflight {
                 shard: i,
+                // The stall rule waits for an upload's answer to begin.
+                watch_stall: op != Op::Upload,
                 op,
                 head: None,
                 body: Vec::new(),
                 too_large: false,
+                deadline: now.saturating_add(allowed),
+                allowed,
+                window_start: now,
+                window_bytes: 0,
             },
         );
         Step::Send { id, request }
@@ -1008,10 +1210,11 @@ impl Job {
             ),
             Op::Poll => api::retrieve_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
+            Op::FileInfo { file_id } => api::retrieve_file(api, file_id),
             Op::Download { file_id } => {
-                let dl = sh
-                    .download
-                    .get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
+                let dl = sh.download.get_or_insert_with(|| {
+                    Download::new(file_id.clone(), self.cfg.max_line_bytes, None)
+                });
                 dl.begin_attempt();
                 let (offset, etag) = dl.resume_point();
                 let etag = etag.map(str::to_owned);
@@ -1198,6 +1401,19 @@ impl Job {
                     self.observe(i, batch);
                 }
                 Err(e) => self.retry_later(i, &op, describe(&e), None),
+            },
+            Op::FileInfo { file_id } => match api::parse_file(&head, body) {
+                Ok(file) => {
+                    let sh = &mut self.shards[i];
+                    sh.attempts = 0;
+                    sh.not_before = now;
+                    sh.download = Some(Download::new(
+                        file_id,
+                        self.cfg.max_line_bytes,
+                        Some(file.bytes),
+                    ));
+                }
+                Err(e) => self.retry_later(i, &Op::FileInfo { file_id }, describe(&e), None),
             },
             Op::Download { file_id } => {
                 let sh = &mut self.shards[i];
@@ -1750,6 +1966,21 @@ impl Job {
                     format!("batch {batch} could not be read: {message}"),
                     ShardEnd::Stopped,
                 );
+            }
+            Op::FileInfo { file_id } => {
+                // Download it anyway, without the size cap (its deadline
+                // still holds).
+                let msg = format!(
+                    "the size of file {file_id} is unknown ({message}); it is downloaded without a size cap"
+                );
+                self.warn(i, msg);
+                let sh = &mut self.shards[i];
+                sh.not_before = self.now;
+                sh.download = Some(Download::new(
+                    file_id.clone(),
+                    self.cfg.max_line_bytes,
+                    None,
+                ));
             }
             Op::Download { file_id } => {
                 let msg = format!("file {file_id} could not be downloaded: {message}");
