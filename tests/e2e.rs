@@ -6,6 +6,7 @@ mod common;
 
 mod faults;
 mod happy;
+mod misbehaving;
 mod partial;
 mod secrets;
 mod seed_ops;
