@@ -75,6 +75,12 @@ const MAX_RECONCILE_PAGES: u32 = 50;
 /// - For each `Step::Send`, report exactly one of: `handle_head` followed by
 ///   any number of `handle_body` and one `handle_end`; or `handle_failure`
 ///   (at any point, also after `handle_head`).
+/// - On `Step::Abort(id)`, stop exchange `id` and report nothing more on
+///   it; reports that still come are ignored. The job aborts an exchange
+///   that breaks its [`ExchangeLimits`] (deadline, stall rule, declared
+///   size), judged on each `poll`; a `Wait` never lets the next judgement
+///   pass, so a driver that waits for reports with the `Wait`'s deadline
+///   as its timeout needs nothing else.
 /// - Drain every [`BodyFeed`] before the next chunk (undrained results come
 ///   out of `poll` as [`Step::Result`], so nothing is lost either way).
 /// - `now` must not go backwards; if it does, the job clamps it. Waking up

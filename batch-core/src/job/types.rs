@@ -423,7 +423,8 @@ pub enum JobOutcome {
 pub struct NotProcessed {
     /// A stable code: `batch_expired`, `batch_cancelled`, `batch_failed`,
     /// `missing_result`, `unreadable_result`, `upload_failed`, `create_failed`,
-    /// `job_cancelled`, `timed_out`, `gave_up`, `token_limit_exceeded`, or
+    /// `job_cancelled`, `job_stopped`, `timed_out`, `gave_up`,
+    /// `batch_unavailable`, `token_limit_exceeded`, or
     /// the code of the batch's validation error for that line.
     pub code: String,
     /// A sentence for people.
