@@ -524,3 +524,26 @@ fn a_key_echoed_by_the_server_is_redacted() {
         },
     );
 }
+
+#[test]
+fn a_server_that_takes_an_upload_and_never_answers_is_cut_by_the_stall_rule() {
+    run_both(
+        |route, _| {
+            if route == "upload" {
+                Act::Silent
+            } else {
+                Act::Normal
+            }
+        },
+        |ran, results| {
+            // Each cut upload may have landed: it is looked for before the next.
+            assert_eq!(ran.server.count("upload"), 4, "{}", ran.who);
+            assert!(ran.server.count("list files") >= 3, "{}", ran.who);
+            for m in ran.not_processed(results, "gave_up") {
+                assert!(m.contains("gave up on upload"), "{}: {m}", ran.who);
+                // Not its size-scaled deadline: the stall rule, once the body was out.
+                assert!(m.contains("stalled"), "{}: {m}", ran.who);
+            }
+        },
+    );
+}

@@ -28,6 +28,7 @@ const QUEUE: usize = 16;
 
 /// What an exchange task reports.
 enum Report {
+    Sent(ExchangeId, u64),
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Bytes),
     End(ExchangeId),
@@ -37,7 +38,8 @@ enum Report {
 impl Report {
     fn id(&self) -> ExchangeId {
         match self {
-            Report::Head(id, _)
+            Report::Sent(id, _)
+            | Report::Head(id, _)
             | Report::Chunk(id, _)
             | Report::End(id)
             | Report::Failed(id, _) => *id,
@@ -69,7 +71,7 @@ pub async fn run(
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
-                let request = prepare(request, io)?;
+                let request = prepare(request, io, id, &tx)?;
                 let http = client.http().clone();
                 let tx = tx.clone();
                 live.insert(id, tasks.spawn(exchange(http, id, request, tx)));
@@ -101,12 +103,20 @@ pub async fn run(
 }
 
 /// The native request, with the body resolved through `io`.
+///
+/// Each chunk of a streamed body is reported sent; a report that finds the
+/// queue full is dropped (the job then counts a little less progress).
 fn prepare(
     request: http::Request<Outgoing>,
     io: &mut impl JobIo,
+    id: ExchangeId,
+    tx: &mpsc::Sender<Report>,
 ) -> Result<reqwest::Request, Error> {
     let (parts, body) = request.into_parts();
-    let body = convert::body(body, io)?;
+    let tx = tx.clone();
+    let body = convert::body(body, io, move |n| {
+        let _ = tx.try_send(Report::Sent(id, n));
+    })?;
     reqwest::Request::try_from(http::Request::from_parts(parts, body))
         .map_err(|e| Error::Setup(e.to_string()))
 }
@@ -124,6 +134,9 @@ fn feed(
         return Ok(());
     }
     match report {
+        Report::Sent(id, n) => job
+            .handle_sent(id, n, clock.now())
+            .map_err(JobError::from)?,
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
             .map_err(JobError::from)?,

@@ -35,6 +35,7 @@ const QUEUE: usize = 16;
 
 /// What an exchange thread reports.
 enum Report {
+    Sent(ExchangeId, u64),
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Vec<u8>),
     End(ExchangeId),
@@ -44,7 +45,8 @@ enum Report {
 impl Report {
     fn id(&self) -> ExchangeId {
         match self {
-            Report::Head(id, _)
+            Report::Sent(id, _)
+            | Report::Head(id, _)
             | Report::Chunk(id, _)
             | Report::End(id)
             | Report::Failed(id, _) => *id,
@@ -129,6 +131,9 @@ fn feed(
         return Ok(());
     }
     match report {
+        Report::Sent(id, n) => job
+            .handle_sent(id, n, clock.now())
+            .map_err(JobError::from)?,
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
             .map_err(JobError::from)?,
@@ -150,6 +155,28 @@ fn feed(
     Ok(())
 }
 
+/// A request body that reports each piece read from it (sent), and fails
+/// once its exchange is dropped, which ends the upload.
+struct Sending {
+    inner: Box<dyn Read + Send>,
+    id: ExchangeId,
+    tx: SyncSender<Report>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Read for Sending {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the exchange was dropped"));
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let _ = self.tx.send(Report::Sent(self.id, n as u64));
+        }
+        Ok(n)
+    }
+}
+
 /// One exchange: send, then report the head, each chunk and the end (or the
 /// failure). Once `stop` is set it reports nothing more and closes the
 /// connection.
@@ -158,8 +185,17 @@ fn exchange(
     id: ExchangeId,
     request: http::Request<convert::Body>,
     tx: &SyncSender<Report>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) {
+    let request = request.map(|body| match body {
+        convert::Body::Reader(inner) => convert::Body::Reader(Box::new(Sending {
+            inner,
+            id,
+            tx: tx.clone(),
+            stop: Arc::clone(stop),
+        })),
+        none @ convert::Body::None => none,
+    });
     let response = match agent.run(request.map(convert::send_body)) {
         Ok(r) => r,
         Err(e) => {

@@ -564,7 +564,7 @@ fn ok_head() -> batch_core::http::response::Parts {
 }
 
 #[test]
-fn an_upload_is_judged_by_its_size_until_its_answer_begins() {
+fn an_upload_not_reported_sent_is_judged_by_its_size_until_its_answer_begins() {
     let (mut job, plan, mut h) = one_shard(|c| c.exchange.transfer_rate = 100);
     let limits = job.config().exchange.clone();
     let bytes = plan.shards()[0].bytes;
@@ -594,4 +594,51 @@ fn an_upload_is_judged_by_its_size_until_its_answer_begins() {
     assert!(cut.as_millis() - first.at.as_millis() > 2 * 30_000);
     // A cut upload may have landed: the job looked before uploading again.
     h.assert_no_double_effects(&plan);
+}
+
+#[test]
+fn an_upload_reported_sent_is_cut_one_window_after_its_body_is_out() {
+    let (mut job, plan, _h) = one_shard(|_| {});
+    let window = job.config().exchange.stall_window;
+    let bytes = plan.shards()[0].bytes;
+    let mut now = UnixMillis(T0);
+    let (id, len) = loop {
+        match job.poll(now) {
+            Step::Send { id, request } => match request.body() {
+                batch_core::api::Outgoing::Multipart { len, .. } => break (id, *len),
+                other => panic!("expected the upload first, got {other:?}"),
+            },
+            Step::Wait { until, .. } => now = until,
+            _ => {}
+        }
+    };
+    assert!(len > bytes);
+    // The body goes out slowly but steadily: 2 KiB every 20 s is no stall.
+    let mut sent = 0;
+    while sent < len {
+        now = UnixMillis(now.as_millis() + 20_000);
+        let n = (len - sent).min(2048);
+        job.handle_sent(id, n, now).unwrap();
+        sent += n;
+        match job.poll(now) {
+            Step::Wait { until, .. } => assert!(until > now),
+            other => panic!("cut while sending: {other:?}"),
+        }
+    }
+    // Then nothing: the answer must begin within one window.
+    let out_at = now;
+    let until = match job.poll(now) {
+        Step::Wait { until, .. } => until,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        until.as_millis(),
+        out_at.as_millis() + u64::try_from(window.as_millis()).unwrap()
+    );
+    assert!(matches!(job.poll(until), Step::Abort(a) if a == id));
+    let step = job.poll(until);
+    assert!(
+        matches!(&step, Step::Event(JobEvent::Retrying { op: "upload", reason, .. }) if reason.contains("stalled")),
+        "{step:?}"
+    );
 }

@@ -74,7 +74,9 @@ const MAX_RECONCILE_PAGES: u32 = 50;
 ///   call, call `poll` again until it returns `Send`, `Wait` or `Done`.
 /// - For each `Step::Send`, report exactly one of: `handle_head` followed by
 ///   any number of `handle_body` and one `handle_end`; or `handle_failure`
-///   (at any point, also after `handle_head`).
+///   (at any point, also after `handle_head`). Before the head, any number
+///   of [`handle_sent`](Self::handle_sent) may report the request body
+///   going out.
 /// - On `Step::Abort(id)`, stop exchange `id` and report nothing more on
 ///   it; reports that still come are ignored. The job aborts an exchange
 ///   that breaks its [`ExchangeLimits`] (deadline, stall rule, declared
@@ -226,8 +228,11 @@ struct Inflight {
     /// How long it was allowed, for the message when it is cut.
     allowed: Duration,
     /// Whether the stall rule applies yet (an upload's answer has not
-    /// begun while its body goes out).
+    /// begun while its body goes out, unless the driver reports it going).
     watch_stall: bool,
+    /// The request body's length, and how much of it the driver reported sent.
+    to_send: u64,
+    sent: u64,
     /// The current stall window began here and has seen this many bytes.
     window_start: UnixMillis,
     window_bytes: u64,
@@ -598,6 +603,45 @@ impl Job {
                 reason: WaitReason::InFlight,
             },
         }
+    }
+
+    /// `bytes` more of the request body of exchange `id` went out.
+    ///
+    /// Optional: a driver that reports its request bodies lets the stall
+    /// rule judge an upload while its body goes out (a server that stops
+    /// reading is cut within a [`stall_window`](ExchangeLimits::stall_window)),
+    /// and, once the whole body is out, the wait for the answer to begin.
+    /// Without these reports an upload is judged by its deadline until its
+    /// answer begins. Reports after the head are ignored.
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight.
+    pub fn handle_sent(
+        &mut self,
+        id: ExchangeId,
+        bytes: u64,
+        now: UnixMillis,
+    ) -> Result<(), UsageError> {
+        self.tick(now);
+        self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(());
+        }
+        let Some(ex) = self.inflight.get_mut(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id));
+        };
+        if ex.head.is_some() {
+            return Ok(());
+        }
+        ex.watch_stall = true;
+        ex.sent = ex.sent.saturating_add(bytes);
+        ex.window_bytes = ex.window_bytes.saturating_add(bytes);
+        if ex.sent >= ex.to_send {
+            // All of it is out: the answer must begin within a window.
+            ex.window_start = self.now;
+            ex.window_bytes = 0;
+        }
+        Ok(())
     }
 
     /// The response head of exchange `id` arrived.
@@ -1147,6 +1191,11 @@ impl Job {
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
         let now = self.now;
+        let to_send = match request.body() {
+            Outgoing::Json(b) | Outgoing::Bytes(b) => b.len() as u64,
+            Outgoing::Multipart { len, .. } => *len,
+            _ => 0,
+        };
         self.inflight.insert(
             id,
             Inflight {
@@ -1161,6 +1210,8 @@ impl Job {
                 allowed,
                 window_start: now,
                 window_bytes: 0,
+                to_send,
+                sent: 0,
             },
         );
         Step::Send { id, request }

@@ -88,17 +88,20 @@ impl JobConfig {
 ///   plus the bytes to move at [`transfer_rate`](Self::transfer_rate) (the
 ///   shard's size for an upload; what is left of the file, by the size its
 ///   file object declares, for a download);
-/// - a stall rule: fewer than [`stall_min_bytes`](Self::stall_min_bytes) of
-///   answer within any [`stall_window`](Self::stall_window) (an upload is
-///   judged by it only once its answer began: until then its request body
-///   is going out);
+/// - a stall rule: fewer than [`stall_min_bytes`](Self::stall_min_bytes)
+///   within any [`stall_window`](Self::stall_window), counting the request
+///   body going out when the driver reports it
+///   ([`Job::handle_sent`](super::Job::handle_sent), as both transports
+///   do), then the answer; once the body is all out, the answer must begin
+///   within a window. An upload whose driver does not report its body is
+///   judged by the stall rule only once its answer began;
 /// - a size cap: a download stops at the size its file object declares (what
 ///   came up to there is kept), and a JSON answer at `JobConfig::max_json_body`.
 ///
-/// With the defaults, a silent server costs 30 s per attempt, so a read
-/// (a poll) is given up after 12 attempts in about 12 × 30 s plus the
-/// backoff (1 + 2 + ... + 120 s ≈ 10 min at most, 5 min at least): 11 to
-/// 16 minutes. A 200 MB download is allowed 2 min + 200 MB at 64 KiB/s ≈
+/// With the defaults, a silent server costs 30 s per attempt (for an
+/// upload, 30 s once its body is out), so an operation is given up after
+/// 12 attempts in about 12 × 30 s plus the backoff (1 + 2 + ... + 120 s ≈
+/// 10 min at most, 5 min at least): 11 to 16 minutes. A 200 MB download is allowed 2 min + 200 MB at 64 KiB/s ≈
 /// 53 min per attempt, and each cut resumes where it stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
