@@ -15,6 +15,12 @@
 //!    persisted before it is sent. An armed effect found in a checkpoint
 //!    means "may have happened": the job looks for its result (files by name,
 //!    batches by metadata) before it would do it again.
+//! 5. Every exchange is bounded, and the job is the judge: an attempt cap
+//!    that counts any answer not read as what was asked for (an HTML 200
+//!    too), a deadline and a stall rule per exchange, and a cap on a body
+//!    against the size the server declared (a result file's object is read
+//!    before its content). Transports only report bytes and time, and drop
+//!    what the job aborts.
 //!
 //! Phases of a shard:
 //!
