@@ -8,6 +8,7 @@ mod faults;
 mod fidelity;
 mod happy;
 mod library;
+mod misbehaving;
 mod partial;
 mod secrets;
 mod seed_ops;

@@ -224,7 +224,9 @@ impl Client {
         )
         .map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;
-        api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
+        // The server's words may quote the key: it never reaches an error.
+        api::parse_batch_list(&head, &bytes)
+            .map_err(|e| Error::Job(JobError::Response(e.redacted(&self.settings.api))))
     }
 
     /// Executes one request built by the core's level-1 builders and returns
@@ -258,13 +260,17 @@ impl Client {
             .http
             .execute(request)
             .await
-            .map_err(|e| Error::Transport(crate::convert::failure_before_head(&e)))?;
+            .map_err(|e| {
+                Error::Transport(crate::convert::failure_before_head(&e).redacted(&self.settings.api))
+            })?;
         let head = crate::convert::head(&response);
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| Error::Transport(crate::convert::failure_in_body(&e)))?
+            .map_err(|e| {
+                Error::Transport(crate::convert::failure_in_body(&e).redacted(&self.settings.api))
+            })?
         {
             if bytes.len() + chunk.len() > 16 * 1024 * 1024 {
                 return Err(Error::Transport(

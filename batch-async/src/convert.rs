@@ -11,8 +11,12 @@ use bytes::Bytes;
 const CHUNK: usize = 64 * 1024;
 
 /// The request body reqwest sends: bytes, or a multipart envelope around a
-/// streamed shard.
-pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<reqwest::Body> {
+/// streamed shard, whose every chunk is passed to `on_sent` as it goes.
+pub(crate) fn body(
+    body: Outgoing,
+    io: &mut impl JobIo,
+    on_sent: impl Fn(u64) + Send + Sync + 'static,
+) -> io::Result<reqwest::Body> {
     Ok(match body {
         Outgoing::Empty => reqwest::Body::from(Bytes::new()),
         Outgoing::Json(bytes) => reqwest::Body::from(bytes),
@@ -25,15 +29,20 @@ pub(crate) fn body(body: Outgoing, io: &mut impl JobIo) -> io::Result<reqwest::B
                     .chain(file.take(shard.len))
                     .chain(io::Cursor::new(tail)),
             );
-            let chunks = futures_util::stream::unfold(reader, |mut r| async move {
-                let mut buf = vec![0u8; CHUNK];
-                match r.read(&mut buf) {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok::<Bytes, io::Error>(Bytes::from(buf)), r))
+            let on_sent = std::sync::Arc::new(on_sent);
+            let chunks = futures_util::stream::unfold(reader, move |mut r| {
+                let on_sent = std::sync::Arc::clone(&on_sent);
+                async move {
+                    let mut buf = vec![0u8; CHUNK];
+                    match r.read(&mut buf) {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            on_sent(n as u64);
+                            Some((Ok::<Bytes, io::Error>(Bytes::from(buf)), r))
+                        }
+                        Err(e) => Some((Err(e), r)),
                     }
-                    Err(e) => Some((Err(e), r)),
                 }
             });
             reqwest::Body::wrap_stream(chunks)

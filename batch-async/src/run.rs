@@ -5,12 +5,18 @@
 //! and the loop feeds those reports to the job in arrival order. The job
 //! decides how many exchanges are in flight (one per shard at most); the
 //! channel's bound keeps memory flat when the job is slower than the network.
+//!
+//! The job also judges every exchange (deadline, stall, size) and asks for
+//! it to be dropped with `Step::Abort`: its task is aborted, which closes
+//! the connection. Reports of a dropped exchange are discarded.
+
+use std::collections::HashMap;
 
 use batch_core::api::Outgoing;
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::client::Client;
 use crate::clock::Clock;
@@ -22,6 +28,7 @@ pub(crate) const QUEUE: usize = 16;
 
 /// What an exchange task (or a [`Hints`](crate::Hints) handle) reports.
 pub(crate) enum Report {
+    Sent(ExchangeId, u64),
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Bytes),
     End(ExchangeId),
@@ -29,6 +36,23 @@ pub(crate) enum Report {
     /// A batch changed (a webhook): poll it now.
     Hint(String),
 }
+
+impl Report {
+    /// The exchange reporting, or `None` for a hint.
+    fn id(&self) -> Option<ExchangeId> {
+        match self {
+            Report::Sent(id, _)
+            | Report::Head(id, _)
+            | Report::Chunk(id, _)
+            | Report::End(id)
+            | Report::Failed(id, _) => Some(*id),
+            Report::Hint(_) => None,
+        }
+    }
+}
+
+/// The exchanges in flight, each with the handle that aborts its task.
+type Live = HashMap<ExchangeId, AbortHandle>;
 
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
 ///
@@ -58,26 +82,30 @@ pub(crate) async fn drive(
     hinted: bool,
 ) -> Result<JobSummary, Error> {
     let mut tasks = JoinSet::new();
-    let mut in_flight = 0usize;
+    let mut live = Live::new();
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            in_flight -= feed(job, clock, io, report)?;
+            feed(job, clock, io, &mut live, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
-                let request = prepare(request, io)?;
+                let request = prepare(request, io, id, &tx)?;
                 let http = client.http().clone();
                 let tx = tx.clone();
-                in_flight += 1;
-                tasks.spawn(exchange(http, id, request, tx));
+                live.insert(id, tasks.spawn(exchange(http, id, request, tx)));
             }
-            Step::Wait { until, .. } if in_flight > 0 || hinted => {
+            Step::Abort(id) => {
+                if let Some(task) = live.remove(&id) {
+                    task.abort();
+                }
+            }
+            Step::Wait { until, .. } if !live.is_empty() || hinted => {
                 tokio::select! {
                     biased;
                     report = rx.recv() => {
                         if let Some(report) = report {
-                            in_flight -= feed(job, clock, io, report)?;
+                            feed(job, clock, io, &mut live, report)?;
                         }
                     }
                     () = clock.sleep_until(until) => {}
@@ -94,24 +122,40 @@ pub(crate) async fn drive(
 }
 
 /// The native request, with the body resolved through `io`.
+///
+/// Each chunk of a streamed body is reported sent; a report that finds the
+/// queue full is dropped (the job then counts a little less progress).
 fn prepare(
     request: http::Request<Outgoing>,
     io: &mut impl JobIo,
+    id: ExchangeId,
+    tx: &mpsc::Sender<Report>,
 ) -> Result<reqwest::Request, Error> {
     let (parts, body) = request.into_parts();
-    let body = convert::body(body, io)?;
+    let tx = tx.clone();
+    let body = convert::body(body, io, move |n| {
+        let _ = tx.try_send(Report::Sent(id, n));
+    })?;
     reqwest::Request::try_from(http::Request::from_parts(parts, body))
         .map_err(|e| Error::Setup(e.to_string()))
 }
 
-/// Hands one report to the job. Returns 1 when the exchange is over.
+/// Hands one report to the job, unless its exchange was dropped; the
+/// exchange leaves `live` with its last report.
 fn feed(
     job: &mut Job,
     clock: &impl Clock,
     io: &mut impl JobIo,
+    live: &mut Live,
     report: Report,
-) -> Result<usize, Error> {
+) -> Result<(), Error> {
+    if report.id().is_some_and(|id| !live.contains_key(&id)) {
+        return Ok(());
+    }
     match report {
+        Report::Sent(id, n) => job
+            .handle_sent(id, n, clock.now())
+            .map_err(JobError::from)?,
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
             .map_err(JobError::from)?,
@@ -121,19 +165,19 @@ fn feed(
             }
         }
         Report::End(id) => {
+            live.remove(&id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Failed(id, failure) => {
+            live.remove(&id);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Hint(batch_id) => {
             job.handle_batch_changed(&batch_id, clock.now());
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// One exchange: send, then report the head, each chunk and the end (or the failure).

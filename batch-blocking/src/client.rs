@@ -211,7 +211,9 @@ impl Client {
         )
         .map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request)?;
-        api::parse_batch_list(&head, &bytes).map_err(|e| Error::Job(JobError::Response(e)))
+        // The server's words may quote the key: it never reaches an error.
+        api::parse_batch_list(&head, &bytes)
+            .map_err(|e| Error::Job(JobError::Response(e.redacted(&self.settings.api))))
     }
 
     /// Executes one request built by the core's level-1 builders and returns
@@ -242,13 +244,17 @@ impl Client {
                 parts,
                 crate::convert::send_body(body),
             ))
-            .map_err(|e| Error::Transport(crate::convert::failure_before_head(&e)))?;
+            .map_err(|e| {
+                Error::Transport(crate::convert::failure_before_head(&e).redacted(&self.settings.api))
+            })?;
         let (head, body) = response.into_parts();
         let bytes = body
             .into_with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| Error::Transport(crate::convert::failure_in_body(&e)))?;
+            .map_err(|e| {
+                Error::Transport(crate::convert::failure_in_body(&e).redacted(&self.settings.api))
+            })?;
         Ok((head, bytes))
     }
 

@@ -6,8 +6,17 @@
 //! The job decides how many exchanges are in flight (one per shard at most);
 //! the channel's bound keeps memory flat when the job is slower than the
 //! network. `batch-async` has the same loop with tasks instead of threads.
+//!
+//! The job also judges every exchange (deadline, stall, size) and asks for
+//! it to be dropped with `Step::Abort`. A thread blocked in a read cannot be
+//! interrupted, so each has a stop flag it checks between reads; ureq's
+//! per-read timeout (`ClientConfig::io_timeout`) bounds the wait for the
+//! read it is in. Reports of a dropped exchange are discarded.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 
 use batch_core::api::Outgoing;
@@ -26,6 +35,7 @@ pub(crate) const QUEUE: usize = 16;
 
 /// What an exchange thread (or a [`Hints`](crate::Hints) handle) reports.
 pub(crate) enum Report {
+    Sent(ExchangeId, u64),
     Head(ExchangeId, http::response::Parts),
     Chunk(ExchangeId, Vec<u8>),
     End(ExchangeId),
@@ -33,6 +43,23 @@ pub(crate) enum Report {
     /// A batch changed (a webhook): poll it now.
     Hint(String),
 }
+
+impl Report {
+    /// The exchange reporting, or `None` for a hint.
+    fn id(&self) -> Option<ExchangeId> {
+        match self {
+            Report::Sent(id, _)
+            | Report::Head(id, _)
+            | Report::Chunk(id, _)
+            | Report::End(id)
+            | Report::Failed(id, _) => Some(*id),
+            Report::Hint(_) => None,
+        }
+    }
+}
+
+/// The exchanges in flight, each with its stop flag.
+type Live = HashMap<ExchangeId, Arc<AtomicBool>>;
 
 /// Runs `job` to its end with `client`, waiting on `clock`, storing through `io`.
 ///
@@ -61,23 +88,29 @@ pub(crate) fn drive(
     rx: Receiver<Report>,
     hinted: bool,
 ) -> Result<JobSummary, Error> {
-    let mut in_flight = 0usize;
+    let mut live = Live::new();
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            in_flight -= feed(job, clock, io, report)?;
+            feed(job, clock, io, &mut live, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
                 let request = prepare(request, io)?;
                 let agent = client.agent().clone();
                 let tx = tx.clone();
-                in_flight += 1;
-                std::thread::spawn(move || exchange(&agent, id, request, &tx));
+                let stop = Arc::new(AtomicBool::new(false));
+                live.insert(id, Arc::clone(&stop));
+                std::thread::spawn(move || exchange(&agent, id, request, &tx, &stop));
             }
-            Step::Wait { until, .. } if in_flight > 0 || hinted => {
+            Step::Abort(id) => {
+                if let Some(stop) = live.remove(&id) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Step::Wait { until, .. } if !live.is_empty() || hinted => {
                 match rx.recv_timeout(clock.now().until(until)) {
-                    Ok(report) => in_flight -= feed(job, clock, io, report)?,
+                    Ok(report) => feed(job, clock, io, &mut live, report)?,
                     Err(RecvTimeoutError::Timeout) => clock.sleep_until(until),
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
@@ -104,14 +137,22 @@ fn prepare(
     ))
 }
 
-/// Hands one report to the job. Returns 1 when the exchange is over.
+/// Hands one report to the job, unless its exchange was dropped; the
+/// exchange leaves `live` with its last report.
 fn feed(
     job: &mut Job,
     clock: &impl Clock,
     io: &mut impl JobIo,
+    live: &mut Live,
     report: Report,
-) -> Result<usize, Error> {
+) -> Result<(), Error> {
+    if report.id().is_some_and(|id| !live.contains_key(&id)) {
+        return Ok(());
+    }
     match report {
+        Report::Sent(id, n) => job
+            .handle_sent(id, n, clock.now())
+            .map_err(JobError::from)?,
         Report::Head(id, head) => job
             .handle_head(id, head, clock.now())
             .map_err(JobError::from)?,
@@ -121,28 +162,62 @@ fn feed(
             }
         }
         Report::End(id) => {
+            live.remove(&id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Failed(id, failure) => {
+            live.remove(&id);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
-            return Ok(1);
         }
         Report::Hint(batch_id) => {
             job.handle_batch_changed(&batch_id, clock.now());
         }
     }
-    Ok(0)
+    Ok(())
 }
 
-/// One exchange: send, then report the head, each chunk and the end (or the failure).
+/// A request body that reports each piece read from it (sent), and fails
+/// once its exchange is dropped, which ends the upload.
+struct Sending {
+    inner: Box<dyn Read + Send>,
+    id: ExchangeId,
+    tx: SyncSender<Report>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Read for Sending {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the exchange was dropped"));
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let _ = self.tx.send(Report::Sent(self.id, n as u64));
+        }
+        Ok(n)
+    }
+}
+
+/// One exchange: send, then report the head, each chunk and the end (or the
+/// failure). Once `stop` is set it reports nothing more and closes the
+/// connection.
 fn exchange(
     agent: &ureq::Agent,
     id: ExchangeId,
     request: http::Request<convert::Body>,
     tx: &SyncSender<Report>,
+    stop: &Arc<AtomicBool>,
 ) {
+    let request = request.map(|body| match body {
+        convert::Body::Reader(inner) => convert::Body::Reader(Box::new(Sending {
+            inner,
+            id,
+            tx: tx.clone(),
+            stop: Arc::clone(stop),
+        })),
+        none @ convert::Body::None => none,
+    });
     let response = match agent.run(request.map(convert::send_body)) {
         Ok(r) => r,
         Err(e) => {
@@ -157,6 +232,9 @@ fn exchange(
     let mut reader = body.into_reader();
     let mut buf = vec![0u8; CHUNK];
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let report = match reader.read(&mut buf) {
             Ok(0) => Report::End(id),
             Ok(n) => Report::Chunk(id, buf[..n].to_vec()),

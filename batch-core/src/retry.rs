@@ -25,6 +25,18 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The longest `Retry-After` honoured; longer values are capped to this.
     pub max_retry_after: Duration,
+    /// How many attempts a read (a status poll, a look-up, a download) gets
+    /// in a row when the server answers a status that should not come
+    /// there: a 3xx, or a 4xx other than 401, 403, 408, 409 and 429 (a
+    /// proxy's redirect, a transient 404). Default 4: with the default
+    /// backoff, the read is given up after about 7 s of such answers
+    /// (1 + 2 + 4 s of backoff, halved at worst by jitter).
+    #[serde(default = "default_odd_status_attempts")]
+    pub odd_status_attempts: u32,
+}
+
+fn default_odd_status_attempts() -> u32 {
+    4
 }
 
 impl Default for RetryPolicy {
@@ -36,6 +48,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(120),
             max_attempts: 12,
             max_retry_after: Duration::from_secs(600),
+            odd_status_attempts: default_odd_status_attempts(),
         }
     }
 }

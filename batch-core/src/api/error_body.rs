@@ -161,6 +161,21 @@ impl ApiError {
         }
     }
 
+    /// This error with the API key removed from every text the server sent
+    /// (see [`ApiBase::redact`](super::ApiBase::redact)).
+    #[must_use]
+    pub fn redacted(self, api: &super::ApiBase) -> ApiError {
+        let opt = |s: Option<String>| s.map(|s| api.redact(&s));
+        ApiError {
+            status: self.status,
+            error_type: opt(self.error_type),
+            code: opt(self.code),
+            message: api.redact(&self.message),
+            param: opt(self.param),
+            request_id: opt(self.request_id),
+        }
+    }
+
     /// The `(code)` or, without a code, `(type)` part of the Display text.
     fn label(&self) -> String {
         match self.code.as_deref().or(self.error_type.as_deref()) {

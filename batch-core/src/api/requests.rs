@@ -135,6 +135,7 @@ impl ApiConfig {
 pub struct ApiBase {
     base: String,
     headers: HeaderMap,
+    key: ApiKey,
 }
 
 /// An [`ApiConfig`] that cannot be used.
@@ -196,13 +197,35 @@ impl ApiBase {
         if let Some(project) = &config.project {
             headers.insert(PROJECT, header_value(project, "OpenAI-Project")?);
         }
-        Ok(ApiBase { base, headers })
+        Ok(ApiBase {
+            base,
+            headers,
+            key: config.api_key.clone(),
+        })
     }
 
     /// The normalised base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
     }
+
+    /// `text` with every occurrence of the API key replaced by
+    /// [`REDACTED`](Self::REDACTED).
+    ///
+    /// Use it on any text a server sent before printing or storing it: a
+    /// server may echo the key (a 401 saying `Incorrect API key provided:
+    /// sk-...`). The [`Job`](crate::job::Job) does this for every message,
+    /// event, summary and outcome it makes from server text.
+    pub fn redact(&self, text: &str) -> String {
+        let key = self.key.expose_secret();
+        if key.is_empty() || !text.contains(key) {
+            return text.to_owned();
+        }
+        text.replace(key, Self::REDACTED)
+    }
+
+    /// What [`redact`](Self::redact) puts in place of the key.
+    pub const REDACTED: &'static str = "[redacted key]";
 }
 
 /// The `OpenAI-Organization` header.

@@ -39,6 +39,28 @@ impl From<ApiError> for ResponseError {
     }
 }
 
+impl ResponseError {
+    /// This error with the API key removed from every text the server sent
+    /// (see [`ApiBase::redact`](super::ApiBase::redact)).
+    #[must_use]
+    pub fn redacted(self, api: &super::ApiBase) -> ResponseError {
+        match self {
+            ResponseError::Api(e) => ResponseError::Api(Box::new(e.redacted(api))),
+            ResponseError::Decode {
+                status,
+                what,
+                detail,
+                excerpt,
+            } => ResponseError::Decode {
+                status,
+                what,
+                detail: api.redact(&detail),
+                excerpt: api.redact(&excerpt),
+            },
+        }
+    }
+}
+
 fn parse<T: DeserializeOwned>(
     what: &'static str,
     head: &http::response::Parts,

@@ -7,7 +7,8 @@
 //! with a `Range` request (guarded by `If-Range` with the file's `ETag`),
 //! or, when the server ignores `Range` and sends the whole file, by skipping
 //! what was already read. One decoder spans every response of the file, so
-//! its offsets and line numbers are the file's.
+//! its offsets and line numbers are the file's. The size the file object
+//! declares caps what is read: bytes past it are never decoded.
 
 use crate::jsonl::{LineDecoder, LineEvent};
 use crate::results::{BadLine, ResultRecord, parse_result_line, salvage_custom_id};
@@ -36,10 +37,16 @@ pub(super) struct Download {
     received: u64,
     /// Ignore the current response's body (an unusable range).
     discard: bool,
+    /// Where the file's complete lines ended when the current attempt began.
+    attempt_from: u64,
+    /// The file's size, as its file object declares it (`bytes`).
+    declared: Option<u64>,
+    /// The file offset of the current response's first byte.
+    response_start: u64,
 }
 
 impl Download {
-    pub(super) fn new(file_id: String, max_line_bytes: usize) -> Download {
+    pub(super) fn new(file_id: String, max_line_bytes: usize, declared: Option<u64>) -> Download {
         Download {
             file_id,
             max_line_bytes,
@@ -49,7 +56,26 @@ impl Download {
             expected: None,
             received: 0,
             discard: false,
+            attempt_from: 0,
+            declared,
+            response_start: 0,
         }
+    }
+
+    /// The file's declared size, if known.
+    pub(super) fn declared(&self) -> Option<u64> {
+        self.declared
+    }
+
+    /// An attempt starts: remember where, so [`advanced`](Self::advanced)
+    /// can tell whether it brought anything new.
+    pub(super) fn begin_attempt(&mut self) {
+        self.attempt_from = self.decoder.complete_bytes();
+    }
+
+    /// Whether the current attempt added complete lines to what was read.
+    pub(super) fn advanced(&self) -> bool {
+        self.decoder.complete_bytes() > self.attempt_from
     }
 
     /// Where to ask for the file from, and the validator to send with it.
@@ -68,8 +94,12 @@ impl Download {
             header(head, http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
         let etag = header(head, http::header::ETAG).map(str::to_owned);
         let mut warning = None;
+        self.response_start = 0;
         if head.status == http::StatusCode::PARTIAL_CONTENT {
-            match header(head, http::header::CONTENT_RANGE).and_then(parse_content_range_start) {
+            let start =
+                header(head, http::header::CONTENT_RANGE).and_then(parse_content_range_start);
+            self.response_start = start.unwrap_or(offset);
+            match start {
                 Some(s) if s == offset => {}
                 Some(s) if s < offset => self.skip = offset - s,
                 _ => {
@@ -99,11 +129,21 @@ impl Download {
         warning
     }
 
-    /// A chunk of the body.
-    pub(super) fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<DownloadEvent>) {
+    /// A chunk of the body. Returns `true` when the body went past the
+    /// file's declared size: the bytes past it are dropped, and the caller
+    /// must stop the response and [`end_at_declared`](Self::end_at_declared).
+    pub(super) fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<DownloadEvent>) -> bool {
+        let mut past = false;
+        if let Some(size) = self.declared {
+            let room = size.saturating_sub(self.response_start.saturating_add(self.received));
+            if chunk.len() as u64 > room {
+                chunk = &chunk[..usize::try_from(room).unwrap_or(usize::MAX)];
+                past = true;
+            }
+        }
         self.received += chunk.len() as u64;
         if self.discard {
-            return;
+            return past;
         }
         if self.skip > 0 {
             let n = usize::try_from(self.skip)
@@ -116,6 +156,22 @@ impl Download {
         while let Some(ev) = lines.next_line() {
             push_line(ev, self.max_line_bytes, out);
         }
+        past
+    }
+
+    /// The body reached the declared size (and went on). Returns whether
+    /// the file is complete: every declared byte was read from a usable
+    /// response. Otherwise the caller resumes as after a cut-off.
+    pub(super) fn end_at_declared(&mut self, out: &mut Vec<DownloadEvent>) -> bool {
+        if self.discard || self.skip > 0 {
+            self.decoder.rewind_to_line_boundary();
+            return false;
+        }
+        let mut lines = self.decoder.finish();
+        while let Some(ev) = lines.next_line() {
+            push_line(ev, self.max_line_bytes, out);
+        }
+        true
     }
 
     /// The body ended. Returns whether the file is now complete.

@@ -15,6 +15,12 @@
 //!    persisted before it is sent. An armed effect found in a checkpoint
 //!    means "may have happened": the job looks for its result (files by name,
 //!    batches by metadata) before it would do it again.
+//! 5. Every exchange is bounded, and the job is the judge: an attempt cap
+//!    that counts any answer not read as what was asked for (an HTML 200
+//!    too), a deadline and a stall rule per exchange, and a cap on a body
+//!    against the size the server declared (a result file's object is read
+//!    before its content). Transports only report bytes and time, and drop
+//!    what the job aborts.
 //!
 //! Phases of a shard:
 //!
@@ -37,7 +43,7 @@ mod plan;
 mod settings;
 mod types;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use crate::error::ClientError;
@@ -52,9 +58,9 @@ pub use settings::{
 };
 pub use client_config::{ClientConfig, ClientSettings, ManualClock};
 pub use types::{
-    ExchangeId, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult, JobSummary, NotProcessed,
-    OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure, UsageError, UsageTotals,
-    WaitReason,
+    ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
+    JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
+    UsageError, UsageTotals, WaitReason,
 };
 
 use crate::api::{
@@ -84,7 +90,15 @@ const MAX_RECONCILE_PAGES: u32 = 50;
 ///   call, call `poll` again until it returns `Send`, `Wait` or `Done`.
 /// - For each `Step::Send`, report exactly one of: `handle_head` followed by
 ///   any number of `handle_body` and one `handle_end`; or `handle_failure`
-///   (at any point, also after `handle_head`).
+///   (at any point, also after `handle_head`). Before the head, any number
+///   of [`handle_sent`](Self::handle_sent) may report the request body
+///   going out.
+/// - On `Step::Abort(id)`, stop exchange `id` and report nothing more on
+///   it; reports that still come are ignored. The job aborts an exchange
+///   that breaks its [`ExchangeLimits`] (deadline, stall rule, declared
+///   size), judged on each `poll`; a `Wait` never lets the next judgement
+///   pass, so a driver that waits for reports with the `Wait`'s deadline
+///   as its timeout needs nothing else.
 /// - Drain every [`BodyFeed`] before the next chunk (undrained results come
 ///   out of `poll` as [`Step::Result`], so nothing is lost either way).
 /// - `now` must not go backwards; if it does, the job clamps it. Waking up
@@ -103,6 +117,8 @@ pub struct Job {
     next_exchange: u64,
     shards: Vec<Shard>,
     inflight: BTreeMap<ExchangeId, Inflight>,
+    /// Exchanges cut by the job ([`Step::Abort`]): their late reports are ignored.
+    aborted: BTreeSet<ExchangeId>,
     /// Results of a body not yet taken from a `BodyFeed`.
     fed: VecDeque<JobResult>,
     /// Events and synthesized results waiting to be returned by `poll`.
@@ -190,7 +206,13 @@ enum Op {
     FindBatch,
     Poll,
     Cancel,
-    Download { file_id: String },
+    /// Reads a result file's object, for the size that caps its download.
+    FileInfo {
+        file_id: String,
+    },
+    Download {
+        file_id: String,
+    },
 }
 
 impl Op {
@@ -202,11 +224,19 @@ impl Op {
             Op::FindBatch => "find batch",
             Op::Poll => "poll",
             Op::Cancel => "cancel",
+            Op::FileInfo { .. } => "file info",
             Op::Download { .. } => "download",
         }
     }
     fn has_effect(&self) -> bool {
         matches!(self, Op::Upload | Op::Create)
+    }
+    /// Whether the operation only reads (so an odd status is worth another try).
+    fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::FindUpload | Op::FindBatch | Op::Poll | Op::FileInfo { .. } | Op::Download { .. }
+        )
     }
 }
 
@@ -217,6 +247,27 @@ struct Inflight {
     head: Option<http::response::Parts>,
     body: Vec<u8>,
     too_large: bool,
+    /// Past this instant the exchange is cut.
+    deadline: UnixMillis,
+    /// How long it was allowed, for the message when it is cut.
+    allowed: Duration,
+    /// Whether the stall rule applies yet (an upload's answer has not
+    /// begun while its body goes out, unless the driver reports it going).
+    watch_stall: bool,
+    /// The request body's length, and how much of it the driver reported sent.
+    to_send: u64,
+    sent: u64,
+    /// The current stall window began here and has seen this many bytes.
+    window_start: UnixMillis,
+    window_bytes: u64,
+}
+
+/// Why the job cut an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Deadline,
+    Stalled,
+    TooLarge,
 }
 
 /// Results decoded from one body chunk, lent to the transport.
@@ -321,6 +372,7 @@ impl Job {
             next_exchange: 1,
             shards,
             inflight: BTreeMap::new(),
+            aborted: BTreeSet::new(),
             fed: VecDeque::new(),
             out: VecDeque::new(),
             dirty: true,
@@ -557,6 +609,7 @@ impl Job {
         // Before the persist below: a timeout that cancels is recorded
         // before the first cancel is sent.
         self.check_deadline();
+        self.judge_exchanges();
         if let Some(r) = self.fed.pop_front() {
             return Step::Result(r);
         }
@@ -616,6 +669,12 @@ impl Job {
                 next = Some((deadline, WaitReason::InFlight));
             }
         }
+        // Wake in time to judge every exchange in flight.
+        if let Some(judge) = self.next_judgement() {
+            if next.as_ref().is_none_or(|(t, _)| judge < *t) {
+                next = Some((judge, WaitReason::InFlight));
+            }
+        }
         match next {
             Some((until, reason)) => Step::Wait {
                 until: until.max(self.now),
@@ -628,7 +687,49 @@ impl Job {
         }
     }
 
+    /// `bytes` more of the request body of exchange `id` went out.
+    ///
+    /// Optional: a driver that reports its request bodies lets the stall
+    /// rule judge an upload while its body goes out (a server that stops
+    /// reading is cut within a [`stall_window`](ExchangeLimits::stall_window)),
+    /// and, once the whole body is out, the wait for the answer to begin.
+    /// Without these reports an upload is judged by its deadline until its
+    /// answer begins. Reports after the head are ignored.
+    ///
+    /// # Errors
+    /// Fails if `id` is not in flight.
+    pub fn handle_sent(
+        &mut self,
+        id: ExchangeId,
+        bytes: u64,
+        now: UnixMillis,
+    ) -> Result<(), UsageError> {
+        self.tick(now);
+        self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(());
+        }
+        let Some(ex) = self.inflight.get_mut(&id) else {
+            return self.misuse(UsageError::UnknownExchange(id));
+        };
+        if ex.head.is_some() {
+            return Ok(());
+        }
+        ex.watch_stall = true;
+        ex.sent = ex.sent.saturating_add(bytes);
+        ex.window_bytes = ex.window_bytes.saturating_add(bytes);
+        if ex.sent >= ex.to_send {
+            // All of it is out: the answer must begin within a window.
+            ex.window_start = self.now;
+            ex.window_bytes = 0;
+        }
+        Ok(())
+    }
+
     /// The response head of exchange `id` arrived.
+    ///
+    /// A report on an exchange the job aborted ([`Step::Abort`]) is ignored,
+    /// here and in the other `handle_*` calls.
     ///
     /// # Errors
     /// Fails if `id` is not in flight or already has a head.
@@ -640,6 +741,9 @@ impl Job {
     ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.get_mut(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -650,6 +754,10 @@ impl Job {
         let op = ex.op.clone();
         let is_download = matches!(op, Op::Download { .. }) && head.status.is_success();
         ex.head = Some(head);
+        // The answer began: the stall rule judges it from here.
+        ex.watch_stall = true;
+        ex.window_start = self.now;
+        ex.window_bytes = 0;
         if is_download {
             let head = self
                 .inflight
@@ -675,6 +783,9 @@ impl Job {
         chunk: &[u8],
     ) -> Result<BodyFeed<'_>, UsageError> {
         self.check_poisoned()?;
+        if self.aborted.contains(&id) {
+            return Ok(BodyFeed { job: self });
+        }
         let Some(ex) = self.inflight.get_mut(&id) else {
             return self
                 .misuse(UsageError::UnknownExchange(id))
@@ -685,14 +796,20 @@ impl Job {
                 .misuse(UsageError::BodyBeforeHead(id))
                 .map(|()| unreachable!());
         };
+        ex.window_bytes = ex.window_bytes.saturating_add(chunk.len() as u64);
         let shard_idx = ex.shard;
         if matches!(ex.op, Op::Download { .. }) && head.status.is_success() {
             let mut events = Vec::new();
-            if let Some(dl) = self.shards[shard_idx].download.as_mut() {
-                dl.feed(chunk, &mut events);
-            }
+            let past = self.shards[shard_idx]
+                .download
+                .as_mut()
+                .is_some_and(|dl| dl.feed(chunk, &mut events));
             self.take_download_events(shard_idx, events);
-        } else if ex.body.len() + chunk.len() > self.cfg.max_json_body {
+            if past {
+                self.download_past_declared(id);
+            }
+        } else if ex.too_large || ex.body.len() + chunk.len() > self.cfg.max_json_body {
+            // Cut at the next poll; nothing more is kept.
             ex.too_large = true;
         } else {
             ex.body.extend_from_slice(chunk);
@@ -707,6 +824,9 @@ impl Job {
     pub fn handle_end(&mut self, id: ExchangeId, now: UnixMillis) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.remove(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.remove(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -736,6 +856,9 @@ impl Job {
     ) -> Result<(), UsageError> {
         self.tick(now);
         self.check_poisoned()?;
+        if self.aborted.remove(&id) {
+            return Ok(());
+        }
         let Some(ex) = self.inflight.remove(&id) else {
             return self.misuse(UsageError::UnknownExchange(id));
         };
@@ -744,7 +867,8 @@ impl Job {
         } else {
             failure.kind
         };
-        self.transport_failed(ex.shard, ex.op, kind, &failure.detail, ex.head.as_ref());
+        let detail = self.redact(&failure.detail);
+        self.transport_failed(ex.shard, ex.op, kind, &detail, ex.head.as_ref());
         Ok(())
     }
 
@@ -772,15 +896,146 @@ impl Job {
         self.inflight.values().any(|e| e.shard == i)
     }
 
+    // ----- bounded exchanges -----
+
+    /// Cuts every exchange in flight that broke a bound of
+    /// [`ExchangeLimits`]: past its deadline, stalled, or over the size cap.
+    fn judge_exchanges(&mut self) {
+        let now = self.now;
+        let window = self.cfg.exchange.stall_window;
+        let min_bytes = self.cfg.exchange.stall_min_bytes;
+        let mut cuts = Vec::new();
+        for (id, ex) in &mut self.inflight {
+            if ex.too_large {
+                cuts.push((*id, Cut::TooLarge));
+            } else if now >= ex.deadline {
+                cuts.push((*id, Cut::Deadline));
+            } else if ex.watch_stall && now >= ex.window_start.saturating_add(window) {
+                if ex.window_bytes < min_bytes {
+                    cuts.push((*id, Cut::Stalled));
+                } else {
+                    ex.window_start = now;
+                    ex.window_bytes = 0;
+                }
+            }
+        }
+        for (id, why) in cuts {
+            self.cut(id, why);
+        }
+    }
+
+    /// When the next exchange in flight must be judged, if any is.
+    fn next_judgement(&self) -> Option<UnixMillis> {
+        let window = self.cfg.exchange.stall_window;
+        self.inflight
+            .values()
+            .map(|ex| {
+                if ex.watch_stall {
+                    ex.deadline.min(ex.window_start.saturating_add(window))
+                } else {
+                    ex.deadline
+                }
+            })
+            .min()
+    }
+
+    /// Drops exchange `id`: the transport is told to stop it, and it counts
+    /// as a transport failure (an answer cut before or in its body).
+    fn cut(&mut self, id: ExchangeId, why: Cut) {
+        let Some(ex) = self.inflight.remove(&id) else {
+            return;
+        };
+        self.aborted.insert(id);
+        self.out.push_back(Step::Abort(id));
+        let limits = &self.cfg.exchange;
+        let detail = match why {
+            Cut::Deadline => format!(
+                "no complete answer within {} s (the exchange's deadline)",
+                ex.allowed.as_secs_f64()
+            ),
+            Cut::Stalled => format!(
+                "stalled: fewer than {} bytes of answer in {} s",
+                limits.stall_min_bytes,
+                limits.stall_window.as_secs_f64()
+            ),
+            Cut::TooLarge => format!(
+                "the answer was larger than {} bytes",
+                self.cfg.max_json_body
+            ),
+        };
+        let kind = if ex.head.is_some() {
+            FailureKind::BodyInterrupted
+        } else {
+            FailureKind::OutcomeUnknown
+        };
+        self.transport_failed(ex.shard, ex.op, kind, &detail, ex.head.as_ref());
+    }
+
+    /// A download went past the size its file object declares: stop it,
+    /// and keep what came up to that size.
+    fn download_past_declared(&mut self, id: ExchangeId) {
+        let Some(ex) = self.inflight.remove(&id) else {
+            return;
+        };
+        self.aborted.insert(id);
+        self.out.push_back(Step::Abort(id));
+        let i = ex.shard;
+        let Op::Download { file_id } = ex.op else {
+            return;
+        };
+        let mut events = Vec::new();
+        let sh = &mut self.shards[i];
+        let (complete, size) = sh.download.as_mut().map_or((false, 0), |dl| {
+            (dl.end_at_declared(&mut events), dl.declared().unwrap_or(0))
+        });
+        self.take_download_events(i, events);
+        if complete {
+            let sh = &mut self.shards[i];
+            sh.attempts = 0;
+            sh.download = None;
+            sh.downloads.pop_front();
+            sh.not_before = self.now;
+            self.warn(
+                i,
+                format!(
+                    "file {file_id}: the server sent more than the {size} bytes its file object declares; the rest was not read"
+                ),
+            );
+        } else {
+            let detail = format!("the body went past the file's declared {size} bytes");
+            self.transport_failed(
+                i,
+                Op::Download { file_id },
+                FailureKind::BodyInterrupted,
+                &detail,
+                ex.head.as_ref(),
+            );
+        }
+    }
+
     fn warn(&mut self, i: usize, message: String) {
         self.out.push_back(Step::Event(JobEvent::Warning {
             shard: self.shards[i].plan.index,
-            message,
+            message: self.cfg.api.redact(&message),
         }));
     }
 
-    fn event(&mut self, ev: JobEvent) {
+    /// Queues an event; every text in it that may quote the server is
+    /// redacted (the key never leaves the job).
+    fn event(&mut self, mut ev: JobEvent) {
+        match &mut ev {
+            JobEvent::Retrying { reason, .. } | JobEvent::Requeued { reason, .. } => {
+                *reason = self.cfg.api.redact(reason);
+            }
+            JobEvent::Warning { message, .. } => *message = self.cfg.api.redact(message),
+            _ => {}
+        }
         self.out.push_back(Step::Event(ev));
+    }
+
+    /// `text` without the API key (see [`ApiBase::redact`](crate::api::ApiBase::redact)).
+    fn redact(&self, text: &str) -> String {
+        self.cfg.api.redact(text)
     }
 
     fn finish_job(&mut self) -> Step {
@@ -958,7 +1213,12 @@ impl Job {
             // A finished batch's outcomes belong to the run that collects them.
             return None;
         } else if let Some(file_id) = sh.downloads.front().cloned() {
-            Op::Download { file_id }
+            // The file object first: its size caps the download.
+            if sh.download.is_some() {
+                Op::Download { file_id }
+            } else {
+                Op::FileInfo { file_id }
+            }
         } else {
             self.finish_after_results(i);
             return None;
@@ -991,7 +1251,20 @@ impl Job {
                 return self.poll(self.now);
             }
         };
+        let limits = &self.cfg.exchange;
         let sh = &mut self.shards[i];
+        let allowed = match &op {
+            Op::Upload => limits.transfer_time(sh.plan.bytes),
+            Op::Download { .. } => {
+                let (size, from) = sh
+                    .download
+                    .as_ref()
+                    .map_or((None, 0), |d| (d.declared(), d.resume_point().0));
+                let size = size.unwrap_or(limits.assumed_file_bytes);
+                limits.transfer_time(size.saturating_sub(from))
+            }
+            _ => limits.json_deadline,
+        };
         match op {
             Op::Upload => sh.upload = Effect::InFlight,
             Op::Create => sh.create = Effect::InFlight,
@@ -999,14 +1272,28 @@ impl Job {
         }
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
+        let now = self.now;
+        let to_send = match request.body() {
+            Outgoing::Json(b) | Outgoing::Bytes(b) => b.len() as u64,
+            Outgoing::Multipart { len, .. } => *len,
+            _ => 0,
+        };
         self.inflight.insert(
             id,
             Inflight {
                 shard: i,
+                // The stall rule waits for an upload's answer to begin.
+                watch_stall: op != Op::Upload,
                 op,
                 head: None,
                 body: Vec::new(),
                 too_large: false,
+                deadline: now.saturating_add(allowed),
+                allowed,
+                window_start: now,
+                window_bytes: 0,
+                to_send,
+                sent: 0,
             },
         );
         Step::Send { id, request }
@@ -1067,10 +1354,12 @@ impl Job {
             ),
             Op::Poll => api::retrieve_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
+            Op::FileInfo { file_id } => api::retrieve_file(api, file_id),
             Op::Download { file_id } => {
-                let dl = sh
-                    .download
-                    .get_or_insert_with(|| Download::new(file_id.clone(), self.cfg.max_line_bytes));
+                let dl = sh.download.get_or_insert_with(|| {
+                    Download::new(file_id.clone(), self.cfg.max_line_bytes, None)
+                });
+                dl.begin_attempt();
                 let (offset, etag) = dl.resume_point();
                 let etag = etag.map(str::to_owned);
                 api::file_content(api, file_id, (offset > 0).then_some(offset)).map(|mut req| {
@@ -1095,7 +1384,17 @@ impl Job {
     ) {
         let class = classify_status(head.status);
         if class != StatusClass::Success {
-            let err = ApiError::from_response(head.status, &head.headers, body);
+            let mut err =
+                ApiError::from_response(head.status, &head.headers, body).redacted(&self.cfg.api);
+            if head.status.is_redirection() {
+                if let Some(to) = head
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    err.message = format!("{} (Location: {})", err.message, self.redact(to));
+                }
+            }
             self.api_failed(i, op, class, err, &head);
             return;
         }
@@ -1114,17 +1413,18 @@ impl Job {
         let now = self.now;
         let sh = &mut self.shards[i];
         sh.wait_reason = None;
-        // A look-up after an unknown outcome is part of retrying the upload
-        // or create: only finding what it looks for ends the run of failed
-        // attempts, so an effect that keeps failing still backs off and is
+        // Only an answer that reads as what was asked for ends a run of
+        // failed attempts: a 2xx whose body cannot be decoded (an HTML page
+        // from a proxy) is a failed attempt like a 5xx, with the same backoff
+        // and the same cap. A look-up after an unknown outcome is part of
+        // retrying the upload or create: only finding what it looks for ends
+        // the run, so an effect that keeps failing still backs off and is
         // given up.
-        if !matches!(op, Op::FindUpload | Op::FindBatch) {
-            sh.attempts = 0;
-        }
         match op {
             Op::Upload => match api::parse_file(&head, body) {
                 Ok(file) => {
                     let sh = &mut self.shards[i];
+                    sh.attempts = 0;
                     sh.file_id = Some(file.id.clone());
                     sh.upload = Effect::Idle;
                     let shard = sh.plan.index;
@@ -1134,9 +1434,11 @@ impl Job {
                         file_id: file.id,
                     });
                 }
-                Err(e) => {
-                    self.effect_unknown(i, &Op::Upload, format!("unreadable upload response: {e}"))
-                }
+                Err(e) => self.effect_unknown(
+                    i,
+                    &Op::Upload,
+                    format!("unreadable upload response: {}", describe(&e)),
+                ),
             },
             Op::FindUpload => match api::parse_file_list(&head, body) {
                 Ok(page) => {
@@ -1174,16 +1476,19 @@ impl Job {
                         sh.search_pages = 0;
                     }
                 }
-                Err(e) => self.retry_later(i, &Op::FindUpload, e.to_string(), None),
+                Err(e) => self.retry_later(i, &Op::FindUpload, describe(&e), None),
             },
             Op::Create => match api::parse_batch(&head, body) {
                 Ok(batch) => {
                     self.shards[i].create = Effect::Idle;
+                    self.shards[i].attempts = 0;
                     self.adopt_batch(i, batch);
                 }
-                Err(e) => {
-                    self.effect_unknown(i, &Op::Create, format!("unreadable create response: {e}"))
-                }
+                Err(e) => self.effect_unknown(
+                    i,
+                    &Op::Create,
+                    format!("unreadable create response: {}", describe(&e)),
+                ),
             },
             Op::FindBatch => match api::parse_batch_list(&head, body) {
                 Ok(page) => {
@@ -1228,17 +1533,31 @@ impl Job {
                         }
                     }
                 }
-                Err(e) => self.retry_later(i, &Op::FindBatch, e.to_string(), None),
+                Err(e) => self.retry_later(i, &Op::FindBatch, describe(&e), None),
             },
             Op::Poll | Op::Cancel => match api::parse_batch(&head, body) {
                 Ok(batch) => {
+                    self.shards[i].attempts = 0;
                     if op == Op::Cancel {
                         self.shards[i].cancel_sent = true;
                         self.dirty = true;
                     }
                     self.observe(i, batch);
                 }
-                Err(e) => self.retry_later(i, &op, e.to_string(), None),
+                Err(e) => self.retry_later(i, &op, describe(&e), None),
+            },
+            Op::FileInfo { file_id } => match api::parse_file(&head, body) {
+                Ok(file) => {
+                    let sh = &mut self.shards[i];
+                    sh.attempts = 0;
+                    sh.not_before = now;
+                    sh.download = Some(Download::new(
+                        file_id,
+                        self.cfg.max_line_bytes,
+                        Some(file.bytes),
+                    ));
+                }
+                Err(e) => self.retry_later(i, &Op::FileInfo { file_id }, describe(&e), None),
             },
             Op::Download { file_id } => {
                 let sh = &mut self.shards[i];
@@ -1247,10 +1566,15 @@ impl Job {
                 self.take_download_events(i, events);
                 let sh = &mut self.shards[i];
                 if complete {
+                    sh.attempts = 0;
                     sh.download = None;
                     sh.downloads.pop_front();
                     sh.not_before = now;
                 } else {
+                    // A short body that still brought more of the file is progress.
+                    if sh.download.as_ref().is_some_and(Download::advanced) {
+                        sh.attempts = 0;
+                    }
                     let offset = sh.download.as_ref().map_or(0, |d| d.resume_point().0);
                     self.retry_later(
                         i,
@@ -1351,7 +1675,7 @@ impl Job {
             return;
         }
         if status == BatchStatus::Failed {
-            sh.error = first_error_message(&batch);
+            sh.error = first_error_message(&batch).map(|m| self.cfg.api.redact(&m));
         }
         sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
             .into_iter()
@@ -1410,10 +1734,10 @@ impl Job {
                 if let Some(line) = e.line.filter(|l| *l >= 1) {
                     per_line.insert(line - 1, NotProcessed {
                         code: e.code.clone().unwrap_or_else(|| "batch_failed".into()),
-                        message: format!(
+                        message: self.cfg.api.redact(&format!(
                             "batch {batch_id} failed validation at line {line} of its input file: {}",
                             e.message.clone().unwrap_or_default()
-                        ),
+                        )),
                     });
                 }
             }
@@ -1425,6 +1749,7 @@ impl Job {
     }
 
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
+        let message = self.redact(&message);
         let sh = &mut self.shards[i];
         sh.download = None;
         sh.finishing = Some(Finishing {
@@ -1502,9 +1827,9 @@ impl Job {
                                 custom_id: self.plan.custom_id(index).to_owned(),
                                 outcome: JobOutcome::NotProcessed(NotProcessed {
                                     code: "unreadable_result".into(),
-                                    message: format!(
+                                    message: self.cfg.api.redact(&format!(
                                         "its result line {line} could not be read: {error}"
-                                    ),
+                                    )),
                                 }),
                                 server_line: None,
                             };
@@ -1558,7 +1883,7 @@ impl Job {
             }
             Outcome::Failed(f) if f.is_not_processed() => {
                 sh.tally.not_processed += 1;
-                let np = not_processed_from(f);
+                let np = not_processed_from(f, &self.cfg.api);
                 server_line = Some(Box::new(rec));
                 JobOutcome::NotProcessed(np)
             }
@@ -1590,26 +1915,47 @@ impl Job {
         let status = head.status.as_u16();
         if status == 401 || status == 403 {
             // The key or its permissions are wrong: nothing else will work either.
-            self.fatal = Some(format!("authentication failed: {err}"));
+            self.fatal = Some(self.redact(&format!("authentication failed: {err}")));
             self.restore_effect(i, &op);
             return;
         }
-        if let Op::Download { file_id } = &op {
-            if status == 416 {
-                // Our offset is at (or past) the end: what we have is the whole file.
-                let sh = &mut self.shards[i];
-                sh.download = None;
-                sh.downloads.pop_front();
-                return;
+        if matches!(op, Op::Download { .. }) && status == 416 {
+            // Our offset is at (or past) the end: what we have is the whole file.
+            let sh = &mut self.shards[i];
+            sh.attempts = 0;
+            sh.download = None;
+            sh.downloads.pop_front();
+            return;
+        }
+        if op == Op::Cancel && status == 409 {
+            // The batch already ended (the API's answer to cancelling a
+            // finished batch): read it now, then collect what it has.
+            let sh = &mut self.shards[i];
+            sh.cancel_sent = true;
+            sh.attempts = 0;
+            sh.not_before = self.now;
+            sh.wait_reason = None;
+            self.dirty = true;
+            let batch = sh.batch_id.clone().unwrap_or_default();
+            self.warn(
+                i,
+                format!("batch {batch} had already ended when it was cancelled: {err}"),
+            );
+            return;
+        }
+        if class == StatusClass::Final && op.is_read() {
+            // A status a read should never get (a proxy's redirect, a
+            // passing 404): try a few times before giving the read up.
+            let cap = self.cfg.retry.odd_status_attempts.max(1);
+            let sh = &mut self.shards[i];
+            if sh.attempts + 1 < cap {
+                self.retry_later(i, &op, format!("the server answered {err}"), None);
+            } else {
+                let n = sh.attempts + 1;
+                let message = format!("gave up after {n} attempts: the server answered {err}");
+                self.op_failed_final(i, &op, message);
             }
-            if class == StatusClass::Final {
-                let msg = format!("file {file_id} could not be downloaded: {err}");
-                self.warn(i, msg);
-                let sh = &mut self.shards[i];
-                sh.download = None;
-                sh.downloads.pop_front();
-                return;
-            }
+            return;
         }
         match class {
             StatusClass::Transient => {
@@ -1625,8 +1971,13 @@ impl Job {
             _ => {
                 self.restore_effect(i, &op);
                 if op == Op::Cancel {
-                    // The batch can no longer be cancelled (already finishing): keep polling.
-                    self.shards[i].cancel_sent = true;
+                    // The batch can no longer be cancelled (already finishing):
+                    // read it now and keep polling.
+                    let sh = &mut self.shards[i];
+                    sh.cancel_sent = true;
+                    sh.attempts = 0;
+                    sh.not_before = self.now;
+                    sh.wait_reason = None;
                     self.dirty = true;
                     self.warn(i, format!("cancel was refused: {err}"));
                     return;
@@ -1658,8 +2009,9 @@ impl Job {
                         d.resume_point().0
                     });
                     // Progress resets the attempt count: a flaky link that keeps
-                    // delivering more of the file is not given up on.
-                    if got_head && offset > 0 {
+                    // delivering more of the file is not given up on; one that
+                    // delivers nothing new is.
+                    if got_head && sh.download.as_ref().is_some_and(Download::advanced) {
                         sh.attempts = 0;
                     }
                     let shard = sh.plan.index;
@@ -1775,6 +2127,21 @@ impl Job {
                     format!("batch {batch} could not be read: {message}"),
                     ShardEnd::Stopped,
                 );
+            }
+            Op::FileInfo { file_id } => {
+                // Download it anyway, without the size cap (its deadline
+                // still holds).
+                let msg = format!(
+                    "the size of file {file_id} is unknown ({message}); it is downloaded without a size cap"
+                );
+                self.warn(i, msg);
+                let sh = &mut self.shards[i];
+                sh.not_before = self.now;
+                sh.download = Some(Download::new(
+                    file_id.clone(),
+                    self.cfg.max_line_bytes,
+                    None,
+                ));
             }
             Op::Download { file_id } => {
                 let msg = format!("file {file_id} could not be downloaded: {message}");
@@ -1893,6 +2260,17 @@ fn is_token_limit(batch: &Batch) -> bool {
     })
 }
 
+/// A response that did not read as expected, in words, with the start of
+/// the body (an HTML page from a proxy says what went wrong).
+fn describe(e: &api::ResponseError) -> String {
+    match e {
+        api::ResponseError::Decode { excerpt, .. } if !excerpt.is_empty() => {
+            format!("{e}; the body starts: {excerpt}")
+        }
+        _ => e.to_string(),
+    }
+}
+
 fn first_error_message(batch: &Batch) -> Option<String> {
     let e = batch.errors.as_ref()?.data.first()?;
     let code = e.code.as_deref().unwrap_or("error");
@@ -1903,13 +2281,13 @@ fn first_error_message(batch: &Batch) -> Option<String> {
     })
 }
 
-fn not_processed_from(f: &Failure) -> NotProcessed {
+fn not_processed_from(f: &Failure, api: &crate::api::ApiBase) -> NotProcessed {
     NotProcessed {
         code: f.code.clone().unwrap_or_else(|| "not_processed".into()),
-        message: f
-            .message
-            .clone()
-            .unwrap_or_else(|| "the batch ended before this request ran".into()),
+        message: f.message.as_deref().map_or_else(
+            || "the batch ended before this request ran".into(),
+            |m| api.redact(m),
+        ),
     }
 }
 

@@ -57,6 +57,8 @@ pub struct JobConfig {
     pub max_requeues: u32,
     /// Where the job stops.
     pub stop_after: StopAfter,
+    /// How long and how slowly one exchange may run before the job cuts it.
+    pub exchange: ExchangeLimits,
 }
 
 impl JobConfig {
@@ -79,7 +81,83 @@ impl JobConfig {
             requeue_delay: Duration::from_secs(60),
             max_requeues: 48,
             stop_after: StopAfter::Finished,
+            exchange: ExchangeLimits::default(),
         }
+    }
+}
+
+/// The bounds of one exchange. The job judges every exchange in flight
+/// each time [`Job::poll`](super::Job::poll) is called (its `Wait` wakes the
+/// driver in time) and cuts one that breaks a bound: it returns
+/// [`Step::Abort`] for it and treats it as a transport failure, so it is
+/// retried with backoff under [`RetryPolicy`]'s attempt cap like any other
+/// failure. A cut create or upload is looked for before it is sent again; a
+/// cut download resumes with `Range` from its last complete line.
+///
+/// Bounds:
+/// - a deadline: [`json_deadline`](Self::json_deadline) for every exchange
+///   but uploads and downloads; for those, [`transfer_grace`](Self::transfer_grace)
+///   plus the bytes to move at [`transfer_rate`](Self::transfer_rate) (the
+///   shard's size for an upload; what is left of the file, by the size its
+///   file object declares, for a download);
+/// - a stall rule: fewer than [`stall_min_bytes`](Self::stall_min_bytes)
+///   within any [`stall_window`](Self::stall_window), counting the request
+///   body going out when the driver reports it
+///   ([`Job::handle_sent`](super::Job::handle_sent), as both transports
+///   do), then the answer; once the body is all out, the answer must begin
+///   within a window. An upload whose driver does not report its body is
+///   judged by the stall rule only once its answer began;
+/// - a size cap: a download stops at the size its file object declares (what
+///   came up to there is kept), and a JSON answer at `JobConfig::max_json_body`.
+///
+/// With the defaults, a silent server costs 30 s per attempt (for an
+/// upload, 30 s once its body is out), so an operation is given up after
+/// 12 attempts in about 12 × 30 s plus the backoff (1 + 2 + ... + 120 s ≈
+/// 10 min at most, 5 min at least): 11 to 16 minutes. A 200 MB download is allowed 2 min + 200 MB at 64 KiB/s ≈
+/// 53 min per attempt, and each cut resumes where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangeLimits {
+    /// The deadline of an exchange that is not an upload or a download:
+    /// polls, creates, cancels, look-ups (default 2 min).
+    pub json_deadline: Duration,
+    /// The slowest average rate, in bytes per second, an upload or a
+    /// download is allowed: its deadline is `transfer_grace` plus its size
+    /// at this rate (default 64 KiB/s, a slow link).
+    pub transfer_rate: u64,
+    /// Added to the deadline of an upload or a download (default 2 min).
+    pub transfer_grace: Duration,
+    /// The window of the stall rule (default 30 s).
+    pub stall_window: Duration,
+    /// An exchange that receives fewer bytes than this within a
+    /// `stall_window` is stalled (default 1 KiB: a trickle of a byte every
+    /// few seconds is cut within one window).
+    pub stall_min_bytes: u64,
+    /// The size assumed for a download whose file object could not be read,
+    /// to scale its deadline (default 200 MB, the largest input file).
+    pub assumed_file_bytes: u64,
+}
+
+impl Default for ExchangeLimits {
+    fn default() -> Self {
+        ExchangeLimits {
+            json_deadline: Duration::from_secs(120),
+            transfer_rate: 64 * 1024,
+            transfer_grace: Duration::from_secs(120),
+            stall_window: Duration::from_secs(30),
+            stall_min_bytes: 1024,
+            assumed_file_bytes: 200_000_000,
+        }
+    }
+}
+
+impl ExchangeLimits {
+    /// How long moving `bytes` may take: `transfer_grace` plus `bytes` at
+    /// `transfer_rate`.
+    pub fn transfer_time(&self, bytes: u64) -> Duration {
+        let rate = self.transfer_rate.max(1);
+        self.transfer_grace
+            .saturating_add(Duration::from_millis(bytes.saturating_mul(1000) / rate))
     }
 }
 
@@ -125,6 +203,12 @@ pub enum Step {
         /// The request to send. `Outgoing::Multipart` names a shard to stream.
         request: http::Request<Outgoing>,
     },
+    /// Stop exchange `id` now and drop it: it broke one of its
+    /// [`ExchangeLimits`] (deadline, stall rule, declared size), and the job
+    /// has already counted it as failed. Reports on it that come later are
+    /// ignored by the job (no `UsageError`), so a transport that cannot
+    /// stop at once may still send some, or none.
+    Abort(ExchangeId),
     /// Nothing to do before `until` (absolute). Waking early is harmless.
     Wait {
         /// When to call `poll` again.
@@ -211,6 +295,16 @@ impl TransportFailure {
     /// The response head arrived, then the body was cut off.
     pub fn in_body(detail: impl Into<String>) -> Self {
         TransportFailure::new(FailureKind::BodyInterrupted, detail)
+    }
+
+    /// This failure with the API key removed from its detail (see
+    /// [`ApiBase::redact`]).
+    #[must_use]
+    pub fn redacted(self, api: &ApiBase) -> Self {
+        TransportFailure {
+            kind: self.kind,
+            detail: api.redact(&self.detail),
+        }
     }
 }
 

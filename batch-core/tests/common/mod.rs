@@ -222,6 +222,10 @@ impl SimApi {
                 files.reverse();
                 page(files.iter().map(|f| file_json(f)).collect(), &q, 10_000)
             }
+            (Method::GET, ["files", id]) => match self.files.iter().find(|f| f.id == *id) {
+                Some(f) => json_response(200, &file_json(f)),
+                None => error(404, "no such file", None),
+            },
             (Method::GET, ["files", id, "content"]) => {
                 self.counters.downloads += 1;
                 let Some(f) = self.files.iter().find(|f| f.id == *id) else {
@@ -557,6 +561,21 @@ pub enum Fault {
     LostAfterSend,
     /// The server acts; the body is cut after this fraction.
     CutBody(f64),
+    /// Something answers this instead (a proxy, a misbehaving server); the
+    /// server does not act.
+    Reply {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// The server does not act and never answers.
+    Silent,
+    /// The server acts, sends the head and the first `n` bytes of the
+    /// body, then nothing more.
+    HeadThenSilent(usize),
+    /// The server acts and answers without a `Content-Length`, with `n`
+    /// bytes of junk after the body (a result file that never ends).
+    Overlong(usize),
 }
 
 /// When a scripted crash happens relative to the exchange it hits.
@@ -672,6 +691,8 @@ pub struct Harness {
     pub log: Vec<Logged>,
     /// How many runs ended in a crash.
     pub crashes: u64,
+    /// The exchanges the job aborted, with the time it did.
+    pub aborted: Vec<(batch_core::job::ExchangeId, UnixMillis)>,
 }
 
 /// The simulation stopped the driver (a scripted crash).
@@ -695,6 +716,7 @@ impl Harness {
             exchanges: 0,
             log: Vec::new(),
             crashes: 0,
+            aborted: Vec::new(),
         }
     }
 
@@ -788,6 +810,7 @@ impl Harness {
                 }
                 Step::Event(ev) => self.events.push(ev),
                 Step::Result(r) => self.deliver(r),
+                Step::Abort(id) => self.aborted.push((id, self.now)),
                 Step::Done(summary) => {
                     let v = std::mem::take(&mut self.volatile);
                     self.durable.extend(v);
@@ -905,6 +928,36 @@ impl Harness {
                     self.now,
                 )
                 .unwrap();
+            }
+            Fault::Reply {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = response(status, body);
+                for (k, v) in headers {
+                    r.head.headers.insert(k, HeaderValue::from_str(&v).unwrap());
+                }
+                self.feed(job, id, r, None);
+            }
+            Fault::Silent => {}
+            Fault::HeadThenSilent(n) => {
+                let r = self.sim.handle(request, &self.shards, self.now);
+                job.handle_head(id, r.head, self.now).unwrap();
+                let n = n.min(r.body.len());
+                if n > 0 {
+                    let results: Vec<_> = job.handle_body(id, &r.body[..n]).unwrap().collect();
+                    for res in results {
+                        self.deliver(res);
+                    }
+                }
+            }
+            Fault::Overlong(n) => {
+                let mut r = self.sim.handle(request, &self.shards, self.now);
+                r.head.headers.remove(http::header::CONTENT_LENGTH);
+                r.body
+                    .extend(std::iter::repeat_n(b"{\"junk\": true}\n", n / 15 + 1).flatten());
+                self.feed(job, id, r, None);
             }
             Fault::CutBody(frac) => {
                 let r = self.sim.handle(request, &self.shards, self.now);
