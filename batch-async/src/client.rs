@@ -256,22 +256,14 @@ impl Client {
         };
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|e| Error::Setup(e.to_string()))?;
-        let mut response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| {
-                Error::Transport(crate::convert::failure_before_head(&e).redacted(&self.settings.api))
-            })?;
+        let mut response = self.http.execute(request).await.map_err(|e| {
+            Error::Transport(crate::convert::failure_before_head(&e).redacted(&self.settings.api))
+        })?;
         let head = crate::convert::head(&response);
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| {
-                Error::Transport(crate::convert::failure_in_body(&e).redacted(&self.settings.api))
-            })?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            Error::Transport(crate::convert::failure_in_body(&e).redacted(&self.settings.api))
+        })? {
             if bytes.len() + chunk.len() > 16 * 1024 * 1024 {
                 return Err(Error::Transport(
                     batch_core::job::TransportFailure::in_body("the response body is over 16 MiB"),

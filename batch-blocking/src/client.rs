@@ -245,7 +245,9 @@ impl Client {
                 crate::convert::send_body(body),
             ))
             .map_err(|e| {
-                Error::Transport(crate::convert::failure_before_head(&e).redacted(&self.settings.api))
+                Error::Transport(
+                    crate::convert::failure_before_head(&e).redacted(&self.settings.api),
+                )
             })?;
         let (head, body) = response.into_parts();
         let bytes = body

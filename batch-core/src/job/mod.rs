@@ -48,6 +48,7 @@ use std::time::Duration;
 
 pub use crate::error::ClientError;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
+pub use client_config::{ClientConfig, ClientSettings, ManualClock};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use ops::{JobOp, JobStatus};
@@ -56,7 +57,6 @@ pub use settings::{
     MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
     validate_expires_after, validate_metadata,
 };
-pub use client_config::{ClientConfig, ClientSettings, ManualClock};
 pub use types::{
     ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
     JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,

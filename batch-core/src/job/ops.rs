@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{BatchStatus, RequestCounts};
 use crate::error::ClientError;
-use crate::job::memory::{BatchJob, JobEndError};
 use crate::job::client_config::ClientSettings;
+use crate::job::memory::{BatchJob, JobEndError};
 use crate::job::types::{JobOutcome, JobResult, JobSummary, ShardEnd, ShardSummary, StopAfter};
 use crate::job::{Job, JobError};
 use crate::time::UnixMillis;
