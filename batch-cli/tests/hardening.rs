@@ -189,7 +189,7 @@ fn out_of_range_durations_are_usage_errors_before_a_journal_is_made() {
                 "-o",
                 out.to_str().unwrap(),
                 "--model",
-                "m",
+                "gpt-4o-mini",
                 &format!("{flag}={value}"),
             ],
         );
@@ -218,7 +218,7 @@ fn a_panic_ends_the_run_with_exit_3_and_a_resumable_journal() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--max-requests-per-batch",
         "10",
         "--poll-interval",
@@ -260,7 +260,7 @@ fn sigterm_and_sighup_stop_cleanly_like_ctrl_c_and_the_run_resumes() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--max-requests-per-batch",
         "400",
         "--parallel",
@@ -316,7 +316,7 @@ fn an_output_that_is_the_input_is_refused_by_identity() {
         let o = output_in(
             dir.path(),
             &emu,
-            &["run", "in.jsonl", "-o", output, "--model", "m"],
+            &["run", "in.jsonl", "-o", output, "--model", "gpt-4o-mini"],
         );
         assert_eq!(code(&o), 2, "{output}: {}", stderr(&o));
         assert!(
@@ -361,7 +361,7 @@ fn an_output_that_cannot_be_written_is_refused_before_anything_is_uploaded() {
                 "--journal",
                 journal.to_str().unwrap(),
                 "--model",
-                "m",
+                "gpt-4o-mini",
             ],
         );
         assert_eq!(code(&o), 2, "{}: {}", out.display(), stderr(&o));
@@ -393,7 +393,7 @@ fn an_output_that_cannot_be_written_is_refused_before_anything_is_uploaded() {
                     "--journal",
                     journal.to_str().unwrap(),
                     "--model",
-                    "m",
+                    "gpt-4o-mini",
                 ],
             );
             assert_eq!(code(&o), 2, "{}", stderr(&o));
@@ -425,7 +425,7 @@ fn two_runs_started_together_never_both_drive_the_journal() {
             "-o",
             out.to_str().unwrap(),
             "--model",
-            "m",
+            "gpt-4o-mini",
             "--poll-interval",
             "0.05",
         ];
@@ -477,7 +477,7 @@ fn plain_http_beyond_loopback_needs_an_explicit_flag() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--poll-interval",
         "0.05",
     ];
@@ -522,7 +522,7 @@ fn plain_http_beyond_loopback_needs_an_explicit_flag() {
             "-o",
             out.to_str().unwrap(),
             "--model",
-            "m",
+            "gpt-4o-mini",
             "--poll-interval",
             "0.05",
             "--base-url",
@@ -557,7 +557,7 @@ fn journal_files_are_private_to_their_owner() {
             "-o",
             out.to_str().unwrap(),
             "--model",
-            "m",
+            "gpt-4o-mini",
             "--max-requests-per-batch",
             "10",
             "--poll-interval",
@@ -608,7 +608,7 @@ fn resuming_against_another_base_url_warns() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--poll-interval",
         "0.05",
     ];
@@ -649,7 +649,7 @@ fn a_system_prompt_file_without_end_is_refused() {
             "-o",
             out.to_str().unwrap(),
             "--model",
-            "m",
+            "gpt-4o-mini",
             "--system",
             "@/dev/zero",
         ],
@@ -737,9 +737,9 @@ fn a_url_with_dot_segments_is_refused_naming_file_line_and_field() {
     std::fs::write(
         &input,
         concat!(
-            r#"{"custom_id":"a","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}"#,
+            r#"{"custom_id":"a","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[]}}"#,
             "\n",
-            r#"{"custom_id":"b","url":"/v1/../admin","body":{"model":"m","messages":[]}}"#,
+            r#"{"custom_id":"b","url":"/v1/../admin","body":{"model":"gpt-4o-mini","messages":[]}}"#,
             "\n",
         ),
     )
@@ -773,7 +773,7 @@ fn a_damaged_index_fails_assembly_naming_the_slot_instead_of_writing_a_wrong_fil
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--poll-interval",
         "0.05",
     ];
@@ -819,7 +819,7 @@ fn a_silent_server_still_gets_a_progress_line_every_period() {
         "-o",
         out.to_str().unwrap(),
         "--model",
-        "m",
+        "gpt-4o-mini",
         "--base-url",
         &format!("http://127.0.0.1:{port}/v1"),
         "--progress-every",
