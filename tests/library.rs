@@ -201,7 +201,7 @@ fn errors_name_their_cause_in_one_line_and_debug_stays_short() {
         );
         let (d, debug) = texts(t, failed);
         assert!(
-            d.contains("failed") && d.contains("too_many_requests"),
+            d.contains("failed") && d.contains("too_many_tasks"),
             "{t}: {d}"
         );
         assert!(

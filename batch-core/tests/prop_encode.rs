@@ -68,7 +68,16 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
     prop_oneof![
         4 => prop::sample::select(Endpoint::KNOWN.to_vec()),
         // Never equal to a known endpoint, which would parse back as that one.
-        1 => non_empty_text(10).prop_map(|s| Endpoint::parse(&format!("/x/{s}"))),
+        // No `.` or `..` segment either: those are refused when read back.
+        1 => non_empty_text(10)
+            .prop_filter("no dot segment", |s| {
+                let path = s.split(['?', '#']).next().unwrap_or("");
+                !path.split(['/', '\\']).any(|seg| {
+                    let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+                    seg == "." || seg == ".."
+                })
+            })
+            .prop_map(|s| Endpoint::parse(&format!("/x/{s}"))),
     ]
 }
 
