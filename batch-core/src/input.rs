@@ -13,7 +13,7 @@
 //! - **Raw request lines.** A [`BatchRequest`] is one line of the input file
 //!   for any endpoint the Batch API accepts, as the user wrote it.
 //!   [`BatchRequest::parse_line`] reads one from a line of a user's JSONL file
-//!   (spec summary §6, `BatchRequestInput`).
+//!   (API notes §6, `BatchRequestInput`).
 //!
 //! ```
 //! use batch_core::Endpoint;
@@ -546,7 +546,7 @@ fn chat_message(role: &str, content: Value) -> Value {
 // ---------------------------------------------------------------------------
 // Raw request lines
 
-/// One request line of a batch input file, for any endpoint (spec summary
+/// One request line of a batch input file, for any endpoint (API notes
 /// §6, `BatchRequestInput`).
 ///
 /// The wire shape is `{"custom_id":..,"method":"POST","url":..,"body":{..}}`,

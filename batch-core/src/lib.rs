@@ -18,6 +18,11 @@
 //! clock, sleep or spawn threads. Time is passed in as [`UnixMillis`];
 //! bytes are passed in as slices. Transports (`batch-blocking`,
 //! `batch-async`) execute what the core asks for.
+//!
+//! ## References
+//! Comments cite "API notes §N": section N of `docs/openai-batch-api.md`
+//! in this repository, which summarises OpenAI's Files and Batch API and
+//! links the public API reference each fact comes from.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -1,5 +1,5 @@
 //! Result lines: one line of a batch output or error file, parsed into an
-//! outcome for its `custom_id` (spec summary §6, `BatchRequestOutput`).
+//! outcome for its `custom_id` (API notes §6, `BatchRequestOutput`).
 //!
 //! The wire shape of a line is
 //! `{"id":"batch_req_..","custom_id":"..","response":{"status_code":200,"request_id":"..","body":{..}}|null,"error":{"code":"..","message":".."}|null}`.

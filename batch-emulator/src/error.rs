@@ -1,4 +1,4 @@
-//! The error envelope every failing response carries (spec summary §8):
+//! The error envelope every failing response carries (API notes §8):
 //! `{"error":{"message","type","param","code"}}`.
 
 use axum::http::{HeaderValue, StatusCode, header};

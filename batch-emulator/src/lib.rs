@@ -84,6 +84,11 @@
 //! `GET /__emulator/counters`, `POST /__emulator/reset-counters`,
 //! `GET|POST /__emulator/faults`, `POST /__emulator/advance`,
 //! `GET /__emulator/clock`. They need no auth.
+//!
+//! ## References
+//! Comments cite "API notes §N": section N of `docs/openai-batch-api.md`
+//! in this repository, which summarises OpenAI's Files and Batch API and
+//! links the public API reference each fact comes from.
 
 mod clock;
 mod config;

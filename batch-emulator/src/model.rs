@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::BatchFaults;
 
-/// Purposes accepted on upload (spec summary §3).
+/// Purposes accepted on upload (API notes §3).
 pub(crate) const UPLOAD_PURPOSES: [&str; 6] = [
     "assistants",
     "batch",
@@ -33,7 +33,7 @@ pub(crate) struct FileRecord {
     pub(crate) etag: String,
 }
 
-/// `OpenAIFile` (spec summary §5).
+/// `OpenAIFile` (API notes §5).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct FileObject<'a> {
     id: &'a str,
@@ -164,7 +164,7 @@ pub(crate) struct BatchRecord {
     pub(crate) faults: BatchFaults,
 }
 
-/// `Batch` (spec summary §5), field order as the API sends it.
+/// `Batch` (API notes §5), field order as the API sends it.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct BatchObject<'a> {
     id: &'a str,

@@ -1,4 +1,4 @@
-//! The endpoints a batch can target (spec summary §4, `CreateBatchRequest.endpoint`).
+//! The endpoints a batch can target (API notes §4, `CreateBatchRequest.endpoint`).
 
 use std::fmt;
 

@@ -1,16 +1,16 @@
-//! The error envelope (spec summary §8, `ErrorResponse`) and [`ApiError`],
+//! The error envelope (API notes §8, `ErrorResponse`) and [`ApiError`],
 //! the error a non-2xx response turns into.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// The JSON body of an error response (spec summary §8, `ErrorResponse`).
+/// The JSON body of an error response (API notes §8, `ErrorResponse`).
 ///
 /// None of the nine Files and Batches operations declares it, but the API
-/// sends it with every non-2xx status (spec summary §9.7).
+/// sends it with every non-2xx status (API notes §9.7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
-    /// The error (spec summary §8, required).
+    /// The error (API notes §8, required).
     pub error: ErrorObject,
 }
 
@@ -40,7 +40,7 @@ impl ErrorResponse {
     }
 }
 
-/// The error inside the envelope (spec summary §8, `Error`).
+/// The error inside the envelope (API notes §8, `Error`).
 ///
 /// The spec requires all four keys, with `param` and `code` nullable.
 /// Parsing is looser, as real responses are: a missing key reads as `None`
@@ -48,16 +48,16 @@ impl ErrorResponse {
 /// (some services send numeric codes) is kept as its JSON text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorObject {
-    /// Human-readable text (spec summary §8).
+    /// Human-readable text (API notes §8).
     #[serde(default, deserialize_with = "lenient_string")]
     pub message: String,
-    /// The error type, e.g. `invalid_request_error` (spec summary §8).
+    /// The error type, e.g. `invalid_request_error` (API notes §8).
     #[serde(rename = "type", default, deserialize_with = "lenient_opt_string")]
     pub error_type: Option<String>,
-    /// The parameter at fault (spec summary §8, nullable).
+    /// The parameter at fault (API notes §8, nullable).
     #[serde(default, deserialize_with = "lenient_opt_string")]
     pub param: Option<String>,
-    /// A machine-readable code, e.g. `rate_limit_exceeded` (spec summary §8, nullable).
+    /// A machine-readable code, e.g. `rate_limit_exceeded` (API notes §8, nullable).
     #[serde(default, deserialize_with = "lenient_opt_string")]
     pub code: Option<String>,
 }
@@ -79,7 +79,7 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 }
 
 /// An error answer from the API: a non-2xx status, with the envelope's
-/// fields when the body was an [`ErrorResponse`] (spec summary §8).
+/// fields when the body was an [`ErrorResponse`] (API notes §8).
 ///
 /// Built by [`ApiError::from_response`], which never fails: without an
 /// envelope, `message` says what the status means and quotes the start of

@@ -1,9 +1,9 @@
-//! Level-1 request builders: one pure function per operation (spec summary §2).
+//! Level-1 request builders: one pure function per operation (API notes §2).
 //!
 //! Each builder returns an [`http::Request`] whose body is an [`Outgoing`]
 //! description; a transport sends it as is. The builders hold no state,
 //! read no clock and do no IO. Paths are relative to the configured base URL,
-//! which includes `/v1` (spec summary §9.3), so `/batches` is sent to
+//! which includes `/v1` (API notes §9.3), so `/batches` is sent to
 //! `https://api.openai.com/v1/batches` by default.
 //!
 //! Every request carries `Authorization: Bearer <key>` (marked sensitive, so
@@ -70,10 +70,10 @@ impl fmt::Display for ApiKey {
 #[non_exhaustive]
 pub struct ApiConfig {
     /// The base URL including the version path, e.g.
-    /// `https://api.openai.com/v1` (spec summary §1). Any base with a path
+    /// `https://api.openai.com/v1` (API notes §1). Any base with a path
     /// works (a proxy, an emulator); a trailing slash is ignored.
     pub base_url: String,
-    /// The key sent as `Authorization: Bearer <key>` (spec summary §1).
+    /// The key sent as `Authorization: Bearer <key>` (API notes §1).
     pub api_key: ApiKey,
     /// Sent as `OpenAI-Organization` when set.
     pub organization: Option<String>,
@@ -385,12 +385,12 @@ fn splitmix64(state: &mut u64) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadFile {
     /// The file name sent in the file part, e.g. `shard-0003.jsonl`. Batch
-    /// input files must be `.jsonl` (spec summary §2).
+    /// input files must be `.jsonl` (API notes §2).
     pub filename: String,
-    /// The purpose; `batch` for batch input (spec summary §3).
+    /// The purpose; `batch` for batch input (API notes §3).
     pub purpose: FilePurpose,
     /// When the file expires, sent as `expires_after[anchor]` and
-    /// `expires_after[seconds]` parts (spec summary §3, §9.6). By default,
+    /// `expires_after[seconds]` parts (API notes §3, §9.6). By default,
     /// `batch` files expire after 30 days.
     pub expires_after: Option<ExpiresAfter>,
     /// The multipart boundary.
@@ -409,7 +409,7 @@ impl UploadFile {
     }
 }
 
-/// Sort order for [`list_files`] (spec summary §2, listFiles `order`).
+/// Sort order for [`list_files`] (API notes §2, listFiles `order`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ListOrder {
@@ -429,7 +429,7 @@ impl ListOrder {
     }
 }
 
-/// Query parameters of [`list_files`] (spec summary §2, listFiles). Unset
+/// Query parameters of [`list_files`] (API notes §2, listFiles). Unset
 /// parameters are not sent, so the API's defaults apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListFiles {
@@ -443,7 +443,7 @@ pub struct ListFiles {
     pub after: Option<String>,
 }
 
-/// Query parameters of [`list_batches`] (spec summary §2, listBatches).
+/// Query parameters of [`list_batches`] (API notes §2, listBatches).
 /// Unset parameters are not sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListBatches {
@@ -647,7 +647,7 @@ fn multipart_request(
     Ok(req)
 }
 
-/// `POST /files`: uploads shard `shard` as a multipart form (spec summary §2,
+/// `POST /files`: uploads shard `shard` as a multipart form (API notes §2,
 /// createFile; §3).
 ///
 /// The form has a `purpose` part, the `expires_after[anchor]` and
@@ -708,7 +708,7 @@ pub fn upload_file_bytes(
     multipart_request(api, upload, Outgoing::Bytes(Bytes::from(body)))
 }
 
-/// `GET /files/{file_id}` (spec summary §2, retrieveFile).
+/// `GET /files/{file_id}` (API notes §2, retrieveFile).
 ///
 /// # Errors
 /// [`RequestError::InvalidId`] if `file_id` is not a plain path segment.
@@ -723,7 +723,7 @@ pub fn retrieve_file(api: &ApiBase, file_id: &str) -> Result<Request<Outgoing>, 
     )
 }
 
-/// `DELETE /files/{file_id}` (spec summary §2, deleteFile).
+/// `DELETE /files/{file_id}` (API notes §2, deleteFile).
 ///
 /// # Errors
 /// [`RequestError::InvalidId`] if `file_id` is not a plain path segment.
@@ -738,9 +738,9 @@ pub fn delete_file(api: &ApiBase, file_id: &str) -> Result<Request<Outgoing>, Re
     )
 }
 
-/// `GET /files/{file_id}/content` (spec summary §2, downloadFile): the raw
+/// `GET /files/{file_id}/content` (API notes §2, downloadFile): the raw
 /// file, e.g. a batch's JSONL output. Read the body as bytes, never as one
-/// JSON document (spec summary §9.4).
+/// JSON document (API notes §9.4).
 ///
 /// With `resume_from = Some(n)`, asks for the bytes from offset `n` on
 /// (`Range: bytes=n-`), to continue a cut download. A server that ignores
@@ -773,7 +773,7 @@ pub fn file_content(
     Ok(req)
 }
 
-/// `GET /files` with query parameters (spec summary §2, listFiles).
+/// `GET /files` with query parameters (API notes §2, listFiles).
 ///
 /// # Errors
 /// [`RequestError::Param`] if `limit` is not in 1..=10,000 or `after` is empty.
@@ -796,7 +796,7 @@ pub fn list_files(api: &ApiBase, query: &ListFiles) -> Result<Request<Outgoing>,
     request(api, Method::GET, &path, JSON, Outgoing::Empty)
 }
 
-/// `POST /batches` with a JSON [`CreateBatch`] body (spec summary §2,
+/// `POST /batches` with a JSON [`CreateBatch`] body (API notes §2,
 /// createBatch; §4).
 ///
 /// # Errors
@@ -817,7 +817,7 @@ pub fn create_batch(api: &ApiBase, body: &CreateBatch) -> Result<Request<Outgoin
     Ok(req)
 }
 
-/// `GET /batches/{batch_id}` (spec summary §2, retrieveBatch).
+/// `GET /batches/{batch_id}` (API notes §2, retrieveBatch).
 ///
 /// # Errors
 /// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
@@ -832,7 +832,7 @@ pub fn retrieve_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>
     )
 }
 
-/// `POST /batches/{batch_id}/cancel` (spec summary §2, cancelBatch): no body,
+/// `POST /batches/{batch_id}/cancel` (API notes §2, cancelBatch): no body,
 /// `Content-Length: 0`.
 ///
 /// # Errors
@@ -851,7 +851,7 @@ pub fn cancel_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>, 
     Ok(req)
 }
 
-/// `GET /batches` with query parameters (spec summary §2, listBatches).
+/// `GET /batches` with query parameters (API notes §2, listBatches).
 ///
 /// # Errors
 /// [`RequestError::Param`] if `limit` is not in 1..=100 or `after` is empty.

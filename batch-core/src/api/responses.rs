@@ -1,8 +1,8 @@
-//! Level-1 response parsers: one pure function per operation (spec summary §2).
+//! Level-1 response parsers: one pure function per operation (API notes §2).
 //!
 //! Each takes the response head and the whole (small, JSON) body. A non-2xx
 //! status becomes [`ResponseError::Api`] with the parsed error envelope
-//! (spec summary §8); a 2xx body that is not the expected JSON becomes
+//! (API notes §8); a 2xx body that is not the expected JSON becomes
 //! [`ResponseError::Decode`]. File contents (`GET /files/{id}/content`) are
 //! not parsed here: they are streamed as raw JSONL.
 
@@ -15,7 +15,7 @@ use super::{ApiError, Batch, DeletedFile, FileObject, List};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResponseError {
-    /// The status was not 2xx; the API's error (spec summary §8). Boxed to
+    /// The status was not 2xx; the API's error (API notes §8). Boxed to
     /// keep `Result`s small.
     #[error(transparent)]
     Api(Box<ApiError>),
@@ -84,7 +84,7 @@ pub fn parse_api_error(head: &http::response::Parts, body: &[u8]) -> ApiError {
 }
 
 /// Parses the answer to `create_batch`, `retrieve_batch` or `cancel_batch`: a
-/// [`Batch`] (spec summary §5).
+/// [`Batch`] (API notes §5).
 ///
 /// # Errors
 /// [`ResponseError::Api`] for a non-2xx status, [`ResponseError::Decode`] for
@@ -94,7 +94,7 @@ pub fn parse_batch(head: &http::response::Parts, body: &[u8]) -> Result<Batch, R
 }
 
 /// Parses the answer to `upload_file` or `retrieve_file`: a [`FileObject`]
-/// (spec summary §5, `OpenAIFile`).
+/// (API notes §5, `OpenAIFile`).
 ///
 /// # Errors
 /// As [`parse_batch`].
@@ -102,7 +102,7 @@ pub fn parse_file(head: &http::response::Parts, body: &[u8]) -> Result<FileObjec
     parse("file", head, body)
 }
 
-/// Parses the answer to `delete_file`: a [`DeletedFile`] (spec summary §5,
+/// Parses the answer to `delete_file`: a [`DeletedFile`] (API notes §5,
 /// `DeleteFileResponse`).
 ///
 /// # Errors
@@ -114,7 +114,7 @@ pub fn parse_deleted_file(
     parse("deleted file", head, body)
 }
 
-/// Parses the answer to `list_batches`: a page of batches (spec summary §5,
+/// Parses the answer to `list_batches`: a page of batches (API notes §5,
 /// `ListBatchesResponse`).
 ///
 /// # Errors
@@ -126,7 +126,7 @@ pub fn parse_batch_list(
     parse("batch list", head, body)
 }
 
-/// Parses the answer to `list_files`: a page of files (spec summary §5,
+/// Parses the answer to `list_files`: a page of files (API notes §5,
 /// `ListFilesResponse`).
 ///
 /// # Errors

@@ -1,11 +1,11 @@
-//! The lifecycle status of a batch (spec summary §5, `Batch.status`).
+//! The lifecycle status of a batch (API notes §5, `Batch.status`).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Where a batch is in its lifecycle (spec summary §5, `Batch.status`).
+/// Where a batch is in its lifecycle (API notes §5, `Batch.status`).
 ///
 /// Parsing never fails: it ignores ASCII case, surrounding whitespace and the
 /// separators `_`, `-` and space (so `"Completed"`, `"IN_PROGRESS"` and

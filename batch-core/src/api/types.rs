@@ -1,7 +1,7 @@
-//! Wire types of the Files and Batches API (spec summary §3 to §5).
+//! Wire types of the Files and Batches API (API notes §3 to §5).
 //!
 //! Deserialization follows what the live API sends, which is looser than the
-//! spec (spec summary §9):
+//! spec (API notes §9):
 //! - every optional field accepts both a missing key and `null`;
 //! - optional file ids (`output_file_id`, `error_file_id`) that are `""`
 //!   become `None`;
@@ -112,7 +112,7 @@ macro_rules! open_enum {
 }
 
 open_enum! {
-    /// The time frame a batch is processed within (spec summary §4,
+    /// The time frame a batch is processed within (API notes §4,
     /// `CreateBatchRequest.completion_window`; §5 `Batch.completion_window`).
     ///
     /// The spec allows only `24h`, which is the default.
@@ -125,7 +125,7 @@ open_enum! {
 }
 
 open_enum! {
-    /// What a file is for (spec summary §3, `CreateFileRequest.purpose`, and
+    /// What a file is for (API notes §3, `CreateFileRequest.purpose`, and
     /// §5, `OpenAIFile.purpose`).
     ///
     /// `evals` is accepted on upload but is missing from the spec's
@@ -154,7 +154,7 @@ open_enum! {
 }
 
 open_enum! {
-    /// The deprecated processing status of a file (spec summary §5, `OpenAIFile.status`).
+    /// The deprecated processing status of a file (API notes §5, `OpenAIFile.status`).
     pub enum FileStatus {
         /// `uploaded`
         Uploaded => "uploaded",
@@ -166,7 +166,7 @@ open_enum! {
 }
 
 open_enum! {
-    /// The timestamp a file expiration policy counts from (spec summary §3
+    /// The timestamp a file expiration policy counts from (API notes §3
     /// `FileExpirationAfter.anchor`, §4 `BatchFileExpirationAfter.anchor`).
     #[derive(Default)]
     pub enum ExpiresAnchor {
@@ -177,74 +177,74 @@ open_enum! {
     }
 }
 
-/// A batch (spec summary §5, `Batch`, `object: "batch"`).
+/// A batch (API notes §5, `Batch`, `object: "batch"`).
 ///
 /// Optional fields accept a missing key or `null`; `output_file_id` and
 /// `error_file_id` also map `""` to `None`. Unknown fields are kept in
 /// [`extra`](Batch::extra).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
-    /// The batch id, e.g. `batch_abc123` (spec summary §5, required).
+    /// The batch id, e.g. `batch_abc123` (API notes §5, required).
     pub id: String,
-    /// Always `batch` (spec summary §5, required).
+    /// Always `batch` (API notes §5, required).
     pub object: String,
     /// The endpoint every request targets, e.g. `/v1/chat/completions`
-    /// (spec summary §5, required; a plain string in the spec).
+    /// (API notes §5, required; a plain string in the spec).
     pub endpoint: Endpoint,
-    /// The model used, e.g. `gpt-5-2025-08-07` (spec summary §5, optional).
+    /// The model used, e.g. `gpt-5-2025-08-07` (API notes §5, optional).
     #[serde(default)]
     pub model: Option<String>,
     /// Why the batch failed, for example line-level validation errors
-    /// (spec summary §5, optional; the live API sends `null` when unset).
+    /// (API notes §5, optional; the live API sends `null` when unset).
     #[serde(default)]
     pub errors: Option<BatchErrors>,
-    /// The input file (spec summary §5, required).
+    /// The input file (API notes §5, required).
     pub input_file_id: String,
-    /// The completion window, `24h` (spec summary §5, required).
+    /// The completion window, `24h` (API notes §5, required).
     pub completion_window: CompletionWindow,
-    /// The lifecycle status (spec summary §5, required).
+    /// The lifecycle status (API notes §5, required).
     pub status: BatchStatus,
-    /// The file with the successful requests' outputs (spec summary §5,
+    /// The file with the successful requests' outputs (API notes §5,
     /// optional; `null` or `""` become `None`).
     #[serde(default, deserialize_with = "empty_id_as_none")]
     pub output_file_id: Option<String>,
-    /// The file with the failed requests (spec summary §5, optional; `null`
+    /// The file with the failed requests (API notes §5, optional; `null`
     /// or `""` become `None`).
     #[serde(default, deserialize_with = "empty_id_as_none")]
     pub error_file_id: Option<String>,
-    /// When the batch was created, Unix seconds (spec summary §5, required).
+    /// When the batch was created, Unix seconds (API notes §5, required).
     pub created_at: i64,
-    /// When processing started, Unix seconds (spec summary §5, optional).
+    /// When processing started, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub in_progress_at: Option<i64>,
-    /// When the batch will expire (the deadline), Unix seconds (spec summary §5, optional).
+    /// When the batch will expire (the deadline), Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub expires_at: Option<i64>,
-    /// When finalizing started, Unix seconds (spec summary §5, optional).
+    /// When finalizing started, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub finalizing_at: Option<i64>,
-    /// When the batch completed, Unix seconds (spec summary §5, optional).
+    /// When the batch completed, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub completed_at: Option<i64>,
-    /// When the batch failed, Unix seconds (spec summary §5, optional).
+    /// When the batch failed, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub failed_at: Option<i64>,
-    /// When the batch expired, Unix seconds (spec summary §5, optional).
+    /// When the batch expired, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub expired_at: Option<i64>,
-    /// When cancelling started, Unix seconds (spec summary §5, optional).
+    /// When cancelling started, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub cancelling_at: Option<i64>,
-    /// When the batch was cancelled, Unix seconds (spec summary §5, optional).
+    /// When the batch was cancelled, Unix seconds (API notes §5, optional).
     #[serde(default)]
     pub cancelled_at: Option<i64>,
-    /// Request counts (spec summary §5, optional). See [`Batch::request_counts`].
+    /// Request counts (API notes §5, optional). See [`Batch::request_counts`].
     #[serde(default)]
     pub request_counts: Option<RequestCounts>,
-    /// Token usage; only on batches created after 2025-09-07 (spec summary §5, optional).
+    /// Token usage; only on batches created after 2025-09-07 (API notes §5, optional).
     #[serde(default)]
     pub usage: Option<BatchUsage>,
-    /// Up to 16 string pairs set at creation (spec summary §4 `Metadata`,
+    /// Up to 16 string pairs set at creation (API notes §4 `Metadata`,
     /// §5; optional and nullable).
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
@@ -311,18 +311,18 @@ impl Batch {
     }
 }
 
-/// How many requests of a batch are done (spec summary §5, `BatchRequestCounts`).
+/// How many requests of a batch are done (API notes §5, `BatchRequestCounts`).
 ///
 /// The spec requires all three; a missing or `null` count reads as 0.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RequestCounts {
-    /// The number of requests in the batch (spec summary §5).
+    /// The number of requests in the batch (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub total: u64,
-    /// The number that succeeded (spec summary §5).
+    /// The number that succeeded (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub completed: u64,
-    /// The number that failed (spec summary §5).
+    /// The number that failed (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub failed: u64,
 }
@@ -336,100 +336,100 @@ impl RequestCounts {
     }
 }
 
-/// Batch-level errors (spec summary §5, `Batch.errors`). Neither key is required.
+/// Batch-level errors (API notes §5, `Batch.errors`). Neither key is required.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchErrors {
-    /// `list` by the spec's description (spec summary §5).
+    /// `list` by the spec's description (API notes §5).
     #[serde(default)]
     pub object: Option<String>,
-    /// The errors; a missing or `null` list reads as empty (spec summary §5).
+    /// The errors; a missing or `null` list reads as empty (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub data: Vec<BatchError>,
 }
 
 /// One batch-level error, often about one line of the input file
-/// (spec summary §5, `BatchError`; no key is required).
+/// (API notes §5, `BatchError`; no key is required).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchError {
-    /// An error code, e.g. `invalid_json_line` or `duplicate_custom_id` (spec summary §5).
+    /// An error code, e.g. `invalid_json_line` or `duplicate_custom_id` (API notes §5).
     #[serde(default)]
     pub code: Option<String>,
-    /// Human-readable text (spec summary §5).
+    /// Human-readable text (API notes §5).
     #[serde(default)]
     pub message: Option<String>,
-    /// The parameter at fault (spec summary §5, nullable).
+    /// The parameter at fault (API notes §5, nullable).
     #[serde(default)]
     pub param: Option<String>,
-    /// The 1-based line of the input file (spec summary §5, nullable).
+    /// The 1-based line of the input file (API notes §5, nullable).
     #[serde(default)]
     pub line: Option<u64>,
 }
 
-/// Token usage of a batch (spec summary §5, `Batch.usage`).
+/// Token usage of a batch (API notes §5, `Batch.usage`).
 ///
 /// The spec requires every key when the object is present; missing or `null`
 /// counts and details read as 0.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BatchUsage {
-    /// Input tokens (spec summary §5).
+    /// Input tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub input_tokens: u64,
-    /// Breakdown of the input tokens (spec summary §5).
+    /// Breakdown of the input tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub input_tokens_details: InputTokensDetails,
-    /// Output tokens (spec summary §5).
+    /// Output tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub output_tokens: u64,
-    /// Breakdown of the output tokens (spec summary §5).
+    /// Breakdown of the output tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub output_tokens_details: OutputTokensDetails,
-    /// All tokens (spec summary §5).
+    /// All tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub total_tokens: u64,
 }
 
-/// Breakdown of input tokens (spec summary §5, `Batch.usage.input_tokens_details`).
+/// Breakdown of input tokens (API notes §5, `Batch.usage.input_tokens_details`).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InputTokensDetails {
-    /// Tokens served from the prompt cache (spec summary §5).
+    /// Tokens served from the prompt cache (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub cached_tokens: u64,
 }
 
-/// Breakdown of output tokens (spec summary §5, `Batch.usage.output_tokens_details`).
+/// Breakdown of output tokens (API notes §5, `Batch.usage.output_tokens_details`).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OutputTokensDetails {
-    /// Reasoning tokens (spec summary §5).
+    /// Reasoning tokens (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub reasoning_tokens: u64,
 }
 
-/// A file (spec summary §5, `OpenAIFile`, `object: "file"`).
+/// A file (API notes §5, `OpenAIFile`, `object: "file"`).
 ///
 /// Unknown fields are kept in [`extra`](FileObject::extra).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileObject {
-    /// The file id, e.g. `file-abc123` (spec summary §5, required).
+    /// The file id, e.g. `file-abc123` (API notes §5, required).
     pub id: String,
-    /// Always `file` (spec summary §5, required).
+    /// Always `file` (API notes §5, required).
     pub object: String,
-    /// Size in bytes (spec summary §5, required).
+    /// Size in bytes (API notes §5, required).
     pub bytes: u64,
-    /// When the file was created, Unix seconds (spec summary §5, required).
+    /// When the file was created, Unix seconds (API notes §5, required).
     pub created_at: i64,
-    /// When the file expires, Unix seconds (spec summary §5, optional; the
+    /// When the file expires, Unix seconds (API notes §5, optional; the
     /// live API sends `null` for files that do not expire).
     #[serde(default)]
     pub expires_at: Option<i64>,
-    /// The file name given at upload (spec summary §5, required).
+    /// The file name given at upload (API notes §5, required).
     pub filename: String,
-    /// What the file is for (spec summary §5, required).
+    /// What the file is for (API notes §5, required).
     pub purpose: FilePurpose,
-    /// Deprecated processing status (spec summary §5; required by the spec,
+    /// Deprecated processing status (API notes §5; required by the spec,
     /// but read as optional because it is deprecated).
     #[serde(default)]
     pub status: Option<FileStatus>,
-    /// Deprecated status details (spec summary §5, optional).
+    /// Deprecated status details (API notes §5, optional).
     #[serde(default)]
     pub status_details: Option<String>,
     /// Fields this crate does not know, kept as sent and serialized back.
@@ -437,14 +437,14 @@ pub struct FileObject {
     pub extra: Map<String, Value>,
 }
 
-/// The answer to a file deletion (spec summary §5, `DeleteFileResponse`).
+/// The answer to a file deletion (API notes §5, `DeleteFileResponse`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedFile {
-    /// The deleted file's id (spec summary §5, required).
+    /// The deleted file's id (API notes §5, required).
     pub id: String,
-    /// Always `file` (spec summary §5, required).
+    /// Always `file` (API notes §5, required).
     pub object: String,
-    /// Whether the file was deleted (spec summary §5, required).
+    /// Whether the file was deleted (API notes §5, required).
     pub deleted: bool,
 }
 
@@ -466,7 +466,7 @@ impl ListItem for FileObject {
     }
 }
 
-/// One page of a list (spec summary §5, `ListBatchesResponse` and
+/// One page of a list (API notes §5, `ListBatchesResponse` and
 /// `ListFilesResponse`).
 ///
 /// `first_id` and `last_id` are optional for batches and required for files
@@ -474,18 +474,18 @@ impl ListItem for FileObject {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>", serialize = "T: Serialize"))]
 pub struct List<T> {
-    /// Always `list` (spec summary §5).
+    /// Always `list` (API notes §5).
     pub object: String,
-    /// The items of this page; `null` reads as empty (spec summary §5).
+    /// The items of this page; `null` reads as empty (API notes §5).
     #[serde(default, deserialize_with = "null_as_default")]
     pub data: Vec<T>,
-    /// The id of the first item (spec summary §5).
+    /// The id of the first item (API notes §5).
     #[serde(default, deserialize_with = "empty_id_as_none")]
     pub first_id: Option<String>,
-    /// The id of the last item, the cursor for the next page (spec summary §5).
+    /// The id of the last item, the cursor for the next page (API notes §5).
     #[serde(default, deserialize_with = "empty_id_as_none")]
     pub last_id: Option<String>,
-    /// Whether more items follow (spec summary §5); missing reads as `false`.
+    /// Whether more items follow (API notes §5); missing reads as `false`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub has_more: bool,
 }
@@ -521,13 +521,13 @@ impl<T> List<T> {
     }
 }
 
-/// A file expiration policy (spec summary §3 `FileExpirationAfter`, §4
+/// A file expiration policy (API notes §3 `FileExpirationAfter`, §4
 /// `BatchFileExpirationAfter`): expire `seconds` after `anchor`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExpiresAfter {
-    /// The anchor; only `created_at` exists (spec summary §3, §4).
+    /// The anchor; only `created_at` exists (API notes §3, §4).
     pub anchor: ExpiresAnchor,
-    /// Seconds after the anchor, 3600 (1 h) to 2592000 (30 d) (spec summary §3, §4).
+    /// Seconds after the anchor, 3600 (1 h) to 2592000 (30 d) (API notes §3, §4).
     pub seconds: u64,
 }
 
@@ -555,32 +555,32 @@ impl ExpiresAfter {
     }
 }
 
-/// The body of `POST /batches` (spec summary §4, `CreateBatchRequest`).
+/// The body of `POST /batches` (API notes §4, `CreateBatchRequest`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateBatch {
-    /// An uploaded file with purpose `batch` (spec summary §4, required).
+    /// An uploaded file with purpose `batch` (API notes §4, required).
     pub input_file_id: String,
-    /// The endpoint of every request in the file (spec summary §4, required).
+    /// The endpoint of every request in the file (API notes §4, required).
     pub endpoint: Endpoint,
-    /// The completion window, `24h` (spec summary §4, required; defaults to `24h`).
+    /// The completion window, `24h` (API notes §4, required; defaults to `24h`).
     #[serde(default)]
     pub completion_window: CompletionWindow,
     /// Up to 16 pairs; keys at most 64 characters, values at most 512
-    /// (spec summary §4 `Metadata`; optional, nullable; omitted when `None`).
+    /// (API notes §4 `Metadata`; optional, nullable; omitted when `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// When the output and error files expire (spec summary §4; optional,
+    /// When the output and error files expire (API notes §4; optional,
     /// omitted when `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_expires_after: Option<ExpiresAfter>,
 }
 
 impl CreateBatch {
-    /// At most this many metadata pairs (spec summary §4).
+    /// At most this many metadata pairs (API notes §4).
     pub const METADATA_MAX_PAIRS: usize = 16;
-    /// At most this many characters per metadata key (spec summary §4).
+    /// At most this many characters per metadata key (API notes §4).
     pub const METADATA_MAX_KEY_CHARS: usize = 64;
-    /// At most this many characters per metadata value (spec summary §4).
+    /// At most this many characters per metadata value (API notes §4).
     pub const METADATA_MAX_VALUE_CHARS: usize = 512;
 
     /// A request for `input_file_id` and `endpoint`, with a `24h` window,
@@ -621,7 +621,7 @@ impl CreateBatch {
     }
 }
 
-/// Checks a metadata map against the spec's prose limits (spec summary §4 `Metadata`).
+/// Checks a metadata map against the spec's prose limits (API notes §4 `Metadata`).
 ///
 /// # Errors
 /// See [`CreateBatch::validate`].

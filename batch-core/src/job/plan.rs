@@ -16,7 +16,7 @@ use crate::error::{InputError, Problem};
 use crate::input::BatchRequest;
 use crate::jsonl::{EncodeConfig, Push, ShardEncoder, ShardLimit};
 
-/// Limits for splitting input into shards (spec summary §2 and §4: at most
+/// Limits for splitting input into shards (API notes §2 and §4: at most
 /// 50,000 requests and 200 MB per batch input file, and at most 50,000
 /// embedding inputs in one `/v1/embeddings` batch).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

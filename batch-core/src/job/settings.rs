@@ -6,7 +6,7 @@
 //! through a job.
 //!
 //! The limits come from OpenAI's API reference ("Create batch" and "Upload
-//! file"; spec summary §3 and §4): at most 16 metadata pairs, keys of at most
+//! file"; API notes §3 and §4): at most 16 metadata pairs, keys of at most
 //! 64 characters and values of at most 512; an expiry of 3600 (1 hour) to
 //! 2592000 (30 days) seconds after the file's creation. The job stamps three
 //! metadata keys of its own on every batch ([`META_JOB`], [`META_SHARD`],
@@ -139,7 +139,7 @@ pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Sett
 /// Reads a completion window: a whole, positive number of hours or days,
 /// `24h` or `7d`.
 ///
-/// Only the form is checked. OpenAI accepts only `24h` today (spec summary
+/// Only the form is checked. OpenAI accepts only `24h` today (API notes
 /// §4, `completion_window`); other providers accept longer windows, so a
 /// server that does not take the window refuses the batch itself.
 ///

@@ -170,7 +170,7 @@ pub fn embedding_inputs(req: &BatchRequest) -> u64 {
 // ---------------------------------------------------------------------------
 // Configuration
 
-/// The rules a batch input file must keep (spec summary §4 and §6).
+/// The rules a batch input file must keep (API notes §4 and §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EncodeConfig {
@@ -203,7 +203,7 @@ impl EncodeConfig {
     pub const MAX_BYTES: u64 = 200 * 1024 * 1024;
 
     /// The API's limit of embedding inputs in one `/v1/embeddings` batch,
-    /// over all its requests: 50,000 (spec summary §4, `endpoint`; "Batch
+    /// over all its requests: 50,000 (API notes §4, `endpoint`; "Batch
     /// API" in OpenAI's API reference).
     pub const MAX_EMBEDDING_INPUTS: u64 = 50_000;
 
