@@ -59,6 +59,8 @@ const SETTLE_RESUMES: u32 = 16;
 pub(super) struct Setup {
     pub(super) plan: JobPlan,
     pub(super) cfg: JobConfig,
+    /// Whether the well-behaved server ignores `Range`.
+    pub(super) ignore_range: bool,
 }
 
 /// The API settings every fuzzed job uses.
@@ -120,20 +122,38 @@ impl Setup {
         if flags & 0b110_0000 == 0b110_0000 {
             cfg.max_line_bytes = 16 + input.pick(2048);
         }
-        Setup { plan, cfg }
+        Setup {
+            plan,
+            cfg,
+            ignore_range: false,
+        }
     }
 }
 
 /// The request kinds the job sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
-    Upload { shard: u32, len: u64 },
+    Upload {
+        shard: u32,
+        len: u64,
+    },
     ListFiles,
-    Create { shard: usize, attempt: u32 },
+    Create {
+        shard: usize,
+        attempt: u32,
+    },
     ListBatches,
-    Retrieve { batch_id: String },
-    Cancel { batch_id: String },
-    Content { file_id: String, from: u64 },
+    Retrieve {
+        batch_id: String,
+    },
+    Cancel {
+        batch_id: String,
+    },
+    Content {
+        file_id: String,
+        from: u64,
+        if_range: Option<String>,
+    },
     Other,
 }
 
@@ -186,9 +206,15 @@ fn kind_of(req: &Request<Outgoing>) -> Kind {
                 .and_then(|r| r.strip_prefix("bytes="))
                 .and_then(|r| r.trim_end_matches('-').parse().ok())
                 .unwrap_or(0);
+            let if_range = req
+                .headers()
+                .get(http::header::IF_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             Kind::Content {
                 file_id: (*id).to_owned(),
                 from,
+                if_range,
             }
         }
         _ => Kind::Other,
@@ -328,6 +354,8 @@ pub(super) struct World {
     /// A counter for ids the server makes up.
     serial: u64,
     finished: bool,
+    /// The well-behaved server ignores `Range` (see [`World::good_content`]).
+    ignore_range: bool,
 }
 
 impl World {
@@ -335,7 +363,9 @@ impl World {
     pub(super) fn new(setup: Setup) -> World {
         let now = UnixMillis(T0);
         let job = Job::new(setup.cfg.clone(), setup.plan.clone(), now);
-        World::with_job(setup.plan, setup.cfg, job, now, None)
+        let mut world = World::with_job(setup.plan, setup.cfg, job, now, None);
+        world.ignore_range = setup.ignore_range;
+        world
     }
 
     /// A driver for `job`, which was resumed from `checkpoint` (if any).
@@ -368,6 +398,7 @@ impl World {
             ledger: Ledger::default(),
             serial: 0,
             finished: false,
+            ignore_range: false,
         }
     }
 
@@ -732,13 +763,13 @@ impl World {
                 200,
                 batch_json(batch_id, "cancelled", Some("file-wbout"), None, None, None),
             ),
-            Kind::Content { .. } => {
+            Kind::Content { from, if_range, .. } => {
                 let mut file = Vec::new();
                 for i in 0..self.plan.len() {
                     file.extend_from_slice(success_line(self.plan.custom_id(i), i).as_bytes());
                     file.push(b'\n');
                 }
-                return whole(200, file);
+                return self.good_content(file, *from, if_range.as_deref());
             }
             Kind::Other => (
                 404,
@@ -746,6 +777,35 @@ impl World {
             ),
         };
         whole(status, serde_json::to_vec(&body).expect("JSON serializes"))
+    }
+
+    /// A result file as RFC 9110 §14 serves it: with an `ETag`; a `Range`
+    /// is honoured (206, or 416 past the end) unless an `If-Range` names
+    /// another validator, which gets the whole file (200). With
+    /// `ignore_range`, every request gets the whole file, which a server
+    /// may also do.
+    fn good_content(&self, file: Vec<u8>, from: u64, if_range: Option<&str>) -> VecDeque<Report> {
+        const ETAG: &str = "\"wb\"";
+        let len = file.len() as u64;
+        let honour = !self.ignore_range && from > 0 && if_range.is_none_or(|v| v == ETAG);
+        let (status, body, range) = match usize::try_from(from).ok().and_then(|f| file.get(f..)) {
+            Some(rest) if honour && !rest.is_empty() => (
+                206,
+                rest.to_vec(),
+                Some(format!("bytes {from}-{}/{len}", len - 1)),
+            ),
+            _ if honour => (416, Vec::new(), Some(format!("bytes */{len}"))),
+            _ => (200, file, None),
+        };
+        let mut reports = whole(status, body);
+        if let Some(Report::Head(head)) = reports.front_mut() {
+            head.headers
+                .insert(http::header::ETAG, HeaderValue::from_static(ETAG));
+            if let Some(v) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                head.headers.insert(http::header::CONTENT_RANGE, v);
+            }
+        }
+        reports
     }
 
     // ----- the fuzzed server -----
