@@ -284,6 +284,19 @@ pub fn checkpoint(data: &[u8]) {
         Err(ResumeError::PlanMismatch { .. }) => {
             assert!(!matches, "a checkpoint of this very plan was refused");
         }
+        Err(ResumeError::Damaged {
+            shard,
+            counted,
+            requests,
+            ..
+        }) => {
+            assert!(matches, "a damaged checkpoint of another plan");
+            assert!(
+                counted > requests,
+                "shard {shard} refused with fitting counts"
+            );
+        }
+        Err(e) => panic!("an unexpected resume error: {e}"),
         Ok(job) => {
             assert!(
                 matches,

@@ -63,14 +63,10 @@ fn finding(name: &str, body: fn(&[u8])) {
 /// than that offset, as a server that ignores `Range` sends it. The answer
 /// is a 2xx, so it resets the shard's attempt count; it is also incomplete
 /// (fewer bytes than the offset to skip), so the download is retried, and
-/// the job asks for the same range about once a second forever instead of
-/// giving up or reading the file again from the start. Fixing it belongs in
-/// the job (a download answer that did not complete the file should count
-/// as a failed attempt, and a whole body shorter than the offset should
-/// restart the file from byte 0). Once fixed, drop the `ignore` and let the
-/// `job` body's well-behaved server ignore `Range` too.
+/// the job asked for the same range about once a second forever. Now a
+/// download attempt that adds no complete line counts as a failed attempt,
+/// under the same cap as any other, so the job ends.
 #[test]
-#[ignore = "the job retries forever a download whose whole file is shorter than its resume offset"]
 fn finding_download_past_end_terminates() {
     finding("job_download_past_end", fuzzing::job_ignoring_range);
 }
@@ -78,20 +74,18 @@ fn finding_download_past_end_terminates() {
 /// Found against the `checkpoint` body: a checkpoint whose shard has
 /// `create_attempt` 4294967295 and no batch makes the resumed job overflow
 /// when it arms the next create (a panic with overflow checks, attempt 0 in
-/// the batch metadata without). The job should add with `saturating_add`
-/// (or refuse such a checkpoint in `Job::resume`).
+/// the batch metadata without). The attempt number now saturates.
 #[test]
-#[ignore = "the job overflows create_attempt from a checkpoint"]
 fn finding_create_attempt_max_resumes() {
     finding("checkpoint_create_attempt_max", fuzzing::checkpoint);
 }
 
 /// Found against the `checkpoint` body: two finished shards whose saved
 /// tallies sum past `u64::MAX` make `Job::summary` overflow (a panic with
-/// overflow checks, wrong counts without). The sums should saturate, or
-/// `Job::resume` should refuse tallies larger than the shard.
+/// overflow checks, wrong counts without). `Job::resume` now refuses a
+/// finished shard whose tally is more than its requests, and token sums
+/// saturate.
 #[test]
-#[ignore = "the job's summary overflows on tallies from a checkpoint"]
 fn finding_tally_sum_overflow_resumes() {
     finding("checkpoint_tally_sum_overflow", fuzzing::checkpoint);
 }

@@ -149,6 +149,10 @@ enum Kind {
     Cancel {
         batch_id: String,
     },
+    /// `GET /files/{id}`: the file object read before its content.
+    FileInfo {
+        file_id: String,
+    },
     Content {
         file_id: String,
         from: u64,
@@ -197,6 +201,9 @@ fn kind_of(req: &Request<Outgoing>) -> Kind {
         },
         (&Method::POST, ["batches", id, "cancel"]) => Kind::Cancel {
             batch_id: (*id).to_owned(),
+        },
+        (&Method::GET, ["files", id]) => Kind::FileInfo {
+            file_id: (*id).to_owned(),
         },
         (&Method::GET, ["files", id, "content"]) => {
             let from = req
@@ -469,6 +476,9 @@ impl World {
                 let _ = ev;
             }
             Step::Result(r) => self.deliver(r),
+            // The job dropped an exchange (over its deadline, stalled or
+            // past its declared size): nothing more of it is reported.
+            Step::Abort(id) => self.open.retain(|o| o.id != id),
             // A step this driver does not know: it cannot honour the
             // contract, so it must be taught the new step.
             other => panic!("the fuzz driver does not handle {other:?}"),
@@ -763,13 +773,17 @@ impl World {
                 200,
                 batch_json(batch_id, "cancelled", Some("file-wbout"), None, None, None),
             ),
+            Kind::FileInfo { file_id } => (
+                200,
+                file_json(
+                    file_id,
+                    "batch_output.jsonl",
+                    self.good_file().len() as u64,
+                    "batch_output",
+                ),
+            ),
             Kind::Content { from, if_range, .. } => {
-                let mut file = Vec::new();
-                for i in 0..self.plan.len() {
-                    file.extend_from_slice(success_line(self.plan.custom_id(i), i).as_bytes());
-                    file.push(b'\n');
-                }
-                return self.good_content(file, *from, if_range.as_deref());
+                return self.good_content(self.good_file(), *from, if_range.as_deref());
             }
             Kind::Other => (
                 404,
@@ -777,6 +791,16 @@ impl World {
             ),
         };
         whole(status, serde_json::to_vec(&body).expect("JSON serializes"))
+    }
+
+    /// The well-behaved server's result file: a success for every request.
+    fn good_file(&self) -> Vec<u8> {
+        let mut file = Vec::new();
+        for i in 0..self.plan.len() {
+            file.extend_from_slice(success_line(self.plan.custom_id(i), i).as_bytes());
+            file.push(b'\n');
+        }
+        file
     }
 
     /// A result file as RFC 9110 §14 serves it: with an `ETag`; a `Range`
@@ -985,6 +1009,15 @@ impl World {
             Kind::Retrieve { batch_id } | Kind::Cancel { batch_id } => {
                 let id = batch_id.clone();
                 self.fuzzed_batch(Some(&id), None, input)
+            }
+            Kind::FileInfo { file_id } => {
+                // Mostly the right size, sometimes any size.
+                let mut file = self.fuzzed_file(None, input);
+                file["id"] = Value::from(file_id.clone());
+                if input.byte() < 160 {
+                    file["bytes"] = Value::from(self.good_file().len() as u64);
+                }
+                file
             }
             Kind::Content { .. } => return self.fuzzed_file_content(input),
             Kind::Other => json!({}),

@@ -350,6 +350,21 @@ pub enum ResumeError {
         /// The job.
         job_id: String,
     },
+    /// A finished shard's saved counts are more than its requests: the
+    /// checkpoint was damaged.
+    #[error(
+        "the checkpoint of job {job_id} is damaged: shard {shard} counts {counted} outcomes for {requests} requests"
+    )]
+    Damaged {
+        /// The job.
+        job_id: String,
+        /// The shard.
+        shard: u32,
+        /// Outcomes its tally counts.
+        counted: u64,
+        /// Its requests.
+        requests: u64,
+    },
 }
 
 impl Job {
@@ -459,6 +474,19 @@ impl Job {
                     shard.status = shard.status.take().filter(|s| !s.is_terminal());
                 }
                 Some(end) => {
+                    let t = &saved.tally;
+                    let counted = t
+                        .succeeded
+                        .saturating_add(t.failed)
+                        .saturating_add(t.not_processed);
+                    if counted > shard.plan.requests {
+                        return Err(ResumeError::Damaged {
+                            job_id: cp.job_id,
+                            shard: shard.plan.index,
+                            counted,
+                            requests: shard.plan.requests,
+                        });
+                    }
                     shard.end = Some(end);
                     shard.tally = saved.tally;
                 }
@@ -583,10 +611,14 @@ impl Job {
             s.failed += sh.tally.failed;
             s.not_processed += sh.tally.not_processed;
             s.bad_lines += sh.tally.bad_lines;
-            s.usage.input_tokens += sh.tally.usage.input_tokens;
-            s.usage.output_tokens += sh.tally.usage.output_tokens;
-            s.usage.cached_tokens += sh.tally.usage.cached_tokens;
-            s.usage.reasoning_tokens += sh.tally.usage.reasoning_tokens;
+            // Token counts come from the server: they saturate, never wrap.
+            let u = &mut s.usage;
+            u.input_tokens = u.input_tokens.saturating_add(sh.tally.usage.input_tokens);
+            u.output_tokens = u.output_tokens.saturating_add(sh.tally.usage.output_tokens);
+            u.cached_tokens = u.cached_tokens.saturating_add(sh.tally.usage.cached_tokens);
+            u.reasoning_tokens = u
+                .reasoning_tokens
+                .saturating_add(sh.tally.usage.reasoning_tokens);
             s.shards.push(sh.summary());
         }
         s.complete = s.succeeded + s.failed + s.not_processed == s.requests
@@ -1233,7 +1265,7 @@ impl Job {
             if *effect == Effect::Idle {
                 *effect = Effect::Armed;
                 if op == Op::Create {
-                    sh.create_attempt += 1;
+                    sh.create_attempt = sh.create_attempt.saturating_add(1);
                 }
                 self.dirty = false;
                 return Some(Step::Persist(self.checkpoint()));
@@ -2292,10 +2324,12 @@ fn not_processed_from(f: &Failure, api: &crate::api::ApiBase) -> NotProcessed {
 }
 
 fn add_usage(t: &mut UsageTotals, u: &crate::results::Usage) {
-    t.input_tokens += u.input_tokens.unwrap_or(0);
-    t.output_tokens += u.output_tokens.unwrap_or(0);
-    t.cached_tokens += u.cached_tokens.unwrap_or(0);
-    t.reasoning_tokens += u.reasoning_tokens.unwrap_or(0);
+    // The server's numbers: they saturate, never wrap.
+    let add = |sum: &mut u64, n: Option<u64>| *sum = sum.saturating_add(n.unwrap_or(0));
+    add(&mut t.input_tokens, u.input_tokens);
+    add(&mut t.output_tokens, u.output_tokens);
+    add(&mut t.cached_tokens, u.cached_tokens);
+    add(&mut t.reasoning_tokens, u.reasoning_tokens);
 }
 
 /// A fixed-size set of small integers.
