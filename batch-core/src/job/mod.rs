@@ -2104,10 +2104,16 @@ impl Job {
             self.dirty = true;
             return;
         }
-        let at = self
+        let mut at = self
             .cfg
             .retry
             .retry_at(sh.attempts, floor, &mut self.rng, now);
+        if *op == Op::Upload {
+            // A whole shard is not sent again at a second's interval: the
+            // next attempt waits at least a second per MiB of it.
+            let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
+            at = at.max(now.saturating_add(pause));
+        }
         let sh = &mut self.shards[i];
         sh.not_before = at;
         sh.wait_reason = Some(if floor.is_some() {
