@@ -127,6 +127,19 @@ pub(crate) struct DriveArgs {
     /// The longest gap between progress lines in a pipe [default: 10].
     #[arg(long, hide = true, value_name = "SECONDS")]
     pub(crate) progress_every: Option<f64>,
+    /// A status poll, create, cancel or look-up is cut and retried after
+    /// this many seconds [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) request_timeout: Option<f64>,
+    /// The slowest average rate an upload or a download may have, in
+    /// bytes per second: its deadline is 2 minutes plus its size at this
+    /// rate [default: 65536].
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub(crate) min_transfer_rate: Option<u64>,
+    /// An exchange that receives less than 1 KiB in this many seconds is
+    /// cut and retried (a silent or trickling server) [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) stall_timeout: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +260,9 @@ impl From<&ResultsArgs> for DriveArgs {
             quiet: a.quiet,
             requeue_delay: None,
             progress_every: None,
+            request_timeout: None,
+            min_transfer_rate: None,
+            stall_timeout: None,
         }
     }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use batch_blocking::{Client, ClientConfig, Clock, SystemClock};
 use batch_core::api::{ApiConfig, ShardRef};
 use batch_core::job::{
-    Checkpoint, Job, JobConfig, JobError, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
-    ShardLimits, StopAfter, api_config_from_env,
+    Checkpoint, ExchangeLimits, Job, JobConfig, JobError, JobEvent, JobIo, JobPlan, JobResult,
+    JobSummary, ShardLimits, StopAfter, api_config_from_env,
 };
 use batch_emulator::{Emulator, EmulatorHandle, FaultConfig};
 
@@ -517,6 +517,8 @@ pub(crate) struct Drive {
     pub(crate) cancel: bool,
     /// The longest gap between progress lines in a pipe.
     pub(crate) heartbeat: Duration,
+    /// How long one exchange may take, and how slow it may be.
+    pub(crate) exchange: ExchangeLimits,
 }
 
 /// The longest duration a flag takes: a year, far past any batch's
@@ -561,6 +563,7 @@ impl Drive {
             stop,
             cancel,
             heartbeat: crate::progress::PLAIN_EVERY,
+            exchange: ExchangeLimits::default(),
         }
     }
 
@@ -581,8 +584,22 @@ impl Drive {
             Some(s) => seconds("--progress-every", s)?,
             None => crate::progress::PLAIN_EVERY,
         };
+        let mut exchange = ExchangeLimits::default();
+        if let Some(s) = d.request_timeout {
+            exchange.json_deadline = seconds("--request-timeout", s)?;
+        }
+        if let Some(rate) = d.min_transfer_rate {
+            if rate == 0 {
+                return Err(CliError::usage("--min-transfer-rate must be at least 1"));
+            }
+            exchange.transfer_rate = rate;
+        }
+        if let Some(s) = d.stall_timeout {
+            exchange.stall_window = seconds("--stall-timeout", s)?;
+        }
         Ok(Drive {
             heartbeat,
+            exchange,
             parallel: d.parallel,
             poll_interval,
             max_wait,
@@ -803,6 +820,7 @@ fn run_round(
     cfg.poll_interval = d.poll_interval;
     cfg.max_wait = d.max_wait;
     cfg.max_parallel = d.parallel;
+    cfg.exchange = d.exchange.clone();
     cfg.seed = random_u64();
     if let Some(delay) = d.requeue_delay {
         cfg.requeue_delay = delay;
