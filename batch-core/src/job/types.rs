@@ -705,8 +705,9 @@ impl JobResult {
 /// A code that is not final is provisional: the job stopped waiting, and a
 /// resumed job can still deliver the request's real outcome (see
 /// [`NotProcessed::PROVISIONAL`]).
+///
+/// The three cases are the whole model, so a `match` needs no catch-all arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ResultStatus<'a> {
     /// The request ran and the API answered 2xx.
     Succeeded {
