@@ -260,6 +260,24 @@ fn builders_refuse_what_the_api_would_and_name_the_field() {
         .extra("messages", json!([]))
         .build());
     assert_eq!(field, "extra.messages");
+    // The whole conversation, or the whole input, may come as extra.
+    let convo = json!([{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "call_1", "content": "42"}]);
+    let req = ChatRequest::new("c9", "m")
+        .extra("messages", convo.clone())
+        .build()
+        .expect("valid");
+    assert_eq!(req.body["messages"], convo);
+    let (field, _, _) = err(ChatRequest::new("c9", "m")
+        .system("s")
+        .extra("messages", convo)
+        .build());
+    assert_eq!(field, "extra.messages");
+    let items = json!([{"type": "function_call_output", "call_id": "call_1", "output": "42"}]);
+    let req = ResponsesRequest::new("r9", "m")
+        .extra("input", items.clone())
+        .build()
+        .expect("valid");
+    assert_eq!(req.body["input"], items);
     // An extra key the builder does not set goes through.
     assert!(
         ChatRequest::new("c9", "m")
@@ -280,6 +298,17 @@ fn builders_refuse_what_the_api_would_and_name_the_field() {
         .extra("text", json!({}))
         .build());
     assert_eq!(field, "extra.text");
+
+    let (field, text, _) = err(ResponsesRequest::new("r9", "m")
+        .input("x")
+        .message(Message::tool("call_1", "{}"))
+        .build());
+    assert_eq!(field, "input[1]");
+    assert!(text.ends_with("is not accepted by /v1/responses"), "{text}");
+    let (field, _, _) = err(ResponsesRequest::new("r9", "m")
+        .message(Message::user("x").name("alice"))
+        .build());
+    assert_eq!(field, "input[0]");
 
     for empty in [
         EmbeddingInput::from(""),

@@ -588,7 +588,9 @@ impl ChatRequest {
     }
 
     /// Any other body field (`seed`, `top_p`, `reasoning_effort`, ...),
-    /// sent as it is.
+    /// sent as it is. A conversation with parts [`Message`] cannot express
+    /// (an assistant turn with `tool_calls`) can be given whole as
+    /// `extra("messages", ..)` when no message or system prompt is set.
     #[must_use]
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.extra.insert(key.into(), value.into());
@@ -599,7 +601,8 @@ impl ChatRequest {
     ///
     /// # Errors
     /// An [`InputError`] for `chat "<custom_id>"` naming the field: no
-    /// message and no system prompt (`messages`, [`Problem::Missing`]); a
+    /// message and no system prompt, and no `extra("messages", ..)` either
+    /// (`messages`, [`Problem::Missing`]); a
     /// temperature that is NaN or infinite (`temperature`); an `extra` key
     /// the builder sets itself (`extra.<key>`).
     pub fn build(&self) -> Result<BatchRequest, InputError> {
@@ -610,10 +613,12 @@ impl ChatRequest {
             .chain(&self.messages)
             .map(Message::to_value)
             .collect();
-        if messages.is_empty() {
-            return Err(body.error("messages", Problem::Missing));
+        match (messages.is_empty(), self.extra.contains_key("messages")) {
+            (true, false) => return Err(body.error("messages", Problem::Missing)),
+            // The caller writes the whole conversation as JSON.
+            (true, true) => {}
+            (false, _) => body.set("messages", messages),
         }
-        body.set("messages", messages);
         body.temperature(self.temperature)?;
         if let Some(n) = self.max_tokens {
             body.set("max_tokens", n);
@@ -701,7 +706,9 @@ impl ResponsesRequest {
     }
 
     /// Appends a message to `input`, which is then an array of messages
-    /// (roles `system`, `developer`, `user`, `assistant`).
+    /// (roles `system`, `developer`, `user`, `assistant`; tool output and
+    /// other input items go in with [`extra`](Self::extra) as a whole
+    /// `input`).
     #[must_use]
     pub fn message(mut self, message: Message) -> Self {
         self.messages.push(message);
@@ -756,7 +763,10 @@ impl ResponsesRequest {
     ///
     /// # Errors
     /// An [`InputError`] for `responses "<custom_id>"` naming the field: no
-    /// input (`input`, [`Problem::Missing`]); a temperature that is NaN or
+    /// input, and no `extra("input", ..)` either (`input`,
+    /// [`Problem::Missing`]); a `tool` message or a message
+    /// with a `name`, which only chat takes (`input[n]`,
+    /// [`Problem::NotAccepted`]); a temperature that is NaN or
     /// infinite (`temperature`); an `extra` key the builder sets itself
     /// (`extra.<key>`).
     pub fn build(&self) -> Result<BatchRequest, InputError> {
@@ -765,9 +775,28 @@ impl ResponsesRequest {
             body.set("instructions", i.as_str());
         }
         match (&self.input, self.messages.is_empty()) {
-            (None, true) => return Err(body.error("input", Problem::Missing)),
+            (None, true) if !self.extra.contains_key("input") => {
+                return Err(body.error("input", Problem::Missing));
+            }
+            // The caller writes the input items as JSON.
+            (None, true) => {}
             (Some(text), true) => body.set("input", text.as_str()),
             (text, false) => {
+                let odd = self
+                    .messages
+                    .iter()
+                    .position(|m| m.role == Role::Tool || m.name.is_some());
+                if let Some(n) = odd {
+                    // `tool` messages and participant names are chat's; the
+                    // Responses API has other input items for tool output.
+                    let n = n + usize::from(text.is_some());
+                    return Err(body.error(
+                        &format!("input[{n}]"),
+                        Problem::NotAccepted {
+                            endpoint: Endpoint::Responses.as_str().into(),
+                        },
+                    ));
+                }
                 let first = text.as_deref().map(Message::user);
                 let items: Vec<Value> = first
                     .iter()
