@@ -13,5 +13,6 @@ mod partial;
 mod secrets;
 mod seed_ops;
 mod streaming;
+mod typed;
 mod webhooks;
 mod wire;

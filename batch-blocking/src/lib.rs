@@ -20,7 +20,45 @@
 //! let opts = BatchOptions::new("gpt-4o-mini");
 //! let results = client.submit_and_wait(&items, &prompt, &opts)?;
 //! for r in &results {
-//!     println!("{}: {:?}", r.custom_id, r.outcome);
+//!     match r.error() {
+//!         None => println!("{}: {}", r.custom_id(), r.content().unwrap_or_default()),
+//!         Some(e) => println!("{} did not succeed: {e}", r.custom_id()),
+//!     }
+//! }
+//! # Ok::<(), batch_blocking::Error>(())
+//! ```
+//!
+//! Typed requests and structured output: build each request line with
+//! [`ChatRequest`](batch_core::input::ChatRequest) (or `ResponsesRequest`,
+//! `EmbeddingsRequest`), and read each reply into your own type with
+//! [`JobResult::parse`](batch_core::job::JobResult::parse).
+//!
+//! ```no_run
+//! use batch_blocking::Client;
+//! use batch_core::input::{ChatRequest, JsonSchema, ResponseFormat};
+//! use batch_core::job::BatchOptions;
+//! use serde_json::json;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Verdict { label: String }
+//!
+//! let client = Client::from_env()?;
+//! let schema = json!({"type": "object", "properties": {"label": {"type": "string"}},
+//!                     "required": ["label"], "additionalProperties": false});
+//! let base = ChatRequest::new("", "gpt-4o-mini")
+//!     .system("Label the message as spam or ham.")
+//!     .response_format(ResponseFormat::json_schema(JsonSchema::new("verdict", schema).strict(true)));
+//! let requests = ["Win a prize!", "Lunch at noon?"]
+//!     .iter()
+//!     .enumerate()
+//!     .map(|(i, text)| base.clone().custom_id(format!("m{i}")).user(*text).build())
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let mut job = client.submit_requests(&requests, &BatchOptions::new("gpt-4o-mini"))?;
+//! for r in client.get_results(&mut job)? {
+//!     match r.parse::<Verdict>() {
+//!         Ok(v) => println!("{}: {}", r.custom_id(), v.label),
+//!         Err(e) => println!("{e}"),
+//!     }
 //! }
 //! # Ok::<(), batch_blocking::Error>(())
 //! ```

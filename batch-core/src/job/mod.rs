@@ -62,6 +62,7 @@ pub use types::{
     JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
     UsageError, UsageTotals, WaitReason,
 };
+pub use types::{ParseError, ParseErrorKind, ResultError, ResultStatus};
 
 use crate::api::{
     self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches,
