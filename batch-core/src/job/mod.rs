@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use crate::error::ClientError;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
-pub use client_config::{ClientConfig, ClientSettings, ManualClock};
+pub use client_config::{ClientConfig, ClientSettings, ManualClock, Proxy};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use ops::{JobOp, JobStatus};
@@ -167,6 +167,8 @@ struct Shard {
     wait_reason: Option<WaitReason>,
     /// Consecutive failed attempts of the current operation.
     attempts: u32,
+    /// When the current run of failed attempts began (set with the first).
+    failing_since: UnixMillis,
     /// Reconciliation cursor (`after`) and pages searched.
     search_after: Option<String>,
     search_pages: u32,
@@ -2060,10 +2062,29 @@ impl Job {
     fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
         let now = self.now;
         let sh = &mut self.shards[i];
+        if sh.attempts == 0 {
+            sh.failing_since = now;
+        }
         sh.attempts += 1;
-        if !self.cfg.retry.allows(sh.attempts) {
+        let at = if self.cfg.retry.allows(sh.attempts) {
+            let at = self
+                .cfg
+                .retry
+                .retry_at(sh.attempts, floor, &mut self.rng, now);
+            Some(at).filter(|at| self.cfg.retry.within_budget(sh.failing_since, *at))
+        } else {
+            None
+        };
+        let Some(at) = at else {
+            let sh = &mut self.shards[i];
+            let budget = match self.cfg.retry.max_elapsed {
+                Some(b) if self.cfg.retry.allows(sh.attempts) => {
+                    format!(" (its retry budget of {b:?} ran out)")
+                }
+                _ => String::new(),
+            };
             let message = format!(
-                "gave up on {} after {} attempts: {reason}",
+                "gave up on {} after {} attempts{budget}: {reason}",
                 op.name(),
                 sh.attempts
             );
@@ -2071,11 +2092,7 @@ impl Job {
             self.begin_finishing(i, "gave_up", message, ShardEnd::Stopped);
             self.dirty = true;
             return;
-        }
-        let at = self
-            .cfg
-            .retry
-            .retry_at(sh.attempts, floor, &mut self.rng, now);
+        };
         let sh = &mut self.shards[i];
         sh.not_before = at;
         sh.wait_reason = Some(if floor.is_some() {
@@ -2178,6 +2195,7 @@ impl Shard {
             not_before: UnixMillis::ZERO,
             wait_reason: None,
             attempts: 0,
+            failing_since: UnixMillis::ZERO,
             search_after: None,
             search_pages: 0,
             finishing: None,
