@@ -65,7 +65,6 @@ pub struct ClientConfig {
 
 /// Which HTTP proxy a client uses.
 #[derive(Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Proxy {
     /// The proxy the environment names (`HTTPS_PROXY`, `HTTP_PROXY`,
     /// `ALL_PROXY` and `NO_PROXY`, upper or lower case), if any: the

@@ -58,7 +58,7 @@ pub use settings::{
     validate_expires_after, validate_metadata,
 };
 pub use types::{
-    ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
+    ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
     JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
     UsageError, UsageTotals, WaitReason,
 };
@@ -543,6 +543,18 @@ impl Job {
             self.hints.push_back(batch_id.to_owned());
         }
         matched
+    }
+
+    /// What exchange `id`, in flight, is for: its shard, its operation and
+    /// its attempt. For logs and traces; `None` once it ended.
+    pub fn exchange_context(&self, id: ExchangeId) -> Option<ExchangeContext> {
+        let ex = self.inflight.get(&id)?;
+        let sh = self.shards.get(ex.shard)?;
+        Some(ExchangeContext {
+            shard: sh.plan.index,
+            op: ex.op.name(),
+            attempt: sh.attempts + 1,
+        })
     }
 
     /// Whether the job has returned [`Step::Done`].
