@@ -90,8 +90,7 @@ pub(crate) fn drive(
     hinted: bool,
 ) -> Result<JobSummary, Error> {
     let mut live = Live::new();
-    let _span = trace::job_span(job).entered();
-    let mut traced = trace::Exchanges::default();
+    let mut traced = trace::Exchanges::new(job);
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
@@ -123,7 +122,7 @@ pub(crate) fn drive(
             Step::Wait { until, .. } => clock.sleep_until(until),
             Step::Persist(cp) => io.persist(&cp)?,
             Step::Event(ev) => {
-                trace::event(&ev);
+                traced.event(&ev);
                 io.event(&ev)?;
             }
             Step::Result(r) => io.result(r)?,

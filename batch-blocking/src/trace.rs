@@ -31,31 +31,41 @@ mod on {
         received: u64,
     }
 
-    /// The spans of the exchanges in flight.
-    #[derive(Default)]
+    /// The job's span and the spans of its exchanges in flight.
     pub(crate) struct Exchanges {
+        job: tracing::Span,
         live: HashMap<ExchangeId, Traced>,
     }
 
-    /// The span of a drive loop over `job`.
-    pub(crate) fn job_span(job: &Job) -> tracing::Span {
-        tracing::info_span!(
-            "job",
-            job_id = job.plan().job_id(),
-            shards = job.plan().shards().len()
-        )
-    }
-
-    /// Records `job`'s event.
-    pub(crate) fn event(ev: &JobEvent) {
-        tracing::info!(event = ?ev, "job event");
-    }
-
     impl Exchanges {
+        /// Opens the span of a drive loop over `job`.
+        pub(crate) fn new(job: &Job) -> Exchanges {
+            let span = tracing::info_span!(
+                "job",
+                job_id = job.plan().job_id(),
+                shards = job.plan().shards().len()
+            );
+            Exchanges {
+                job: span,
+                live: HashMap::new(),
+            }
+        }
+
+        /// Records one of the job's events.
+        pub(crate) fn event(&self, ev: &JobEvent) {
+            tracing::info!(parent: &self.job, event = ?ev, "job event");
+        }
+
         /// Opens the span of exchange `id`, about to be sent.
-        pub(crate) fn start(&mut self, job: &Job, id: ExchangeId, request: &http::Request<Outgoing>) {
+        pub(crate) fn start(
+            &mut self,
+            job: &Job,
+            id: ExchangeId,
+            request: &http::Request<Outgoing>,
+        ) {
             let ctx = job.exchange_context(id);
             let span = tracing::info_span!(
+                parent: &self.job,
                 "exchange",
                 id = id.0,
                 shard = ctx.map(|c| c.shard),
@@ -133,28 +143,13 @@ mod on {
     use super::{ExchangeId, Job, JobEvent, Outgoing, TransportFailure};
 
     /// Nothing, without the `tracing` feature.
-    #[derive(Default)]
     pub(crate) struct Exchanges;
 
-    /// Nothing, without the `tracing` feature.
-    pub(crate) struct Span;
-
-    impl Span {
-        /// Nothing.
-        pub(crate) fn entered(self) -> Span {
-            self
-        }
-    }
-
-    /// Nothing.
-    pub(crate) fn job_span(_: &Job) -> Span {
-        Span
-    }
-
-    /// Nothing.
-    pub(crate) fn event(_: &JobEvent) {}
-
     impl Exchanges {
+        pub(crate) fn new(_: &Job) -> Exchanges {
+            Exchanges
+        }
+        pub(crate) fn event(&self, _: &JobEvent) {}
         pub(crate) fn start(&mut self, _: &Job, _: ExchangeId, _: &http::Request<Outgoing>) {}
         pub(crate) fn sent(&mut self, _: ExchangeId, _: u64) {}
         pub(crate) fn head(&mut self, _: ExchangeId, _: &http::response::Parts) {}
@@ -165,4 +160,4 @@ mod on {
     }
 }
 
-pub(crate) use on::{Exchanges, event, job_span};
+pub(crate) use on::Exchanges;

@@ -58,9 +58,9 @@ pub use settings::{
     validate_expires_after, validate_metadata,
 };
 pub use types::{
-    ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
-    JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
-    UsageError, UsageTotals, WaitReason,
+    ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
+    JobResult, JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter,
+    TransportFailure, UsageError, UsageTotals, WaitReason,
 };
 
 use crate::api::{
