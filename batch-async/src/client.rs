@@ -27,8 +27,8 @@ impl Client {
     ///
     /// It connects through [`ClientConfig::proxy`] (the environment's
     /// proxy by default), trusts the platform's roots and
-    /// [`ClientConfig::extra_root_certificates`], and sends
-    /// `User-Agent: batch-async/VERSION` plus
+    /// [`ClientConfig::extra_root_certificates`]. Every request's
+    /// `User-Agent` is the API settings' one plus
     /// [`ClientConfig::user_agent_suffix`].
     ///
     /// # Errors
@@ -42,8 +42,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.io_timeout)
-            .user_agent(config.user_agent("batch-async", env!("CARGO_PKG_VERSION")));
+            .read_timeout(config.io_timeout);
         builder = match &config.proxy {
             // reqwest reads the environment unless told otherwise.
             Proxy::FromEnvironment => builder,
@@ -80,8 +79,9 @@ impl Client {
 
     /// A client that sends through `http`, your own, with `config`'s API
     /// settings, retry policy and exchange limits. The client's own
-    /// settings stand for the rest: `config`'s timeouts, proxy, roots and
-    /// user-agent suffix are not used.
+    /// settings stand for the rest: `config`'s timeouts, proxy and roots
+    /// are not used (the `User-Agent` with its suffix is a header of every
+    /// request, so it still applies).
     ///
     /// The client must follow no redirect
     /// (`redirect(reqwest::redirect::Policy::none())`): the core reads 3xx

@@ -27,8 +27,8 @@ impl Client {
     ///
     /// It connects through [`ClientConfig::proxy`] (the environment's
     /// proxy by default), trusts the platform's roots and
-    /// [`ClientConfig::extra_root_certificates`], and sends
-    /// `User-Agent: batch-blocking/VERSION` plus
+    /// [`ClientConfig::extra_root_certificates`]. Every request's
+    /// `User-Agent` is the API settings' one plus
     /// [`ClientConfig::user_agent_suffix`].
     ///
     /// # Errors
@@ -56,7 +56,6 @@ impl Client {
             .timeout_per_write(Some(config.io_timeout))
             .proxy(proxy)
             .tls_config(tls)
-            .user_agent(config.user_agent("batch-blocking", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
         Client::with_agent(agent, config)
@@ -64,8 +63,9 @@ impl Client {
 
     /// A client that sends through `agent`, your own, with `config`'s API
     /// settings, retry policy and exchange limits. The agent's own
-    /// settings stand for the rest: `config`'s timeouts, proxy, roots and
-    /// user-agent suffix are not used.
+    /// settings stand for the rest: `config`'s timeouts, proxy and roots
+    /// are not used (the `User-Agent` with its suffix is a header of every
+    /// request, so it still applies).
     ///
     /// The agent must hand every status back as a response
     /// (`http_status_as_error(false)`) and follow no redirect

@@ -57,9 +57,9 @@ pub struct ClientConfig {
     /// CA). Default: none. A document without a certificate is refused
     /// when the client is built.
     pub extra_root_certificates: Vec<Vec<u8>>,
-    /// Appended, after a space, to the `User-Agent` the client sends
-    /// (`batch-blocking/VERSION` or `batch-async/VERSION`), to name your
-    /// application in the provider's logs. Default: none.
+    /// Appended, after a space, to the `User-Agent` every request carries
+    /// ([`ApiConfig::user_agent`], `openai-batch/VERSION` by default), to
+    /// name your application in the provider's logs. Default: none.
     pub user_agent_suffix: Option<String>,
 }
 
@@ -122,8 +122,10 @@ impl ClientSettings {
     /// # Errors
     /// Fails if the base URL is not usable.
     pub fn new(config: &ClientConfig) -> Result<ClientSettings, ConfigError> {
+        let mut api = config.api.clone();
+        api.user_agent = config.user_agent();
         Ok(ClientSettings {
-            api: ApiBase::new(&config.api)?,
+            api: ApiBase::new(&api)?,
             retry: config.retry.clone(),
             exchange: config.exchange.clone(),
         })
@@ -156,12 +158,12 @@ impl ClientConfig {
         }
     }
 
-    /// The `User-Agent` of a transport named `transport` at `version`:
-    /// `transport/version`, then the suffix after a space.
-    pub fn user_agent(&self, transport: &str, version: &str) -> String {
+    /// The `User-Agent` requests carry: the API settings' one, then the
+    /// suffix after a space.
+    pub fn user_agent(&self) -> String {
         match self.user_agent_suffix.as_deref().map(str::trim) {
-            Some(suffix) if !suffix.is_empty() => format!("{transport}/{version} {suffix}"),
-            _ => format!("{transport}/{version}"),
+            Some(suffix) if !suffix.is_empty() => format!("{} {suffix}", self.api.user_agent),
+            _ => self.api.user_agent.clone(),
         }
     }
 }
@@ -226,17 +228,15 @@ mod tests {
     }
 
     #[test]
-    fn user_agent_names_the_transport_then_the_suffix() {
-        let mut c = ClientConfig::new(ApiConfig::new("k"));
-        assert_eq!(
-            c.user_agent("batch-blocking", "0.1.0"),
-            "batch-blocking/0.1.0"
-        );
-        c.user_agent_suffix = Some("my-app/2".into());
-        assert_eq!(
-            c.user_agent("batch-blocking", "0.1.0"),
-            "batch-blocking/0.1.0 my-app/2"
-        );
+    fn the_user_agent_suffix_follows_the_api_user_agent() {
+        let mut c = ClientConfig::new(ApiConfig::new("k").with_user_agent("base/1"));
+        assert_eq!(c.user_agent(), "base/1");
+        c.user_agent_suffix = Some(" my-app/2 ".into());
+        assert_eq!(c.user_agent(), "base/1 my-app/2");
+        let s = ClientSettings::new(&c).expect("the default base URL is usable");
+        let request = crate::api::list_batches(&s.api, &crate::api::ListBatches::default())
+            .expect("a request");
+        assert_eq!(request.headers()["user-agent"], "base/1 my-app/2");
     }
 
     #[test]
