@@ -26,7 +26,7 @@ struct Seen {
     /// `GET /v1/batches HTTP/1.1`, or the absolute form through a proxy.
     line: String,
     user_agent: Option<String>,
-    /// The whole head, for the secrets check.
+    /// The whole head, to check a tunnel's `CONNECT` does not carry the key.
     head: String,
 }
 
@@ -314,7 +314,11 @@ fn a_proxy_url_carries_every_request_and_none_carries_none() {
 /// ureq's tunnel (`CONNECT`, then the request in origin form) and
 /// reqwest's request in absolute form. Returns how many lines it saw.
 fn via_proxy(proxy: &Double, server: &Double) -> usize {
-    let lines: Vec<String> = proxy.seen().into_iter().map(|s| s.line).collect();
+    let seen = proxy.seen();
+    for s in seen.iter().filter(|s| s.line.starts_with("CONNECT ")) {
+        assert!(!s.head.contains(KEY), "the tunnel request carries the key");
+    }
+    let lines: Vec<String> = seen.into_iter().map(|s| s.line).collect();
     let authority = format!("127.0.0.1:{}", server.addr.port());
     assert_eq!(
         lines,
