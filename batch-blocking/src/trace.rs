@@ -9,8 +9,9 @@
 //! - a `job event` event for every [`JobEvent`] (its `Debug` form).
 //!
 //! The key never appears: no header is recorded, the path is recorded
-//! without its query, and no body, server message or transport message is
-//! recorded (a failure records its kind only).
+//! without its query, no body and no transport message is recorded (a
+//! failure records its kind only), and the job's events come with the key
+//! already removed from any server words they quote.
 //!
 //! `batch-async` has the same file.
 
