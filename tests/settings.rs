@@ -651,3 +651,21 @@ fn a_request_deadline_cuts_a_silent_server() {
         );
     }
 }
+
+#[test]
+fn a_proxy_password_never_shows_in_debug() {
+    let mut c = config("http://127.0.0.1:9");
+    c.proxy = Proxy::Url("http://user:proxy-pass-123@127.0.0.1:3128".into());
+    let shown = [
+        format!("{c:?}"),
+        format!(
+            "{:?}",
+            batch_blocking::Client::new(c.clone()).expect("blocking client")
+        ),
+        format!("{:?}", batch_async::Client::new(c).expect("async client")),
+    ];
+    for text in shown {
+        assert!(!text.contains("proxy-pass-123"), "{text}");
+        assert!(!text.contains(KEY), "{text}");
+    }
+}
