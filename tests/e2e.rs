@@ -12,6 +12,7 @@ mod misbehaving;
 mod partial;
 mod secrets;
 mod seed_ops;
+mod settings;
 mod streaming;
 mod typed;
 mod webhooks;

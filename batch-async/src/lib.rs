@@ -9,6 +9,31 @@
 //! `batch-blocking` is the same crate for blocking code, with the same file
 //! names and public names.
 //!
+//!
+//! ## Settings
+//!
+//! [`ClientConfig`] holds what real networks need, read the same way by both
+//! transports: the retry policy (attempts, base delay, cap, and a total time
+//! budget, `retry.max_elapsed`), the per-request bounds (`exchange`: a
+//! total deadline, a stall rule, a size cap), connect and read timeouts, the
+//! proxy (the environment's by default; a URL; or
+//! [`Proxy::None`](batch_core::job::Proxy::None), which ignores the
+//! environment), the platform's roots plus extra PEM root certificates, and
+//! a user-agent suffix. Bring your own HTTP client with `Client::with_http`.
+//! `submit_and_wait_with_events` reports the job's events (uploads,
+//! batches, progress, each retry) as they happen.
+//!
+//! ## Tracing
+//!
+//! With the `tracing` cargo feature, every drive loop opens a `job` span
+//! (`job_id`, `shards`) and every request a child `exchange` span (`id`,
+//! `shard`, `op`, `attempt`, `method`, `path` without the query, `status`,
+//! `bytes_sent`, `bytes_received`), closed by an `exchange ended`,
+//! `exchange failed` (with its kind) or `exchange dropped` event; each job
+//! event is a `job event` event (its `Debug` form: a retry's reason may
+//! quote the server, with the key removed as everywhere the job reports).
+//! No header, body or query is recorded, so the key never is.
+//!
 //! ```no_run
 //! use batch_async::Client;
 //! use batch_core::input::{Item, SystemPrompt};
@@ -77,6 +102,7 @@ mod convert;
 mod error;
 mod hints;
 mod run;
+mod trace;
 
 pub use batch_core::job::ClientConfig;
 pub use client::Client;

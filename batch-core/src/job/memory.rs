@@ -323,6 +323,18 @@ impl BatchJob {
     ) -> Result<Job, ResumeError> {
         let mut cfg = JobConfig::new(api);
         cfg.retry = retry;
+        self.job_from(cfg, stop, now)
+    }
+
+    /// A [`Job`] with `cfg`'s API settings, retry policy and exchange
+    /// limits, and this handle's options, continuing from the last
+    /// checkpoint (or new), stopping at `stop`.
+    pub(crate) fn job_from(
+        &self,
+        mut cfg: JobConfig,
+        stop: StopAfter,
+        now: UnixMillis,
+    ) -> Result<Job, ResumeError> {
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
         cfg.on_timeout = if self.options.cancel_on_timeout {

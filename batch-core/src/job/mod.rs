@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use crate::error::ClientError;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
-pub use client_config::{ClientConfig, ClientSettings, ManualClock};
+pub use client_config::{ClientConfig, ClientSettings, ManualClock, Proxy};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use ops::{JobOp, JobStatus};
@@ -58,9 +58,9 @@ pub use settings::{
     validate_expires_after, validate_metadata,
 };
 pub use types::{
-    ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
-    JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
-    UsageError, UsageTotals, WaitReason,
+    ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
+    JobResult, JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter,
+    TransportFailure, UsageError, UsageTotals, WaitReason,
 };
 pub use types::{ParseError, ParseErrorKind, ResultError, ResultStatus};
 
@@ -168,6 +168,8 @@ struct Shard {
     wait_reason: Option<WaitReason>,
     /// Consecutive failed attempts of the current operation.
     attempts: u32,
+    /// When the current run of failed attempts began (set with the first).
+    failing_since: UnixMillis,
     /// Reconciliation cursor (`after`) and pages searched.
     search_after: Option<String>,
     search_pages: u32,
@@ -570,6 +572,18 @@ impl Job {
             self.hints.push_back(batch_id.to_owned());
         }
         matched
+    }
+
+    /// What exchange `id`, in flight, is for: its shard, its operation and
+    /// its attempt. For logs and traces; `None` once it ended.
+    pub fn exchange_context(&self, id: ExchangeId) -> Option<ExchangeContext> {
+        let ex = self.inflight.get(&id)?;
+        let sh = self.shards.get(ex.shard)?;
+        Some(ExchangeContext {
+            shard: sh.plan.index,
+            op: ex.op.name(),
+            attempt: sh.attempts + 1,
+        })
     }
 
     /// Whether the job has returned [`Step::Done`].
@@ -2093,10 +2107,35 @@ impl Job {
     fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
         let now = self.now;
         let sh = &mut self.shards[i];
+        if sh.attempts == 0 {
+            sh.failing_since = now;
+        }
         sh.attempts += 1;
-        if !self.cfg.retry.allows(sh.attempts) {
+        let at = if self.cfg.retry.allows(sh.attempts) {
+            let mut at = self
+                .cfg
+                .retry
+                .retry_at(sh.attempts, floor, &mut self.rng, now);
+            if *op == Op::Upload {
+                // A whole shard is not sent again at a second's interval: the
+                // next attempt waits at least a second per MiB of it.
+                let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
+                at = at.max(now.saturating_add(pause));
+            }
+            Some(at).filter(|at| self.cfg.retry.within_budget(sh.failing_since, *at))
+        } else {
+            None
+        };
+        let Some(at) = at else {
+            let sh = &mut self.shards[i];
+            let budget = match self.cfg.retry.max_elapsed {
+                Some(b) if self.cfg.retry.allows(sh.attempts) => {
+                    format!(" (its retry budget of {b:?} ran out)")
+                }
+                _ => String::new(),
+            };
             let message = format!(
-                "gave up on {} after {} attempts: {reason}",
+                "gave up on {} after {} attempts{budget}: {reason}",
                 op.name(),
                 sh.attempts
             );
@@ -2104,17 +2143,7 @@ impl Job {
             self.begin_finishing(i, "gave_up", message, ShardEnd::Stopped);
             self.dirty = true;
             return;
-        }
-        let mut at = self
-            .cfg
-            .retry
-            .retry_at(sh.attempts, floor, &mut self.rng, now);
-        if *op == Op::Upload {
-            // A whole shard is not sent again at a second's interval: the
-            // next attempt waits at least a second per MiB of it.
-            let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
-            at = at.max(now.saturating_add(pause));
-        }
+        };
         let sh = &mut self.shards[i];
         sh.not_before = at;
         sh.wait_reason = Some(if floor.is_some() {
@@ -2217,6 +2246,7 @@ impl Shard {
             not_before: UnixMillis::ZERO,
             wait_reason: None,
             attempts: 0,
+            failing_since: UnixMillis::ZERO,
             search_after: None,
             search_pages: 0,
             finishing: None,

@@ -146,7 +146,7 @@ impl BatchJob {
             JobOp::Collect | JobOp::Cancel => StopAfter::Finished,
         };
         let mut job = self
-            .job_with(config.api.clone(), config.retry.clone(), stop, now)
+            .job_from(config.job_config(), stop, now)
             .map_err(JobError::from)?;
         if op == JobOp::Cancel {
             job.cancel(now);

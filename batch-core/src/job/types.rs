@@ -191,6 +191,18 @@ pub enum StopAfter {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExchangeId(pub u64);
 
+/// What one exchange in flight is for ([`Job::exchange_context`](super::Job::exchange_context)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangeContext {
+    /// The shard it works for.
+    pub shard: u32,
+    /// The operation: `upload`, `create`, `poll`, `download`, ...
+    pub op: &'static str,
+    /// Its attempt at that operation (1 = the first try).
+    pub attempt: u32,
+}
+
 /// What the transport must do next. After any `handle_*` call, call
 /// [`Job::poll`](super::Job::poll) until it returns `Send`, `Wait` or `Done`.
 #[must_use]
