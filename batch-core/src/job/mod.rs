@@ -33,6 +33,7 @@
 //!   outcome)     outcome)                                                    every id unseen
 //! ```
 
+mod by_id;
 mod checkpoint;
 mod client_config;
 mod download;
@@ -47,6 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use crate::error::ClientError;
+pub use by_id::FileDownload;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use client_config::{ClientConfig, ClientSettings, ManualClock};
 pub use io::JobIo;
