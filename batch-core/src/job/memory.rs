@@ -281,6 +281,16 @@ impl BatchJob {
         }
     }
 
+    /// The seed of the job id and backoff jitter.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Continues from `checkpoint` (a stored handle being loaded).
+    pub(crate) fn restore_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.checkpoint = Some(checkpoint);
+    }
+
     /// The plan.
     pub fn plan(&self) -> &JobPlan {
         &self.plan
