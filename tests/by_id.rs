@@ -276,6 +276,11 @@ fn a_fresh_client_reads_and_collects_a_batch_by_id() {
             .retrieve_batch("batch_doesnotexist")
             .expect_err("unknown id");
         assert!(missing.contains("404"), "{who}: {missing}");
+        // A job for an unknown batch ends with the server's refusal.
+        let missing = reader
+            .batch_results("batch_doesnotexist")
+            .expect_err("unknown id");
+        assert!(missing.contains("batch_doesnotexist"), "{who}: {missing}");
         let missing = reader
             .download_file("file-doesnotexist")
             .expect_err("unknown file");

@@ -1777,7 +1777,12 @@ impl Job {
 
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
         let message = self.redact(&message);
+        let open = self.plan.is_open();
         let sh = &mut self.shards[i];
+        if open && end == ShardEnd::Stopped && sh.error.is_none() {
+            // A by-id shard may know no request to carry the reason.
+            sh.error = Some(message.clone());
+        }
         sh.download = None;
         sh.finishing = Some(Finishing {
             next: 0,
