@@ -284,3 +284,19 @@ fn a_by_id_job_resumes_from_its_checkpoint_after_a_crash() {
     );
     assert!(other.is_err());
 }
+
+#[test]
+fn a_batch_that_failed_validation_is_read_by_id_as_failed() {
+    let sim = SimConfig {
+        validation_error: Some(("invalid_request".to_owned(), 3)),
+        ..SimConfig::default()
+    };
+    let (mut h, batch_id, cfg) = submitted(5, sim);
+    let (mut job, _) = by_id(&cfg, &batch_id, h.now);
+    let summary = h.run_with(&mut job, RunOpts::default()).done();
+    assert_eq!(summary.shards[0].status, Some(BatchStatus::Failed));
+    assert!(h.durable.is_empty(), "no file names a request");
+    assert!(!summary.complete);
+    let err = summary.verdict().expect_err("a failed batch");
+    assert!(err.to_string().contains(&batch_id), "{err}");
+}
