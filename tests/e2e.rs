@@ -4,6 +4,8 @@
 
 mod common;
 
+mod by_id;
+
 mod faults;
 mod fidelity;
 mod happy;

@@ -96,6 +96,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod by_id;
 mod client;
 mod clock;
 mod convert;

@@ -432,7 +432,7 @@ fn root_certs(config: &ClientConfig) -> Result<ureq::tls::RootCerts, Error> {
 }
 
 /// A seed for backoff jitter and job ids, from the OS's hash randomness.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6f70_656e_6169);

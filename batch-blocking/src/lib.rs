@@ -91,6 +91,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod by_id;
 mod client;
 mod clock;
 mod convert;

@@ -33,6 +33,7 @@
 //!   outcome)     outcome)                                                    every id unseen
 //! ```
 
+mod by_id;
 mod checkpoint;
 mod client_config;
 mod download;
@@ -41,12 +42,14 @@ mod memory;
 mod ops;
 mod plan;
 mod settings;
+mod store;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use crate::error::ClientError;
+pub use by_id::FileDownload;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use client_config::{ClientConfig, ClientSettings, ManualClock, Proxy};
 pub use io::JobIo;
@@ -57,6 +60,7 @@ pub use settings::{
     MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
     validate_expires_after, validate_metadata,
 };
+pub use store::{JobStore, STORED_JOB_VERSION, StoreError, StoredJob, StoredSource, is_plain_name};
 pub use types::{
     ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
     JobResult, JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter,
@@ -373,11 +377,15 @@ pub enum ResumeError {
 impl Job {
     /// A new job for `plan`, started at `now`.
     pub fn new(cfg: JobConfig, plan: JobPlan, now: UnixMillis) -> Job {
-        let shards = plan
+        let mut shards: Vec<Shard> = plan
             .shards()
             .iter()
             .map(|p| Shard::new(p.clone()))
             .collect();
+        // A by-id plan's one shard starts at the poll phase.
+        if let (Some(batch_id), Some(sh)) = (plan.batch_id(), shards.first_mut()) {
+            sh.batch_id = Some(batch_id.to_owned());
+        }
         let deadline = cfg.max_wait.map(|w| now.saturating_add(w));
         let rng = JitterRng::new(cfg.seed);
         Job {
@@ -635,6 +643,11 @@ impl Job {
                 .reasoning_tokens
                 .saturating_add(sh.tally.usage.reasoning_tokens);
             s.shards.push(sh.summary());
+        }
+        if self.plan.is_open() {
+            // The batch says how many requests it holds; ids without a
+            // result line are unknown, so they count as missing.
+            s.requests = s.shards.iter().map(|sh| sh.requests).sum();
         }
         s.complete = s.succeeded + s.failed + s.not_processed == s.requests
             && self
@@ -1238,7 +1251,7 @@ impl Job {
         if now < sh.not_before && !cancel_now {
             return None;
         }
-        let op = if sh.file_id.is_none() {
+        let op = if sh.file_id.is_none() && sh.batch_id.is_none() {
             if sh.upload == Effect::Unknown {
                 Op::FindUpload
             } else {
@@ -1663,6 +1676,10 @@ impl Job {
         let poll_interval = self.cfg.poll_interval;
         let sh = &mut self.shards[i];
         sh.polled = true;
+        if sh.file_id.is_none() {
+            // A by-id job learns its input file from the batch.
+            sh.file_id = Some(batch.input_file_id.clone()).filter(|f| !f.is_empty());
+        }
         let status = batch.status.clone();
         let counts = batch.request_counts.unwrap_or_default();
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
@@ -1696,6 +1713,7 @@ impl Job {
         if status == BatchStatus::Failed
             && is_token_limit(&batch)
             && !self.cancel_requested
+            && !self.plan.is_open()
             && sh.requeues < self.cfg.max_requeues
         {
             sh.requeues += 1;
@@ -1737,11 +1755,20 @@ impl Job {
     fn finish_after_results(&mut self, i: usize) {
         let sh = &self.shards[i];
         let seen_results = sh.tally.succeeded + sh.tally.failed;
-        if let Some(counts) = sh.counts.as_ref() {
+        let learned = sh.plan.requests;
+        if let Some(counts) = sh.counts {
             let reported = counts.completed + counts.failed;
             if reported > seen_results {
                 let msg = format!(
                     "the batch reports {reported} finished requests but its files held {seen_results}"
+                );
+                self.warn(i, msg);
+            }
+            if self.plan.is_open() && counts.total > learned {
+                let missing = counts.total - learned;
+                let msg = format!(
+                    "the batch holds {} requests but its files named {learned}: {missing} have no outcome (their custom_ids are unknown)",
+                    counts.total
                 );
                 self.warn(i, msg);
             }
@@ -1797,7 +1824,12 @@ impl Job {
 
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
         let message = self.redact(&message);
+        let open = self.plan.is_open();
         let sh = &mut self.shards[i];
+        if open && end == ShardEnd::Stopped && sh.error.is_none() {
+            // A by-id shard may know no request to carry the reason.
+            sh.error = Some(message.clone());
+        }
         sh.download = None;
         sh.finishing = Some(Finishing {
             next: 0,
@@ -1857,6 +1889,9 @@ impl Job {
                     custom_id,
                     error,
                 } => {
+                    if let Some(id) = custom_id.as_deref() {
+                        self.learn_id(i, id);
+                    }
                     let sh = &mut self.shards[i];
                     sh.tally.bad_lines += 1;
                     let salvage = custom_id
@@ -1895,7 +1930,18 @@ impl Job {
         }
     }
 
+    /// In a by-id job, learns `custom_id` from a result line (a new id
+    /// widens the shard by one request); a planned job's ids are fixed.
+    fn learn_id(&mut self, i: usize, custom_id: &str) {
+        if let Some((index, true)) = self.plan.learn(custom_id) {
+            let sh = &mut self.shards[i];
+            sh.plan.requests = sh.plan.requests.max(index + 1);
+            sh.seen.grow(sh.plan.requests);
+        }
+    }
+
     fn accept_record(&mut self, i: usize, rec: ResultRecord) {
+        self.learn_id(i, &rec.custom_id);
         let sh = &mut self.shards[i];
         let Some(index) = self
             .plan
@@ -2281,7 +2327,9 @@ impl Shard {
     fn summary(&self) -> ShardSummary {
         ShardSummary {
             shard: self.plan.index,
-            requests: self.plan.requests,
+            // Equal for a planned shard; a by-id shard learns its ids as
+            // results come, and the batch's total says how many to expect.
+            requests: self.plan.requests.max(self.counts.map_or(0, |c| c.total)),
             file_id: self.file_id.clone(),
             batch_id: self.batch_id.clone(),
             status: self.status.clone(),
@@ -2384,6 +2432,13 @@ impl BitSet {
     fn get(&self, i: u64) -> bool {
         let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+    /// Makes room for `n` members (never shrinks).
+    fn grow(&mut self, n: u64) {
+        let words = usize::try_from(n.div_ceil(64)).unwrap_or(0);
+        if words > self.words.len() {
+            self.words.resize(words, 0);
+        }
     }
     fn set(&mut self, i: u64) {
         let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);

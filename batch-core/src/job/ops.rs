@@ -241,6 +241,7 @@ impl BatchJob {
                 JobOutcome::NotProcessed(np) if !np.is_final() => Some(np.message.clone()),
                 _ => None,
             })
+            .or_else(|| shard.error.clone())
             .unwrap_or_else(|| "the job stopped waiting for it".into());
         Some(Box::new(stopped(
             format!("shard {}: {why}", shard.shard),
