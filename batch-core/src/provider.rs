@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::api::CompletionWindow;
+use crate::api::{ApiConfig, CompletionWindow};
 use crate::job::ShardLimits;
 
 /// How the API key travels.
@@ -258,6 +258,148 @@ impl Provider {
     }
 }
 
+// ---- presets ------------------------------------------------------------------
+
+impl ProviderKind {
+    /// Reads `openai`, `azure`, `groq` or `custom` (any case).
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        [
+            ProviderKind::OpenAi,
+            ProviderKind::Azure,
+            ProviderKind::Groq,
+            ProviderKind::Custom,
+        ]
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// Groq's OpenAI-compatible base URL.
+pub const GROQ_BASE_URL: &str = "https://api.groq.com/openai/v1";
+
+impl ApiConfig {
+    /// Azure OpenAI's v1 API on `endpoint` (the resource URL, e.g.
+    /// `https://RESOURCE.openai.azure.com`; `/openai/v1` is added unless it
+    /// is there), the key in the `api-key` header ([`Provider::azure`]).
+    pub fn azure(endpoint: &str, api_key: impl Into<crate::api::ApiKey>) -> ApiConfig {
+        ApiConfig::new(api_key)
+            .with_base_url(azure_base(endpoint, "/openai/v1"))
+            .with_provider(Provider::azure())
+    }
+
+    /// Azure OpenAI's dated API on `endpoint` (`/openai` is added unless it
+    /// is there), with `api-version=<api_version>` on every request
+    /// ([`Provider::azure_dated`]).
+    pub fn azure_dated(
+        endpoint: &str,
+        api_key: impl Into<crate::api::ApiKey>,
+        api_version: impl Into<String>,
+    ) -> ApiConfig {
+        ApiConfig::new(api_key)
+            .with_base_url(azure_base(endpoint, "/openai"))
+            .with_provider(Provider::azure_dated(api_version))
+    }
+
+    /// Groq's API ([`GROQ_BASE_URL`], [`Provider::groq`]).
+    pub fn groq(api_key: impl Into<crate::api::ApiKey>) -> ApiConfig {
+        ApiConfig::new(api_key)
+            .with_base_url(GROQ_BASE_URL)
+            .with_provider(Provider::groq())
+    }
+
+    /// Any other OpenAI-compatible service at `base_url` (including its
+    /// version path), Bearer auth ([`Provider::custom`]).
+    pub fn custom(
+        base_url: impl Into<String>,
+        api_key: impl Into<crate::api::ApiKey>,
+    ) -> ApiConfig {
+        ApiConfig::new(api_key)
+            .with_base_url(base_url)
+            .with_provider(Provider::custom())
+    }
+}
+
+/// `endpoint` without a trailing slash, ending in `suffix` (`/openai/v1`
+/// or `/openai`). An endpoint that already names a path under `/openai` is
+/// kept as given.
+fn azure_base(endpoint: &str, suffix: &str) -> String {
+    let trimmed = endpoint.trim().trim_end_matches('/');
+    if trimmed.ends_with(suffix) {
+        trimmed.to_owned()
+    } else if suffix == "/openai/v1" && trimmed.ends_with("/openai") {
+        format!("{trimmed}/v1")
+    } else {
+        format!("{trimmed}{suffix}")
+    }
+}
+
+/// A setting the environment lacks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// A variable the provider needs is unset or empty.
+    #[error("{var} is not set")]
+    Missing {
+        /// The variable, e.g. `AZURE_OPENAI_API_KEY`.
+        var: &'static str,
+    },
+}
+
+/// The API settings of `kind`, read through `var` (which the transport or
+/// the command line points at the process environment) under the names
+/// each ecosystem's official SDK reads:
+///
+/// | provider | key | base URL | other |
+/// |---|---|---|---|
+/// | `openai` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` | `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID` |
+/// | `azure` | `AZURE_OPENAI_API_KEY` | `AZURE_OPENAI_ENDPOINT` (required) | `OPENAI_API_VERSION`: a dated version (`2024-10-21`) selects the dated API; unset, `v1`, `latest` or `preview` the v1 API |
+/// | `groq` | `GROQ_API_KEY` | `GROQ_BASE_URL` (default [`GROQ_BASE_URL`]) | |
+/// | `custom` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` | |
+///
+/// # Errors
+/// [`EnvError::Missing`] naming the first required variable that is unset.
+pub fn api_config_for(
+    kind: ProviderKind,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<ApiConfig, EnvError> {
+    let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
+    let need = |name: &'static str| get(name).ok_or(EnvError::Missing { var: name });
+    Ok(match kind {
+        ProviderKind::OpenAi => {
+            crate::job::api_config_from_env(&var).map_err(|_| EnvError::Missing {
+                var: "OPENAI_API_KEY",
+            })?
+        }
+        ProviderKind::Azure => {
+            let key = need("AZURE_OPENAI_API_KEY")?;
+            let endpoint = need("AZURE_OPENAI_ENDPOINT")?;
+            match get("OPENAI_API_VERSION") {
+                Some(v) if is_dated_version(&v) => ApiConfig::azure_dated(&endpoint, key, v),
+                _ => ApiConfig::azure(&endpoint, key),
+            }
+        }
+        ProviderKind::Groq => {
+            let cfg = ApiConfig::groq(need("GROQ_API_KEY")?);
+            match get("GROQ_BASE_URL") {
+                Some(base) => cfg.with_base_url(base),
+                None => cfg,
+            }
+        }
+        ProviderKind::Custom => {
+            let key = need("OPENAI_API_KEY")?;
+            let base = need("OPENAI_BASE_URL")?;
+            ApiConfig::custom(base, key)
+        }
+    })
+}
+
+/// Whether `version` is an Azure dated API version (`2024-10-21`,
+/// `2025-04-01-preview`) rather than the v1 API's `v1`/`latest`/`preview`.
+pub fn is_dated_version(version: &str) -> bool {
+    let v = version.trim();
+    v.len() >= 10 && v.as_bytes()[..4].iter().all(u8::is_ascii_digit) && v.as_bytes()[4] == b'-'
+}
+
 /// The completion windows a service accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -342,6 +484,87 @@ mod tests {
         let debug = format!("{p:?}");
         assert!(!debug.contains("hidden-value"), "{debug}");
         assert!(debug.contains("shown-value"), "{debug}");
+    }
+
+    #[test]
+    fn presets_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let v1 = api_config_for(
+            ProviderKind::Azure,
+            env(&[
+                ("AZURE_OPENAI_API_KEY", "az"),
+                ("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com/"),
+            ]),
+        )
+        .expect("azure");
+        assert_eq!(v1.base_url, "https://r.openai.azure.com/openai/v1");
+        assert_eq!(v1.provider, Provider::azure());
+        assert_eq!(v1.api_key.expose_secret(), "az");
+        let dated = api_config_for(
+            ProviderKind::Azure,
+            env(&[
+                ("AZURE_OPENAI_API_KEY", "az"),
+                ("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com"),
+                ("OPENAI_API_VERSION", "2024-10-21"),
+            ]),
+        )
+        .expect("azure dated");
+        assert_eq!(dated.base_url, "https://r.openai.azure.com/openai");
+        assert_eq!(dated.provider.api_version(), Some("2024-10-21"));
+        let latest = api_config_for(
+            ProviderKind::Azure,
+            env(&[
+                ("AZURE_OPENAI_API_KEY", "az"),
+                ("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com/openai"),
+                ("OPENAI_API_VERSION", "preview"),
+            ]),
+        )
+        .expect("azure v1");
+        assert_eq!(latest.base_url, "https://r.openai.azure.com/openai/v1");
+        assert_eq!(
+            api_config_for(ProviderKind::Azure, env(&[("AZURE_OPENAI_API_KEY", "az")])).err(),
+            Some(EnvError::Missing {
+                var: "AZURE_OPENAI_ENDPOINT"
+            })
+        );
+        let groq =
+            api_config_for(ProviderKind::Groq, env(&[("GROQ_API_KEY", "gsk")])).expect("groq");
+        assert_eq!(groq.base_url, GROQ_BASE_URL);
+        assert_eq!(groq.provider, Provider::groq());
+        assert_eq!(
+            api_config_for(ProviderKind::Groq, env(&[("OPENAI_API_KEY", "sk")])).err(),
+            Some(EnvError::Missing {
+                var: "GROQ_API_KEY"
+            })
+        );
+        let openai =
+            api_config_for(ProviderKind::OpenAi, env(&[("OPENAI_API_KEY", "sk")])).expect("oa");
+        assert_eq!(openai.base_url, ApiConfig::DEFAULT_BASE_URL);
+        assert_eq!(openai.provider, Provider::openai());
+        assert_eq!(
+            api_config_for(ProviderKind::Custom, env(&[("OPENAI_API_KEY", "sk")])).err(),
+            Some(EnvError::Missing {
+                var: "OPENAI_BASE_URL"
+            })
+        );
+        for (name, kind) in [
+            ("openai", ProviderKind::OpenAi),
+            ("Azure", ProviderKind::Azure),
+            ("groq", ProviderKind::Groq),
+            ("custom", ProviderKind::Custom),
+        ] {
+            assert_eq!(ProviderKind::parse(name), Some(kind));
+        }
+        assert_eq!(ProviderKind::parse("mistral"), None);
+        assert!(is_dated_version("2025-04-01-preview"));
+        assert!(!is_dated_version("v1"));
     }
 
     #[test]
