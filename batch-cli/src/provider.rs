@@ -2,8 +2,8 @@
 //! service the API settings describe, read from the environment variables
 //! its ecosystem uses (see `batch_core::provider::api_config_for`).
 
-use batch_core::api::{ApiConfig, ProviderKind, api_config_for};
-use batch_core::job::api_config_from_env;
+use batch_core::api::{ApiConfig, Provider, ProviderKind, api_config_for};
+use batch_core::job::{api_config_from_env, parse_completion_window};
 use batch_core::provider::{EnvError, is_dated_version};
 
 use crate::args::ApiArgs;
@@ -124,4 +124,21 @@ pub(crate) fn emulator_api(args: &ApiArgs, origin: &str, key: &str) -> ApiConfig
         ProviderKind::Custom => ApiConfig::custom(format!("{origin}/v1"), key),
         _ => ApiConfig::new(key).with_base_url(format!("{origin}/v1")),
     }
+}
+
+/// Refuses, before a journal is made, a `--completion-window` the
+/// `--provider` does not accept (the job checks again before each create).
+pub(crate) fn check_window(api: &ApiArgs, plan: &crate::args::PlanArgs) -> Result<(), CliError> {
+    let provider = match kind(api) {
+        ProviderKind::Azure => Provider::azure(),
+        ProviderKind::Groq => Provider::groq(),
+        ProviderKind::Custom => Provider::custom(),
+        _ => Provider::openai(),
+    };
+    let Ok(window) = parse_completion_window(&plan.completion_window) else {
+        // A malformed window is reported by the batch settings' own check.
+        return Ok(());
+    };
+    batch_core::job::check_window(&provider, &window)
+        .map_err(|e| CliError::usage(format!("--completion-window: {e}")))
 }

@@ -192,6 +192,8 @@ fn groq_takes_a_longer_window_and_openai_refuses_it() {
         "{}",
         text(&o)
     );
+    // Refused before anything is planned: no journal is left behind.
+    assert!(!dir.path().join("openai.jsonl.journal").exists());
 }
 
 #[test]
