@@ -1,7 +1,7 @@
 //! Provider settings: what differs between services that speak the Files +
 //! Batches protocol (OpenAI, Azure OpenAI, Groq, a proxy).
 //!
-//! A [`Provider`] is plain data carried by [`ApiConfig`](crate::api::ApiConfig).
+//! A [`Provider`] is plain data carried by [`ApiConfig`].
 //! The request builders read it (how the key is sent, extra headers, query
 //! parameters on every request, a default input file expiry) and the job's
 //! settings checks read it (the completion windows the service accepts, its
