@@ -12,6 +12,7 @@ mod happy;
 mod library;
 mod misbehaving;
 mod partial;
+mod providers;
 mod secrets;
 mod seed_ops;
 mod settings;

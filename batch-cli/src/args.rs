@@ -39,6 +39,30 @@ pub(crate) struct ApiArgs {
     /// API base URL [default: $OPENAI_BASE_URL, else https://api.openai.com/v1].
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
+    /// The service: openai (OPENAI_API_KEY), azure (AZURE_OPENAI_API_KEY,
+    /// AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION), groq (GROQ_API_KEY), or
+    /// custom (OPENAI_API_KEY and OPENAI_BASE_URL or --base-url, Bearer auth,
+    /// any completion window).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "openai",
+        value_parser = ["openai", "azure", "groq", "custom"]
+    )]
+    pub(crate) provider: String,
+    /// Azure OpenAI's dated API version, e.g. 2024-10-21, sent as
+    /// `api-version` on every request [default: $OPENAI_API_VERSION; unset,
+    /// the v1 API].
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) api_version: Option<String>,
+    /// A header for every request, NAME:VALUE; repeat for more. Values of
+    /// headers named like a credential (authorization, *key*, *token*,
+    /// *secret*) are never printed.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub(crate) header: Vec<String>,
+    /// A query parameter for every request, NAME=VALUE; repeat for more.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) query: Vec<String>,
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,

@@ -168,6 +168,55 @@ impl ClientConfig {
     }
 }
 
+/// Presets for services other than OpenAI (see
+/// [`Provider`](crate::provider::Provider) and the README's "Providers"
+/// section).
+impl ClientConfig {
+    /// OpenAI's API with `api_key` (the same as `ClientConfig::new(ApiConfig::new(api_key))`).
+    pub fn openai(api_key: impl Into<crate::api::ApiKey>) -> Self {
+        ClientConfig::new(ApiConfig::new(api_key))
+    }
+
+    /// Azure OpenAI's v1 API on the resource `endpoint`
+    /// (`https://RESOURCE.openai.azure.com`), see [`ApiConfig::azure`].
+    pub fn azure(endpoint: &str, api_key: impl Into<crate::api::ApiKey>) -> Self {
+        ClientConfig::new(ApiConfig::azure(endpoint, api_key))
+    }
+
+    /// Azure OpenAI's dated API (`api-version=<api_version>`) on the
+    /// resource `endpoint`, see [`ApiConfig::azure_dated`].
+    pub fn azure_dated(
+        endpoint: &str,
+        api_key: impl Into<crate::api::ApiKey>,
+        api_version: impl Into<String>,
+    ) -> Self {
+        ClientConfig::new(ApiConfig::azure_dated(endpoint, api_key, api_version))
+    }
+
+    /// Groq's API, see [`ApiConfig::groq`].
+    pub fn groq(api_key: impl Into<crate::api::ApiKey>) -> Self {
+        ClientConfig::new(ApiConfig::groq(api_key))
+    }
+
+    /// Any OpenAI-compatible service at `base_url`, see [`ApiConfig::custom`].
+    pub fn custom(base_url: impl Into<String>, api_key: impl Into<crate::api::ApiKey>) -> Self {
+        ClientConfig::new(ApiConfig::custom(base_url, api_key))
+    }
+
+    /// The preset `kind` from the environment variables its ecosystem uses
+    /// (see [`api_config_for`](crate::provider::api_config_for)), read
+    /// through `var`, e.g. `|k| std::env::var(k).ok()`.
+    ///
+    /// # Errors
+    /// Names the first required variable that is unset.
+    pub fn from_env(
+        kind: crate::provider::ProviderKind,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::provider::EnvError> {
+        crate::provider::api_config_for(kind, var).map(ClientConfig::new)
+    }
+}
+
 /// A virtual clock whose waits jump forward at once, so a 24-hour job runs
 /// in milliseconds in tests. Both transports implement their `Clock` trait
 /// for it (`batch_blocking::ManualClock` and `batch_async::ManualClock` are

@@ -57,8 +57,8 @@ pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_
 pub use ops::{JobOp, JobStatus};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
 pub use settings::{
-    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
-    validate_expires_after, validate_metadata,
+    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, check_window,
+    parse_completion_window, validate_expires_after, validate_metadata,
 };
 pub use store::{JobStore, STORED_JOB_VERSION, StoreError, StoredJob, StoredSource, is_plain_name};
 pub use types::{
