@@ -103,7 +103,6 @@ mod convert;
 mod error;
 mod hints;
 mod run;
-mod trace;
 
 pub use batch_core::job::ClientConfig;
 pub use client::Client;

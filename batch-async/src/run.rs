@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use batch_core::api::Outgoing;
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
+use batch_core::trace;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -22,7 +23,6 @@ use crate::client::Client;
 use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
-use crate::trace;
 
 /// Reports queued from the exchanges to the loop at most.
 pub(crate) const QUEUE: usize = 16;

@@ -21,12 +21,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 
 use batch_core::api::Outgoing;
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
+use batch_core::trace;
 
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
-use crate::trace;
 
 /// The size of the chunks a response body is read in.
 const CHUNK: usize = 64 * 1024;

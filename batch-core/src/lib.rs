@@ -39,6 +39,7 @@ pub mod provider;
 pub mod results;
 pub mod retry;
 mod time;
+pub mod trace;
 pub mod webhook;
 
 #[cfg(feature = "fuzzing")]

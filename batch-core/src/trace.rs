@@ -1,5 +1,5 @@
-//! `tracing` spans and events, behind the `tracing` feature (without it,
-//! every call here is a no-op the compiler removes).
+//! `tracing` spans and events for a drive loop, behind the `tracing`
+//! feature (without it, every call here is a no-op the compiler removes).
 //!
 //! - a `job` span around a drive loop: `job_id`, `shards`;
 //! - an `exchange` span per request the job sends, a child of the job span:
@@ -13,10 +13,11 @@
 //! failure records its kind only), and the job's events come with the key
 //! already removed from any server words they quote.
 //!
-//! `batch-blocking` has the same file.
+//! Both transports' drive loops call it the same way; a driver of a
+//! [`Job`] of one's own can too.
 
-use batch_core::api::Outgoing;
-use batch_core::job::{ExchangeId, Job, JobEvent, TransportFailure};
+use crate::api::Outgoing;
+use crate::job::{ExchangeId, Job, JobEvent, TransportFailure};
 
 #[cfg(feature = "tracing")]
 mod on {
@@ -26,6 +27,7 @@ mod on {
     use tracing::field::Empty;
 
     /// One exchange's span and byte counts.
+    #[derive(Debug)]
     struct Traced {
         span: tracing::Span,
         sent: u64,
@@ -33,14 +35,15 @@ mod on {
     }
 
     /// The job's span and the spans of its exchanges in flight.
-    pub(crate) struct Exchanges {
+    #[derive(Debug)]
+    pub struct Exchanges {
         job: tracing::Span,
         live: HashMap<ExchangeId, Traced>,
     }
 
     impl Exchanges {
         /// Opens the span of a drive loop over `job`.
-        pub(crate) fn new(job: &Job) -> Exchanges {
+        pub fn new(job: &Job) -> Exchanges {
             let span = tracing::info_span!(
                 "job",
                 job_id = job.plan().job_id(),
@@ -53,17 +56,12 @@ mod on {
         }
 
         /// Records one of the job's events.
-        pub(crate) fn event(&self, ev: &JobEvent) {
+        pub fn event(&self, ev: &JobEvent) {
             tracing::info!(parent: &self.job, event = ?ev, "job event");
         }
 
         /// Opens the span of exchange `id`, about to be sent.
-        pub(crate) fn start(
-            &mut self,
-            job: &Job,
-            id: ExchangeId,
-            request: &http::Request<Outgoing>,
-        ) {
+        pub fn start(&mut self, job: &Job, id: ExchangeId, request: &http::Request<Outgoing>) {
             let ctx = job.exchange_context(id);
             let span = tracing::info_span!(
                 parent: &self.job,
@@ -89,42 +87,42 @@ mod on {
         }
 
         /// `n` more bytes of the request body went out.
-        pub(crate) fn sent(&mut self, id: ExchangeId, n: u64) {
+        pub fn sent(&mut self, id: ExchangeId, n: u64) {
             if let Some(t) = self.live.get_mut(&id) {
                 t.sent += n;
             }
         }
 
         /// The response head arrived.
-        pub(crate) fn head(&mut self, id: ExchangeId, head: &http::response::Parts) {
+        pub fn head(&mut self, id: ExchangeId, head: &http::response::Parts) {
             if let Some(t) = self.live.get(&id) {
                 t.span.record("status", head.status.as_u16());
             }
         }
 
         /// `n` more bytes of the response body arrived.
-        pub(crate) fn received(&mut self, id: ExchangeId, n: usize) {
+        pub fn received(&mut self, id: ExchangeId, n: usize) {
             if let Some(t) = self.live.get_mut(&id) {
                 t.received += n as u64;
             }
         }
 
         /// The exchange ended well.
-        pub(crate) fn end(&mut self, id: ExchangeId) {
+        pub fn end(&mut self, id: ExchangeId) {
             if let Some(t) = self.close(id) {
                 tracing::debug!(parent: &t.span, "exchange ended");
             }
         }
 
         /// The exchange failed.
-        pub(crate) fn failed(&mut self, id: ExchangeId, failure: &TransportFailure) {
+        pub fn failed(&mut self, id: ExchangeId, failure: &TransportFailure) {
             if let Some(t) = self.close(id) {
                 tracing::warn!(parent: &t.span, kind = ?failure.kind, "exchange failed");
             }
         }
 
         /// The job dropped the exchange (a deadline, a stall, a size cap).
-        pub(crate) fn dropped(&mut self, id: ExchangeId) {
+        pub fn dropped(&mut self, id: ExchangeId) {
             if let Some(t) = self.close(id) {
                 tracing::warn!(parent: &t.span, "exchange dropped");
             }
@@ -144,21 +142,31 @@ mod on {
     use super::{ExchangeId, Job, JobEvent, Outgoing, TransportFailure};
 
     /// Nothing, without the `tracing` feature.
-    pub(crate) struct Exchanges;
+    #[derive(Debug)]
+    pub struct Exchanges;
 
     impl Exchanges {
-        pub(crate) fn new(_: &Job) -> Exchanges {
+        /// Opens the span of a drive loop over a job.
+        pub fn new(_: &Job) -> Exchanges {
             Exchanges
         }
-        pub(crate) fn event(&self, _: &JobEvent) {}
-        pub(crate) fn start(&mut self, _: &Job, _: ExchangeId, _: &http::Request<Outgoing>) {}
-        pub(crate) fn sent(&mut self, _: ExchangeId, _: u64) {}
-        pub(crate) fn head(&mut self, _: ExchangeId, _: &http::response::Parts) {}
-        pub(crate) fn received(&mut self, _: ExchangeId, _: usize) {}
-        pub(crate) fn end(&mut self, _: ExchangeId) {}
-        pub(crate) fn failed(&mut self, _: ExchangeId, _: &TransportFailure) {}
-        pub(crate) fn dropped(&mut self, _: ExchangeId) {}
+        /// Records one of the job's events.
+        pub fn event(&self, _: &JobEvent) {}
+        /// Opens the span of an exchange, about to be sent.
+        pub fn start(&mut self, _: &Job, _: ExchangeId, _: &http::Request<Outgoing>) {}
+        /// More bytes of the request body went out.
+        pub fn sent(&mut self, _: ExchangeId, _: u64) {}
+        /// The response head arrived.
+        pub fn head(&mut self, _: ExchangeId, _: &http::response::Parts) {}
+        /// More bytes of the response body arrived.
+        pub fn received(&mut self, _: ExchangeId, _: usize) {}
+        /// The exchange ended well.
+        pub fn end(&mut self, _: ExchangeId) {}
+        /// The exchange failed.
+        pub fn failed(&mut self, _: ExchangeId, _: &TransportFailure) {}
+        /// The job dropped the exchange.
+        pub fn dropped(&mut self, _: ExchangeId) {}
     }
 }
 
-pub(crate) use on::Exchanges;
+pub use on::Exchanges;
