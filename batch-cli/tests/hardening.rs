@@ -799,9 +799,8 @@ fn a_damaged_index_fails_assembly_naming_the_slot_instead_of_writing_a_wrong_fil
     assert!(!out.exists(), "no wrong results file is written");
 }
 
-#[test]
-fn a_silent_server_still_gets_a_progress_line_every_period() {
-    // A server that takes connections and never answers.
+/// A loopback server that takes connections and never answers; its port.
+fn silent_server() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -810,6 +809,26 @@ fn a_silent_server_still_gets_a_progress_line_every_period() {
             held.push(s);
         }
     });
+    port
+}
+
+/// The lines `child` writes to stderr, as they come.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_silent_server_still_gets_a_progress_line_every_period() {
+    let port = silent_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = input(dir.path(), 20);
     let out = dir.path().join("results.jsonl");
@@ -827,15 +846,7 @@ fn a_silent_server_still_gets_a_progress_line_every_period() {
     ])
     .spawn()
     .expect("spawn");
-    let err = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut beats = 0;
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -858,15 +869,7 @@ fn a_silent_server_still_gets_a_progress_line_every_period() {
 
 #[test]
 fn a_silent_server_is_cut_after_the_stall_timeout_and_retried() {
-    // A server that takes connections and never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let port = silent_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = input(dir.path(), 20);
     let out = dir.path().join("results.jsonl");
@@ -885,15 +888,7 @@ fn a_silent_server_is_cut_after_the_stall_timeout_and_retried() {
     ])
     .spawn()
     .expect("spawn");
-    let err = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut seen = Vec::new();
     let mut cut = None;
     let deadline = Instant::now() + Duration::from_secs(60);
