@@ -109,7 +109,9 @@ mod tests {
             .start()
             .await
             .expect("the emulator starts");
-        let jobs = three_jobs(&emulator.base_url()).await.expect("the jobs run");
+        let jobs = three_jobs(&emulator.base_url())
+            .await
+            .expect("the jobs run");
         for (n, results) in jobs.iter().enumerate() {
             let (prompt, messages) = JOBS[n];
             assert_eq!(results.len(), messages.len(), "job {n}");

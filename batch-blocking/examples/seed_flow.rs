@@ -28,7 +28,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The reviews to label, by `custom_id`.
 const REVIEWS: [(&str, &str); 3] = [
     ("review-1", "Arrived on time and works as described."),
-    ("review-2", "Broke after two days; the seller never answered."),
+    (
+        "review-2",
+        "Broke after two days; the seller never answered.",
+    ),
     ("review-3", "Fine for the price."),
 ];
 
