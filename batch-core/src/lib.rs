@@ -40,9 +40,11 @@
 //!   head ([`handle_head`](job::Job::handle_head)), any number of body
 //!   chunks ([`handle_body`](job::Job::handle_body)) and the end
 //!   ([`handle_end`](job::Job::handle_end)); or a transport failure
-//!   ([`handle_failure`](job::Job::handle_failure)) at any point. A
-//!   [`Step::Abort`](job::Step::Abort) drops an exchange the job judged
-//!   too slow or too large; report nothing more on it.
+//!   ([`handle_failure`](job::Job::handle_failure)) at any point. Before
+//!   the head, [`handle_sent`](job::Job::handle_sent) may report request
+//!   body bytes going out (optional; it lets the job judge a stalled
+//!   upload). A [`Step::Abort`](job::Step::Abort) drops an exchange the
+//!   job judged too slow or too large; report nothing more on it.
 //! - **Drain rule.** `handle_body` lends a [`BodyFeed`](job::BodyFeed) of
 //!   the results decoded from that chunk; hand each to
 //!   [`JobIo::result`](job::JobIo::result) before the next chunk. (Results
