@@ -4,14 +4,19 @@
 
 mod common;
 
+mod by_id;
+
 mod faults;
 mod fidelity;
 mod happy;
 mod library;
 mod misbehaving;
 mod partial;
+mod providers;
 mod secrets;
 mod seed_ops;
+mod settings;
 mod streaming;
+mod typed;
 mod webhooks;
 mod wire;

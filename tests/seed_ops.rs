@@ -239,3 +239,41 @@ fn outcomes_decided_while_submitting_reach_get_results() {
     }
     assert_eq!(rendered[0], rendered[1], "the transports' results differ");
 }
+
+/// Cancelling a batch that has already completed: the API answers 409, and
+/// the client reads the batch and collects its results instead of failing.
+#[test]
+fn cancel_of_a_completed_batch_collects_its_results() {
+    let items = items(20, |_| None);
+    let outcomes = both(&Setup::default(), |t, emu| {
+        let mut job = t
+            .submit_batch(&items, &prompt(), &options(100, 1))
+            .expect("submit");
+        // The batch completes on the server while the handle still holds
+        // the status it had at submission.
+        let mut waits = 0;
+        while t.list(Some(1), None).expect("list").data[0].status
+            != batch_core::api::BatchStatus::Completed
+        {
+            waits += 1;
+            assert!(waits < 400, "{}: the batch never completed", t.name());
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let results = t.cancel(&mut job).expect("cancel of a completed batch");
+        (results, emu.counters())
+    });
+    for (t, (results, counters)) in ["blocking", "async"].iter().zip(outcomes) {
+        assert_each_once(t, &results, &items);
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r.outcome, JobOutcome::Succeeded(_))),
+            "{t}: every request of the completed batch succeeded"
+        );
+        assert_eq!(
+            on(&counters, "batches.cancel"),
+            1,
+            "{t}: one cancel, answered 409"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
-    JobResult, JobStatus, JobSummary, api_config_from_env,
+    JobResult, JobStatus, JobSummary, Proxy, api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -25,18 +25,88 @@ impl Client {
     /// A client with `config`. It never follows redirects and installs no
     /// retry policy (reqwest turns no status into an error): the core decides.
     ///
+    /// It connects through [`ClientConfig::proxy`] (the environment's
+    /// proxy by default), trusts the platform's roots and
+    /// [`ClientConfig::extra_root_certificates`]. Every request's
+    /// `User-Agent` is the API settings' one plus
+    /// [`ClientConfig::user_agent_suffix`].
+    ///
     /// # Errors
-    /// [`Error::Setup`] if the TLS backend cannot be set up or the base URL
-    /// is not usable.
+    /// [`Error::Setup`] if the TLS backend cannot be set up, the base URL
+    /// is not usable, the proxy URL does not parse, a root certificate
+    /// document holds no certificate, or no root is trusted at all
+    /// (`platform_roots` off and no extra root).
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         // reqwest is built without a bundled crypto provider; use ring's.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.io_timeout)
-            .build()
-            .map_err(|e| Error::Setup(e.to_string()))?;
+            .read_timeout(config.io_timeout);
+        builder = match &config.proxy {
+            // reqwest reads the environment unless told otherwise.
+            Proxy::FromEnvironment => builder,
+            Proxy::None => builder.no_proxy(),
+            Proxy::Url(url) => builder.proxy(
+                reqwest::Proxy::all(url.as_str())
+                    .map_err(|e| Error::Setup(format!("the proxy URL is not usable: {e}")))?,
+            ),
+        };
+        let mut extra = Vec::new();
+        for (i, pem) in config.extra_root_certificates.iter().enumerate() {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Setup(format!("extra root certificate {i} is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Setup(format!(
+                    "extra root certificate {i} holds no CERTIFICATE block"
+                )));
+            }
+            extra.extend(certs);
+        }
+        builder = if config.platform_roots {
+            builder.tls_certs_merge(extra)
+        } else if extra.is_empty() {
+            return Err(Error::Setup(
+                "no root certificate is trusted: platform_roots is off and no extra root was given"
+                    .into(),
+            ));
+        } else {
+            builder.tls_certs_only(extra)
+        };
+        let http = builder.build().map_err(|e| Error::Setup(e.to_string()))?;
+        Client::with_http(http, config)
+    }
+
+    /// A client that sends through `http`, your own, with `config`'s API
+    /// settings, retry policy and exchange limits. The client's own
+    /// settings stand for the rest: `config`'s timeouts, proxy and roots
+    /// are not used (the `User-Agent` with its suffix is a header of every
+    /// request, so it still applies).
+    ///
+    /// The client must follow no redirect
+    /// (`redirect(reqwest::redirect::Policy::none())`): the core reads 3xx
+    /// answers itself. reqwest offers no way to check this, so it is not
+    /// checked; reqwest never turns a status into an error on its own.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), batch_async::Error> {
+    /// use batch_async::{Client, ClientConfig};
+    /// use batch_core::api::ApiConfig;
+    ///
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()
+    ///     .map_err(|e| batch_async::Error::Setup(e.to_string()))?;
+    /// let client = Client::with_http(http, ClientConfig::new(ApiConfig::new("sk-...")))?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Setup`] if the base URL is not usable.
+    pub fn with_http(http: reqwest::Client, config: ClientConfig) -> Result<Client, Error> {
         Ok(Client {
             http,
             settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
@@ -180,6 +250,27 @@ impl Client {
             .await
     }
 
+    /// Like [`submit_and_wait`](Self::submit_and_wait), handing each
+    /// [`JobEvent`] to `on_event` as it happens: uploads, batches created,
+    /// progress, and each retry with its reason, attempt and time (an
+    /// unreachable server shows here long before the retry budget ends).
+    ///
+    /// # Errors
+    /// As `submit_and_wait`.
+    pub async fn submit_and_wait_with_events(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+        on_event: &mut (dyn FnMut(&JobEvent) + Send),
+    ) -> Result<Vec<JobResult>, Error> {
+        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let summary = self
+            .drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)
+            .await?;
+        handle.finish_collect(JobOp::Collect, summary, false)
+    }
+
     /// Like [`get_results`](Self::get_results) on a caller's clock
     /// (a [`ManualClock`](crate::ManualClock) runs a day-long job instantly in tests).
     ///
@@ -311,7 +402,7 @@ impl Client {
 }
 
 /// A seed for backoff jitter and job ids, from the OS's hash randomness.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6f70_656e_6169);

@@ -22,6 +22,7 @@ use crate::client::Client;
 use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
+use crate::trace;
 
 /// Reports queued from the exchanges to the loop at most.
 pub(crate) const QUEUE: usize = 16;
@@ -83,13 +84,15 @@ pub(crate) async fn drive(
 ) -> Result<JobSummary, Error> {
     let mut tasks = JoinSet::new();
     let mut live = Live::new();
+    let mut traced = trace::Exchanges::new(job);
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            feed(job, clock, io, &mut live, report)?;
+            feed(job, clock, io, &mut live, &mut traced, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
+                traced.start(job, id, &request);
                 let request = prepare(request, io, id, &tx)?;
                 let http = client.http().clone();
                 let tx = tx.clone();
@@ -99,13 +102,14 @@ pub(crate) async fn drive(
                 if let Some(task) = live.remove(&id) {
                     task.abort();
                 }
+                traced.dropped(id);
             }
             Step::Wait { until, .. } if !live.is_empty() || hinted => {
                 tokio::select! {
                     biased;
                     report = rx.recv() => {
                         if let Some(report) = report {
-                            feed(job, clock, io, &mut live, report)?;
+                            feed(job, clock, io, &mut live, &mut traced, report)?;
                         }
                     }
                     () = clock.sleep_until(until) => {}
@@ -113,7 +117,10 @@ pub(crate) async fn drive(
             }
             Step::Wait { until, .. } => clock.sleep_until(until).await,
             Step::Persist(cp) => io.persist(&cp)?,
-            Step::Event(ev) => io.event(&ev)?,
+            Step::Event(ev) => {
+                traced.event(&ev);
+                io.event(&ev)?;
+            }
             Step::Result(r) => io.result(r)?,
             Step::Done(summary) => return Ok(summary),
             other => return Err(Error::Setup(format!("unsupported step {other:?}"))),
@@ -147,29 +154,37 @@ fn feed(
     clock: &impl Clock,
     io: &mut impl JobIo,
     live: &mut Live,
+    traced: &mut trace::Exchanges,
     report: Report,
 ) -> Result<(), Error> {
     if report.id().is_some_and(|id| !live.contains_key(&id)) {
         return Ok(());
     }
     match report {
-        Report::Sent(id, n) => job
-            .handle_sent(id, n, clock.now())
-            .map_err(JobError::from)?,
-        Report::Head(id, head) => job
-            .handle_head(id, head, clock.now())
-            .map_err(JobError::from)?,
+        Report::Sent(id, n) => {
+            traced.sent(id, n);
+            job.handle_sent(id, n, clock.now())
+                .map_err(JobError::from)?;
+        }
+        Report::Head(id, head) => {
+            traced.head(id, &head);
+            job.handle_head(id, head, clock.now())
+                .map_err(JobError::from)?;
+        }
         Report::Chunk(id, chunk) => {
+            traced.received(id, chunk.len());
             for result in job.handle_body(id, &chunk).map_err(JobError::from)? {
                 io.result(result)?;
             }
         }
         Report::End(id) => {
             live.remove(&id);
+            traced.end(id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
         }
         Report::Failed(id, failure) => {
             live.remove(&id);
+            traced.failed(id, &failure);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
         }

@@ -7,7 +7,7 @@ use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
-    JobResult, JobStatus, JobSummary, api_config_from_env,
+    JobResult, JobStatus, JobSummary, Proxy, api_config_from_env,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -25,9 +25,28 @@ impl Client {
     /// A client with `config`. The agent never turns statuses into errors,
     /// never follows redirects and never retries: the core decides.
     ///
+    /// It connects through [`ClientConfig::proxy`] (the environment's
+    /// proxy by default), trusts the platform's roots and
+    /// [`ClientConfig::extra_root_certificates`]. Every request's
+    /// `User-Agent` is the API settings' one plus
+    /// [`ClientConfig::user_agent_suffix`].
+    ///
     /// # Errors
-    /// [`Error::Setup`] if the base URL is not usable.
+    /// [`Error::Setup`] if the base URL is not usable, the proxy URL does
+    /// not parse, a root certificate document holds no certificate, or no
+    /// root is trusted at all (`platform_roots` off and no extra root).
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let proxy = match &config.proxy {
+            Proxy::FromEnvironment => ureq::Proxy::try_from_env(),
+            Proxy::None => None,
+            Proxy::Url(url) => Some(
+                ureq::Proxy::new(url)
+                    .map_err(|e| Error::Setup(format!("the proxy URL is not usable: {e}")))?,
+            ),
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(root_certs(&config)?)
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -35,8 +54,58 @@ impl Client {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_per_read(Some(config.io_timeout))
             .timeout_per_write(Some(config.io_timeout))
+            .proxy(proxy)
+            .tls_config(tls)
             .build()
             .into();
+        Client::with_agent(agent, config)
+    }
+
+    /// A client that sends through `agent`, your own, with `config`'s API
+    /// settings, retry policy and exchange limits. The agent's own
+    /// settings stand for the rest: `config`'s timeouts, proxy and roots
+    /// are not used (the `User-Agent` with its suffix is a header of every
+    /// request, so it still applies).
+    ///
+    /// The agent must hand every status back as a response
+    /// (`http_status_as_error(false)`) and follow no redirect
+    /// (`max_redirects(0)` with `max_redirects_will_error(false)`): the core
+    /// reads 3xx and 4xx answers itself. Both are checked.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), batch_blocking::Error> {
+    /// use batch_blocking::{Client, ClientConfig};
+    /// use batch_core::api::ApiConfig;
+    ///
+    /// let agent: ureq::Agent = ureq::Agent::config_builder()
+    ///     .http_status_as_error(false)
+    ///     .max_redirects(0)
+    ///     .max_redirects_will_error(false)
+    ///     .build()
+    ///     .into();
+    /// let client = Client::with_agent(agent, ClientConfig::new(ApiConfig::new("sk-...")))?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Setup`] if the agent breaks one of those rules or the base
+    /// URL is not usable.
+    pub fn with_agent(agent: ureq::Agent, config: ClientConfig) -> Result<Client, Error> {
+        let c = agent.config();
+        if c.http_status_as_error() {
+            return Err(Error::Setup(
+                "the agent turns statuses into errors: build it with http_status_as_error(false)"
+                    .into(),
+            ));
+        }
+        if c.max_redirects() != 0 || c.max_redirects_will_error() {
+            return Err(Error::Setup(
+                "the agent follows redirects: build it with max_redirects(0) and max_redirects_will_error(false)"
+                    .into(),
+            ));
+        }
         Ok(Client {
             agent,
             settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
@@ -171,6 +240,25 @@ impl Client {
         self.collect(&mut handle, JobOp::Collect, &SystemClock)
     }
 
+    /// Like [`submit_and_wait`](Self::submit_and_wait), handing each
+    /// [`JobEvent`] to `on_event` as it happens: uploads, batches created,
+    /// progress, and each retry with its reason, attempt and time (an
+    /// unreachable server shows here long before the retry budget ends).
+    ///
+    /// # Errors
+    /// As `submit_and_wait`.
+    pub fn submit_and_wait_with_events(
+        &self,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        opts: &BatchOptions,
+        on_event: &mut dyn FnMut(&JobEvent),
+    ) -> Result<Vec<JobResult>, Error> {
+        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let summary = self.drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)?;
+        handle.finish_collect(JobOp::Collect, summary, false)
+    }
+
     /// Like [`get_results`](Self::get_results) on a caller's clock
     /// (a [`ManualClock`](crate::ManualClock) runs a day-long job instantly in tests).
     ///
@@ -296,8 +384,55 @@ impl Client {
     }
 }
 
+/// The roots that verify servers: the platform's verifier alone when
+/// nothing is added (the common case), else the platform's store read once
+/// plus the extra roots, or the extra roots alone.
+fn root_certs(config: &ClientConfig) -> Result<ureq::tls::RootCerts, Error> {
+    if config.extra_root_certificates.is_empty() {
+        if config.platform_roots {
+            return Ok(ureq::tls::RootCerts::PlatformVerifier);
+        }
+        return Err(Error::Setup(
+            "no root certificate is trusted: platform_roots is off and no extra root was given"
+                .into(),
+        ));
+    }
+    let mut certs = Vec::new();
+    if config.platform_roots {
+        // Certificates the store could not read are skipped, as the
+        // platform's verifier does.
+        let native = rustls_native_certs::load_native_certs();
+        certs.extend(
+            native
+                .certs
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der).to_owned()),
+        );
+    }
+    for (i, pem) in config.extra_root_certificates.iter().enumerate() {
+        let before = certs.len();
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::Setup(format!(
+                        "extra root certificate {i} is not PEM: {e}"
+                    )));
+                }
+            }
+        }
+        if certs.len() == before {
+            return Err(Error::Setup(format!(
+                "extra root certificate {i} holds no CERTIFICATE block"
+            )));
+        }
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 /// A seed for backoff jitter and job ids, from the OS's hash randomness.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6f70_656e_6169);

@@ -53,16 +53,50 @@ pub(crate) fn send_body(body: Body) -> ureq::SendBody<'static> {
 }
 
 /// Classifies a ureq error raised before the response head (through the
-/// core's one rule, [`TransportFailure::before_head`]).
+/// core's one rule, [`TransportFailure::before_head`]). A TLS handshake
+/// that fails (an unknown issuer, a refused protocol version) sent nothing,
+/// as `batch-async` classifies it.
 pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
     let not_connected = matches!(
         e,
         ureq::Error::HostNotFound
             | ureq::Error::ConnectionFailed
             | ureq::Error::BadUri(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::ConnectProxyFailed(_)
+            | ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_)
+            | ureq::Error::Pem(_)
             | ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)
-    ) || matches!(e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused);
+    ) || matches!(e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused
+        || is_handshake_failure(io));
     TransportFailure::before_head(!not_connected, e.to_string())
+}
+
+/// Whether `e` is rustls refusing the handshake: these errors come only
+/// before the request is written (ureq completes the handshake on connect).
+fn is_handshake_failure(e: &io::Error) -> bool {
+    use rustls::{AlertDescription as A, Error as R};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<R>()) else {
+        return false;
+    };
+    matches!(
+        tls,
+        R::InvalidCertificate(_)
+            | R::NoCertificatesPresented
+            | R::PeerIncompatible(_)
+            | R::UnsupportedNameType
+            | R::InvalidCertRevocationList(_)
+            | R::AlertReceived(
+                A::HandshakeFailure
+                    | A::ProtocolVersion
+                    | A::InsufficientSecurity
+                    | A::UnrecognisedName
+                    | A::BadCertificate
+                    | A::UnknownCA
+                    | A::CertificateRequired
+            )
+    )
 }
 
 /// Classifies an error while reading the body.

@@ -26,6 +26,7 @@ use crate::client::Client;
 use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
+use crate::trace;
 
 /// The size of the chunks a response body is read in.
 const CHUNK: usize = 64 * 1024;
@@ -89,13 +90,15 @@ pub(crate) fn drive(
     hinted: bool,
 ) -> Result<JobSummary, Error> {
     let mut live = Live::new();
+    let mut traced = trace::Exchanges::new(job);
     loop {
         // Feed what has arrived before asking the job what to do next.
         while let Ok(report) = rx.try_recv() {
-            feed(job, clock, io, &mut live, report)?;
+            feed(job, clock, io, &mut live, &mut traced, report)?;
         }
         match job.poll(clock.now()) {
             Step::Send { id, request } => {
+                traced.start(job, id, &request);
                 let request = prepare(request, io)?;
                 let agent = client.agent().clone();
                 let tx = tx.clone();
@@ -107,17 +110,21 @@ pub(crate) fn drive(
                 if let Some(stop) = live.remove(&id) {
                     stop.store(true, Ordering::Relaxed);
                 }
+                traced.dropped(id);
             }
             Step::Wait { until, .. } if !live.is_empty() || hinted => {
                 match rx.recv_timeout(clock.now().until(until)) {
-                    Ok(report) => feed(job, clock, io, &mut live, report)?,
+                    Ok(report) => feed(job, clock, io, &mut live, &mut traced, report)?,
                     Err(RecvTimeoutError::Timeout) => clock.sleep_until(until),
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
             }
             Step::Wait { until, .. } => clock.sleep_until(until),
             Step::Persist(cp) => io.persist(&cp)?,
-            Step::Event(ev) => io.event(&ev)?,
+            Step::Event(ev) => {
+                traced.event(&ev);
+                io.event(&ev)?;
+            }
             Step::Result(r) => io.result(r)?,
             Step::Done(summary) => return Ok(summary),
             other => return Err(Error::Setup(format!("unsupported step {other:?}"))),
@@ -144,29 +151,37 @@ fn feed(
     clock: &impl Clock,
     io: &mut impl JobIo,
     live: &mut Live,
+    traced: &mut trace::Exchanges,
     report: Report,
 ) -> Result<(), Error> {
     if report.id().is_some_and(|id| !live.contains_key(&id)) {
         return Ok(());
     }
     match report {
-        Report::Sent(id, n) => job
-            .handle_sent(id, n, clock.now())
-            .map_err(JobError::from)?,
-        Report::Head(id, head) => job
-            .handle_head(id, head, clock.now())
-            .map_err(JobError::from)?,
+        Report::Sent(id, n) => {
+            traced.sent(id, n);
+            job.handle_sent(id, n, clock.now())
+                .map_err(JobError::from)?;
+        }
+        Report::Head(id, head) => {
+            traced.head(id, &head);
+            job.handle_head(id, head, clock.now())
+                .map_err(JobError::from)?;
+        }
         Report::Chunk(id, chunk) => {
+            traced.received(id, chunk.len());
             for result in job.handle_body(id, &chunk).map_err(JobError::from)? {
                 io.result(result)?;
             }
         }
         Report::End(id) => {
             live.remove(&id);
+            traced.end(id);
             job.handle_end(id, clock.now()).map_err(JobError::from)?;
         }
         Report::Failed(id, failure) => {
             live.remove(&id);
+            traced.failed(id, &failure);
             job.handle_failure(id, failure, clock.now())
                 .map_err(JobError::from)?;
         }

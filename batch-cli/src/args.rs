@@ -39,6 +39,30 @@ pub(crate) struct ApiArgs {
     /// API base URL [default: $OPENAI_BASE_URL, else https://api.openai.com/v1].
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
+    /// The service: openai (OPENAI_API_KEY), azure (AZURE_OPENAI_API_KEY,
+    /// AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION), groq (GROQ_API_KEY), or
+    /// custom (OPENAI_API_KEY and OPENAI_BASE_URL or --base-url, Bearer auth,
+    /// any completion window).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "openai",
+        value_parser = ["openai", "azure", "groq", "custom"]
+    )]
+    pub(crate) provider: String,
+    /// Azure OpenAI's dated API version, e.g. 2024-10-21, sent as
+    /// `api-version` on every request [default: $OPENAI_API_VERSION; unset,
+    /// the v1 API].
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) api_version: Option<String>,
+    /// A header for every request, NAME:VALUE; repeat for more. Values of
+    /// headers named like a credential (authorization, *key*, *token*,
+    /// *secret*) are never printed.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub(crate) header: Vec<String>,
+    /// A query parameter for every request, NAME=VALUE; repeat for more.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) query: Vec<String>,
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,
@@ -127,6 +151,19 @@ pub(crate) struct DriveArgs {
     /// The longest gap between progress lines in a pipe [default: 10].
     #[arg(long, hide = true, value_name = "SECONDS")]
     pub(crate) progress_every: Option<f64>,
+    /// A status poll, create, cancel or look-up is cut and retried after
+    /// this many seconds [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) request_timeout: Option<f64>,
+    /// The slowest average rate an upload or a download may have, in
+    /// bytes per second: its deadline is 2 minutes plus its size at this
+    /// rate [default: 65536].
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub(crate) min_transfer_rate: Option<u64>,
+    /// An exchange that receives less than 1 KiB in this many seconds is
+    /// cut and retried (a silent or trickling server) [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) stall_timeout: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +284,9 @@ impl From<&ResultsArgs> for DriveArgs {
             quiet: a.quiet,
             requeue_delay: None,
             progress_every: None,
+            request_timeout: None,
+            min_transfer_rate: None,
+            stall_timeout: None,
         }
     }
 }

@@ -125,6 +125,7 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
     check_output(&args.output, &input)?;
     let requested = job::requested_options(&args.plan)?;
+    crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.drive
             .journal
@@ -344,6 +345,7 @@ fn short_list(items: &[String]) -> String {
 pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
     let requested = job::requested_options(&args.plan)?;
+    crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.journal
             .clone()

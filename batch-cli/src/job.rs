@@ -17,8 +17,8 @@ use std::time::Duration;
 use batch_blocking::{Client, ClientConfig, Clock, SystemClock};
 use batch_core::api::{ApiConfig, ShardRef};
 use batch_core::job::{
-    Checkpoint, Job, JobConfig, JobError, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
-    ShardLimits, StopAfter, api_config_from_env,
+    Checkpoint, ExchangeLimits, Job, JobConfig, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
+    ShardLimits, StopAfter,
 };
 use batch_emulator::{Emulator, EmulatorHandle, FaultConfig};
 
@@ -71,25 +71,19 @@ pub(crate) fn preflight(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<(),
     api_config(args, stored).map(|_| ())
 }
 
-fn key_error(e: JobError) -> CliError {
-    match e {
-        JobError::MissingKey => CliError::usage(
-            "OPENAI_API_KEY is not set: export your API key, or pass --emulator to run \
-             against the built-in emulator",
-        ),
-        other => CliError::usage(chain(&other)),
-    }
-}
-
 /// The API's settings from the environment: the key, and the base URL from
 /// `--base-url`, else `OPENAI_BASE_URL`, else the journal's, else the
 /// public API's. Refuses plain `http://` to anything but a loopback address
 /// without `--allow-insecure-http`: the key is sent with every request.
 fn api_config(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<ApiConfig, CliError> {
-    let mut cfg = api_config_from_env(|k| std::env::var(k).ok()).map_err(key_error)?;
-    let env_base = std::env::var("OPENAI_BASE_URL")
-        .ok()
-        .filter(|b| !b.trim().is_empty());
+    let mut cfg = crate::provider::from_env(args)?;
+    let env_base = std::env::var(match crate::provider::kind(args) {
+        batch_core::api::ProviderKind::Azure => "AZURE_OPENAI_ENDPOINT",
+        batch_core::api::ProviderKind::Groq => "GROQ_BASE_URL",
+        _ => "OPENAI_BASE_URL",
+    })
+    .ok()
+    .filter(|b| !b.trim().is_empty());
     if let Some(base) = &args.base_url {
         cfg = cfg.with_base_url(base.clone());
     } else if env_base.is_none()
@@ -97,6 +91,7 @@ fn api_config(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<ApiConfig, Cl
     {
         cfg = cfg.with_base_url(p.base_url.clone());
     }
+    let cfg = crate::provider::apply_extras(cfg, args)?;
     if !args.allow_insecure_http {
         check_not_plain_http(&cfg.base_url)?;
     }
@@ -162,6 +157,14 @@ pub(crate) fn connect(
             ));
         }
         let mut b = Emulator::builder().speed(args.emulator_speed);
+        let mode = match crate::provider::kind(args) {
+            batch_core::api::ProviderKind::Azure => batch_emulator::ProviderMode::Azure,
+            batch_core::api::ProviderKind::Groq => batch_emulator::ProviderMode::Groq,
+            _ => batch_emulator::ProviderMode::OpenAi,
+        };
+        if mode != batch_emulator::ProviderMode::OpenAi {
+            b = b.provider(mode);
+        }
         if let Some(j) = journal {
             b = b.data_dir(j.emulator_dir());
         }
@@ -197,11 +200,15 @@ pub(crate) fn connect(
                 chain(&e)
             ))
         })?;
-        let base_url = handle.base_url();
+        let cfg =
+            crate::provider::emulator_api(args, &format!("http://{}", handle.addr()), EMULATOR_KEY);
+        let cfg = crate::provider::apply_extras(cfg, args)?;
+        let base_url = cfg.base_url.clone();
         ctx.note(&format!(
-            "running against the built-in emulator at {base_url} (no key, no network)"
+            "running against the built-in emulator at {base_url} as {} (no key, no network)",
+            crate::provider::kind(args).as_str()
         ));
-        let client = client(ApiConfig::new(EMULATOR_KEY).with_base_url(base_url.clone()))?;
+        let client = client(cfg)?;
         return Ok(Api {
             client,
             base_url,
@@ -517,6 +524,8 @@ pub(crate) struct Drive {
     pub(crate) cancel: bool,
     /// The longest gap between progress lines in a pipe.
     pub(crate) heartbeat: Duration,
+    /// How long one exchange may take, and how slow it may be.
+    pub(crate) exchange: ExchangeLimits,
 }
 
 /// The longest duration a flag takes: a year, far past any batch's
@@ -561,6 +570,7 @@ impl Drive {
             stop,
             cancel,
             heartbeat: crate::progress::PLAIN_EVERY,
+            exchange: ExchangeLimits::default(),
         }
     }
 
@@ -581,8 +591,22 @@ impl Drive {
             Some(s) => seconds("--progress-every", s)?,
             None => crate::progress::PLAIN_EVERY,
         };
+        let mut exchange = ExchangeLimits::default();
+        if let Some(s) = d.request_timeout {
+            exchange.json_deadline = seconds("--request-timeout", s)?;
+        }
+        if let Some(rate) = d.min_transfer_rate {
+            if rate == 0 {
+                return Err(CliError::usage("--min-transfer-rate must be at least 1"));
+            }
+            exchange.transfer_rate = rate;
+        }
+        if let Some(s) = d.stall_timeout {
+            exchange.stall_window = seconds("--stall-timeout", s)?;
+        }
         Ok(Drive {
             heartbeat,
+            exchange,
             parallel: d.parallel,
             poll_interval,
             max_wait,
@@ -800,9 +824,13 @@ fn run_round(
 ) -> Result<JobSummary, CliError> {
     let mut cfg = JobConfig::new(api.client.api().clone());
     batch.apply(&mut cfg);
+    // The service may not take the window (OpenAI and Azure take only 24h).
+    batch_core::job::check_window(cfg.api.provider(), &cfg.completion_window)
+        .map_err(|e| CliError::usage(format!("--completion-window: {e}")))?;
     cfg.poll_interval = d.poll_interval;
     cfg.max_wait = d.max_wait;
     cfg.max_parallel = d.parallel;
+    cfg.exchange = d.exchange.clone();
     cfg.seed = random_u64();
     if let Some(delay) = d.requeue_delay {
         cfg.requeue_delay = delay;

@@ -24,6 +24,7 @@ mod job;
 mod journal;
 mod price;
 mod progress;
+mod provider;
 mod render;
 mod settings;
 mod term;

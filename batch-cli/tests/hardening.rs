@@ -855,3 +855,60 @@ fn a_silent_server_still_gets_a_progress_line_every_period() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_silent_server_is_cut_after_the_stall_timeout_and_retried() {
+    // A server that takes connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = input(dir.path(), 20);
+    let out = dir.path().join("results.jsonl");
+    let started = Instant::now();
+    let mut child = bare(&[
+        "run",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "gpt-4o-mini",
+        "--base-url",
+        &format!("http://127.0.0.1:{port}/v1"),
+        "--stall-timeout",
+        "1",
+    ])
+    .spawn()
+    .expect("spawn");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut cut = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cut.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("stalled") {
+                cut = Some(started.elapsed());
+            }
+            seen.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let cut = cut.unwrap_or_else(|| panic!("no stalled exchange reported: {seen:?}"));
+    // The default stall window is 30 s: a cut this early is the flag's.
+    assert!(cut < Duration::from_secs(25), "cut after {cut:?}: {seen:?}");
+    assert!(!out.exists());
+}

@@ -1,6 +1,6 @@
-//! The input model: items sharing a system prompt, and raw request lines.
+//! The input model: items sharing a system prompt, typed requests, and raw request lines.
 //!
-//! There are two ways in, and both end as a [`BatchRequest`], which
+//! There are three ways in, and all end as a [`BatchRequest`], which
 //! [`ShardEncoder`](crate::jsonl::ShardEncoder) validates and writes as one
 //! line of a batch input file:
 //!
@@ -10,6 +10,10 @@
 //!   [`SystemPrompt`]) and turns each item into a request body for the
 //!   endpoint: chat completions, responses, completions, embeddings or
 //!   moderations.
+//! - **Typed requests.** [`ChatRequest`], [`ResponsesRequest`] and
+//!   [`EmbeddingsRequest`] build the request line of one endpoint field by
+//!   field: messages, `response_format` with a JSON Schema, tools, and
+//!   `extra` for the rest.
 //! - **Raw request lines.** A [`BatchRequest`] is one line of the input file
 //!   for any endpoint the Batch API accepts, as the user wrote it.
 //!   [`BatchRequest::parse_line`] reads one from a line of a user's JSONL file
@@ -39,6 +43,12 @@ use serde_json::{Map, Value};
 
 use crate::api::Endpoint;
 use crate::error::{InputError, Problem};
+
+mod typed;
+pub use typed::{
+    ChatRequest, EmbeddingInput, EmbeddingsRequest, EncodingFormat, FunctionTool, JsonSchema,
+    Message, ResponseFormat, ResponsesRequest, Role, ToolChoice,
+};
 
 // ---------------------------------------------------------------------------
 // Item

@@ -172,6 +172,7 @@ mod error;
 pub mod input;
 pub mod job;
 pub mod jsonl;
+pub mod provider;
 pub mod results;
 pub mod retry;
 mod time;

@@ -33,6 +33,13 @@ pub struct RetryPolicy {
     /// (1 + 2 + 4 s of backoff, halved at worst by jitter).
     #[serde(default = "default_odd_status_attempts")]
     pub odd_status_attempts: u32,
+    /// How long one operation may keep failing before it is given up,
+    /// counted from its first failure: a retry that would start later than
+    /// this is not made (default: no limit, only
+    /// [`max_attempts`](Self::max_attempts)). Set it to bound how long an
+    /// unreachable server holds an operation, whatever the attempt count.
+    #[serde(default)]
+    pub max_elapsed: Option<Duration>,
 }
 
 fn default_odd_status_attempts() -> u32 {
@@ -49,6 +56,7 @@ impl Default for RetryPolicy {
             max_attempts: 12,
             max_retry_after: Duration::from_secs(600),
             odd_status_attempts: default_odd_status_attempts(),
+            max_elapsed: None,
         }
     }
 }
@@ -87,6 +95,14 @@ impl RetryPolicy {
     /// Whether another attempt is allowed after `attempts` tries.
     pub fn allows(&self, attempts: u32) -> bool {
         attempts < self.max_attempts
+    }
+
+    /// Whether a retry at `at` fits the time budget of an operation that
+    /// first failed at `first_failure` (always, without
+    /// [`max_elapsed`](Self::max_elapsed)).
+    pub fn within_budget(&self, first_failure: UnixMillis, at: UnixMillis) -> bool {
+        self.max_elapsed
+            .is_none_or(|budget| at <= first_failure.saturating_add(budget))
     }
 }
 
@@ -306,6 +322,16 @@ mod tests {
             p.retry_at(1, Some(too_far), &mut rng, now),
             now.saturating_add(p.max_retry_after)
         );
+    }
+
+    #[test]
+    fn time_budget_counts_from_the_first_failure() {
+        let mut p = RetryPolicy::default();
+        let first = UnixMillis(50_000);
+        assert!(p.within_budget(first, UnixMillis(u64::MAX)));
+        p.max_elapsed = Some(Duration::from_secs(5));
+        assert!(p.within_budget(first, UnixMillis(55_000)));
+        assert!(!p.within_budget(first, UnixMillis(55_001)));
     }
 
     #[test]

@@ -45,6 +45,62 @@ fn line_decoder_corpus() {
 }
 
 #[test]
+fn job_corpus() {
+    replay("job", fuzzing::job);
+}
+
+/// Replays a reproducer from `tests/fuzz-findings/`.
+fn finding(name: &str, body: fn(&[u8])) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-findings")
+        .join(name);
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    body(&data);
+}
+
+/// Found by the `job` target: a download resumed from an offset (here
+/// byte 1801, left by a cut-off body) is answered with a whole file shorter
+/// than that offset, as a server that ignores `Range` sends it. The answer
+/// is a 2xx, so it resets the shard's attempt count; it is also incomplete
+/// (fewer bytes than the offset to skip), so the download is retried, and
+/// the job asked for the same range about once a second forever. Now a
+/// download attempt that adds no complete line counts as a failed attempt,
+/// under the same cap as any other, so the job ends.
+#[test]
+fn finding_download_past_end_terminates() {
+    finding("job_download_past_end", fuzzing::job_ignoring_range);
+}
+
+/// Found against the `checkpoint` body: a checkpoint whose shard has
+/// `create_attempt` 4294967295 and no batch makes the resumed job overflow
+/// when it arms the next create (a panic with overflow checks, attempt 0 in
+/// the batch metadata without). The attempt number now saturates.
+#[test]
+fn finding_create_attempt_max_resumes() {
+    finding("checkpoint_create_attempt_max", fuzzing::checkpoint);
+}
+
+/// Found against the `checkpoint` body: two finished shards whose saved
+/// tallies sum past `u64::MAX` make `Job::summary` overflow (a panic with
+/// overflow checks, wrong counts without). `Job::resume` now refuses a
+/// finished shard whose tally is more than its requests, and token sums
+/// saturate.
+#[test]
+fn finding_tally_sum_overflow_resumes() {
+    finding("checkpoint_tally_sum_overflow", fuzzing::checkpoint);
+}
+
+#[test]
+fn checkpoint_corpus() {
+    replay("checkpoint", fuzzing::checkpoint);
+}
+
+#[test]
+fn plan_corpus() {
+    replay("plan", fuzzing::plan);
+}
+
+#[test]
 fn fixtures_through_every_body() {
     // The realistic fixtures, as single lines and as streams with a few
     // different caps and cut points.

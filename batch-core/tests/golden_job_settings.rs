@@ -12,9 +12,15 @@ use batch_core::job::{BatchJob, BatchOptions, ExchangeId, Job, JobConfig, Step, 
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
+/// A Groq-like service: it accepts the `7d` window these tests send
+/// (OpenAI's own API takes only `24h`).
 fn api() -> ApiBase {
-    ApiBase::new(&ApiConfig::new("sk-golden").with_base_url("http://golden.invalid/v1"))
-        .expect("api base")
+    ApiBase::new(
+        &ApiConfig::new("sk-golden")
+            .with_base_url("http://golden.invalid/v1")
+            .with_provider(batch_core::api::Provider::groq()),
+    )
+    .expect("api base")
 }
 
 fn one_request_job(options: &BatchOptions) -> BatchJob {

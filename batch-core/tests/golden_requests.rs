@@ -477,7 +477,7 @@ fn other_base_urls() {
     let req = retrieve_batch(&ApiBase::new(&custom_ua).expect("config"), "b").expect("build");
     assert_eq!(req.headers()["user-agent"], "my-app/2.0");
     assert!(matches!(
-        ApiBase::new(&ApiConfig::new(KEY).with_base_url("https://h/v1?x")),
+        ApiBase::new(&ApiConfig::new(KEY).with_base_url("https://h/v1#x")),
         Err(ConfigError::InvalidBaseUrl { .. })
     ));
 }

@@ -642,3 +642,47 @@ fn an_upload_reported_sent_is_cut_one_window_after_its_body_is_out() {
         "{step:?}"
     );
 }
+
+/// A shard of several MiB whose upload keeps failing is not sent again at a
+/// second's interval: each retry waits at least a second per MiB of it.
+#[test]
+fn a_failed_upload_of_a_large_shard_waits_a_second_per_mib_before_resending() {
+    let big: Vec<_> = (0..8)
+        .map(|i| {
+            let line = serde_json::json!({
+                "custom_id": format!("big-{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(512 * 1024)}]}
+            });
+            batch_core::input::BatchRequest::parse_line("test", i + 1, line.to_string().as_bytes())
+                .unwrap()
+        })
+        .collect();
+    let (mut job, plan, shards, _) = job_for(&big, ShardLimits::new(100, 64 << 20), |_| {});
+    let mib = plan.shards()[0].bytes / (1024 * 1024);
+    assert!(mib >= 4, "the shard is {mib} MiB");
+    let mut h = Harness::new(SimApi::new(SimConfig::default()), shards, UnixMillis(T0));
+    let opts = RunOpts::faults(|_, r| {
+        if is_upload(r) {
+            Fault::Reply {
+                status: 503,
+                headers: Vec::new(),
+                body: b"{}".to_vec(),
+            }
+        } else {
+            Fault::None
+        }
+    });
+    h.run_with(&mut job, opts).done();
+    assert_every_request_once(&h, &plan);
+    let uploads = times_of(&h, |l| {
+        l.method == Method::POST && l.path.ends_with("/files")
+    });
+    assert!(uploads.len() >= 3, "{uploads:?}");
+    for w in uploads.windows(2) {
+        assert!(
+            w[1] - w[0] >= mib * 1000,
+            "a {mib} MiB shard was sent again after {} ms",
+            w[1] - w[0]
+        );
+    }
+}

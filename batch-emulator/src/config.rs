@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::faults::FaultConfig;
+use crate::provider::ProviderMode;
 use crate::webhooks::WebhookConfig;
 
 /// Base durations of a batch's lifecycle, in virtual time (divided by the
@@ -87,6 +88,9 @@ pub struct EmulatorConfig {
     pub tick: Duration,
     /// Deliver signed webhooks when batches end. Default: none.
     pub webhook: Option<WebhookConfig>,
+    /// Which service to answer as (paths, auth header, windows, expiry).
+    /// Default OpenAI.
+    pub provider: ProviderMode,
 }
 
 impl Default for EmulatorConfig {
@@ -109,6 +113,7 @@ impl Default for EmulatorConfig {
             timings: Timings::default(),
             tick: Duration::from_millis(10),
             webhook: None,
+            provider: ProviderMode::OpenAi,
         }
     }
 }

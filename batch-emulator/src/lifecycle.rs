@@ -206,7 +206,7 @@ fn step(b: &mut BatchRecord, now: u64) -> Step {
     match b.status {
         Status::Validating => {
             let v_end = b.created_ms + t.validate_ms + b.stall_ms;
-            if b.expires_ms < v_end && now >= b.expires_ms {
+            if !b.never_expires && b.expires_ms < v_end && now >= b.expires_ms {
                 b.status = Status::Expired;
                 b.expired_ms = Some(b.expires_ms);
                 b.final_counts = Some((0, 0));
@@ -225,7 +225,7 @@ fn step(b: &mut BatchRecord, now: u64) -> Step {
                 .expire
                 .then(|| start + (b.total / 2) * t.per_request_ms);
             let expiry = forced.map_or(b.expires_ms, |f| f.min(b.expires_ms));
-            if expiry < p_end && now >= expiry {
+            if !b.never_expires && expiry < p_end && now >= expiry {
                 return Step::Finish {
                     to: Status::Expired,
                     at_ms: expiry,

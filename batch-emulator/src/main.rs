@@ -44,6 +44,11 @@ struct Args {
     /// Accept only this bearer token (default: any non-empty token).
     #[arg(long)]
     api_key: Option<String>,
+    /// Answer as this service: openai (`/v1`, Bearer), azure (`/openai/v1`
+    /// and `/openai?api-version=`, `api-key` header, 100000 requests per
+    /// file, batches never expire) or groq (`/openai/v1`, windows 24h to 7d).
+    #[arg(long, default_value = "openai", value_parser = ["openai", "azure", "groq"])]
+    provider: String,
     /// Largest batch input file in bytes [default: 209715200, the API's 200 MiB].
     #[arg(long)]
     max_batch_file_bytes: Option<u64>,
@@ -109,6 +114,9 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(mode) = batch_emulator::ProviderMode::parse(&args.provider) {
+        builder = builder.provider(mode);
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);

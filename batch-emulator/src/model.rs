@@ -141,6 +141,9 @@ pub(crate) struct BatchRecord {
     pub(crate) created_ms: u64,
     pub(crate) in_progress_ms: Option<u64>,
     pub(crate) expires_ms: u64,
+    /// The batch is not expired when it passes `expires_ms` (Azure OpenAI).
+    #[serde(default)]
+    pub(crate) never_expires: bool,
     pub(crate) finalizing_ms: Option<u64>,
     pub(crate) completed_ms: Option<u64>,
     pub(crate) failed_ms: Option<u64>,

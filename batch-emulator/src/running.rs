@@ -150,7 +150,15 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Lifecycle durations.
+    /// Answers as `mode` (see [`ProviderMode`](crate::ProviderMode)), with
+    /// its requests-per-file limit.
+    pub fn provider(mut self, mode: crate::ProviderMode) -> Self {
+        self.config.provider = mode;
+        self.config.max_requests_per_batch = mode.max_requests_per_batch();
+        self
+    }
+
+    /// Sets the lifecycle durations.
     pub fn timings(mut self, timings: Timings) -> Self {
         self.config.timings = timings;
         self
@@ -265,9 +273,10 @@ impl RunningEmulator {
         })
     }
 
-    /// The API base URL, e.g. `http://127.0.0.1:41234/v1`.
+    /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
+    /// (`.../openai/v1` for the Azure and Groq modes).
     pub fn base_url(&self) -> String {
-        base_url(self.addr)
+        base_url(self.addr, self.shared.cfg.provider)
     }
 
     /// The bound address.
@@ -361,8 +370,8 @@ impl Drop for RunningEmulator {
     }
 }
 
-fn base_url(addr: SocketAddr) -> String {
-    format!("http://{addr}/v1")
+fn base_url(addr: SocketAddr, mode: crate::ProviderMode) -> String {
+    format!("http://{addr}{}", mode.base_path())
 }
 
 /// A running emulator on a runtime of its own, for sync code (blocking
@@ -435,9 +444,10 @@ impl EmulatorHandle {
         }
     }
 
-    /// The API base URL, e.g. `http://127.0.0.1:41234/v1`.
+    /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
+    /// (`.../openai/v1` for the Azure and Groq modes).
     pub fn base_url(&self) -> String {
-        base_url(self.addr)
+        base_url(self.addr, self.shared.cfg.provider)
     }
 
     /// The bound address.

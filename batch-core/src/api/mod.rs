@@ -7,6 +7,7 @@ mod responses;
 mod status;
 mod types;
 
+pub use crate::provider::{AuthScheme, Provider, ProviderKind, Windows, api_config_for};
 pub use endpoint::Endpoint;
 pub use error_body::{ApiError, ErrorObject, ErrorResponse};
 pub use requests::{

@@ -6,11 +6,13 @@
 //! which includes `/v1` (API notes §9.3), so `/batches` is sent to
 //! `https://api.openai.com/v1/batches` by default.
 //!
-//! Every request carries `Authorization: Bearer <key>` (marked sensitive, so
-//! `http`'s `Debug` prints `Sensitive` instead of the key), `User-Agent`,
-//! `Accept`, and `OpenAI-Organization` / `OpenAI-Project` when configured.
-//! Requests with a body also carry `Content-Type` and an exact
-//! `Content-Length`.
+//! Every request carries the key (by default `Authorization: Bearer <key>`;
+//! the [`Provider`] may name another header, such as Azure OpenAI's
+//! `api-key`), marked sensitive so `http`'s `Debug` prints `Sensitive`
+//! instead of the key, `User-Agent`, `Accept`, `OpenAI-Organization` /
+//! `OpenAI-Project` when configured, and the provider's extra headers and
+//! query parameters. Requests with a body also carry `Content-Type` and an
+//! exact `Content-Length`.
 
 use std::fmt;
 
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::types::check_range;
 use super::{CreateBatch, ExpiresAfter, FilePurpose, ParamError};
+use crate::provider::{AuthScheme, Provider};
 
 // ---- configuration ----------------------------------------------------------
 
@@ -71,9 +74,11 @@ impl fmt::Display for ApiKey {
 pub struct ApiConfig {
     /// The base URL including the version path, e.g.
     /// `https://api.openai.com/v1` (API notes §1). Any base with a path
-    /// works (a proxy, an emulator); a trailing slash is ignored.
+    /// works (a proxy, an emulator); a trailing slash is ignored. A query
+    /// (`?api-version=2024-10-21`) is kept and sent with every request.
     pub base_url: String,
-    /// The key sent as `Authorization: Bearer <key>` (API notes §1).
+    /// The key, sent as `Authorization: Bearer <key>` (API notes §1) or in
+    /// the header [`Provider::auth`] names.
     pub api_key: ApiKey,
     /// Sent as `OpenAI-Organization` when set.
     pub organization: Option<String>,
@@ -81,6 +86,9 @@ pub struct ApiConfig {
     pub project: Option<String>,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// What the service expects beyond OpenAI's wire format (default:
+    /// [`Provider::openai`]).
+    pub provider: Provider,
 }
 
 impl ApiConfig {
@@ -99,7 +107,14 @@ impl ApiConfig {
             organization: None,
             project: None,
             user_agent: Self::DEFAULT_USER_AGENT.to_owned(),
+            provider: Provider::openai(),
         }
+    }
+
+    /// Sets the provider settings.
+    pub fn with_provider(mut self, provider: Provider) -> ApiConfig {
+        self.provider = provider;
+        self
     }
 
     /// Sets the base URL.
@@ -131,11 +146,36 @@ impl ApiConfig {
 /// validated and normalised, and the common headers are prepared once.
 ///
 /// Its `Debug` shows the `Authorization` value as `Sensitive`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiBase {
     base: String,
+    /// The query sent with every request, encoded, without `?`; may be empty.
+    query: String,
     headers: HeaderMap,
     key: ApiKey,
+    /// Values of extra headers that are credentials, redacted like the key.
+    secrets: Vec<ApiKey>,
+    provider: Provider,
+}
+
+impl fmt::Debug for ApiBase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The provider's headers may hold credentials: show their names only.
+        let headers: Vec<&str> = self
+            .provider
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        f.debug_struct("ApiBase")
+            .field("base", &self.base)
+            .field("query", &self.query)
+            .field("headers", &self.headers)
+            .field("key", &self.key)
+            .field("provider", &self.provider.kind)
+            .field("extra_headers", &headers)
+            .finish()
+    }
 }
 
 /// An [`ApiConfig`] that cannot be used.
@@ -164,6 +204,16 @@ pub enum ConfigError {
         /// The header, e.g. `OpenAI-Project`.
         header: &'static str,
     },
+    /// A provider header's name or value cannot be an http header (the
+    /// value is not repeated here: it may be a credential).
+    #[error("the header {name:?} is not a valid http header name and value")]
+    InvalidExtraHeader {
+        /// The header's name as given.
+        name: String,
+    },
+    /// A provider query parameter has an empty name.
+    #[error("a query parameter has an empty name")]
+    EmptyQueryName,
 }
 
 impl ApiBase {
@@ -176,20 +226,32 @@ impl ApiBase {
     /// - [`ConfigError::EmptyApiKey`] / [`ConfigError::InvalidApiKey`] if the
     ///   key is empty or cannot be a header value;
     /// - [`ConfigError::InvalidHeader`] if the organization, project or user
-    ///   agent cannot be a header value.
+    ///   agent cannot be a header value;
+    /// - [`ConfigError::InvalidExtraHeader`] if a provider header, or the
+    ///   header the provider sends the key in, is not a valid header;
+    /// - [`ConfigError::EmptyQueryName`] if a provider query parameter has
+    ///   no name.
     pub fn new(config: &ApiConfig) -> Result<ApiBase, ConfigError> {
-        let base = normalise_base_url(&config.base_url)?;
+        let (base, base_query) = normalise_base_url(&config.base_url)?;
+        let provider = &config.provider;
 
         let key = config.api_key.expose_secret();
         if key.is_empty() {
             return Err(ConfigError::EmptyApiKey);
         }
-        let mut auth = HeaderValue::try_from(format!("Bearer {key}"))
-            .map_err(|_| ConfigError::InvalidApiKey)?;
+        let (auth_name, auth_value) = match &provider.auth {
+            AuthScheme::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
+            AuthScheme::Header(name) => (
+                HeaderName::try_from(name.as_str())
+                    .map_err(|_| ConfigError::InvalidExtraHeader { name: name.clone() })?,
+                key.to_owned(),
+            ),
+        };
+        let mut auth = HeaderValue::try_from(auth_value).map_err(|_| ConfigError::InvalidApiKey)?;
         auth.set_sensitive(true);
 
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
+        headers.insert(auth_name, auth);
         headers.insert(USER_AGENT, header_value(&config.user_agent, "User-Agent")?);
         if let Some(org) = &config.organization {
             headers.insert(ORGANIZATION, header_value(org, "OpenAI-Organization")?);
@@ -197,11 +259,50 @@ impl ApiBase {
         if let Some(project) = &config.project {
             headers.insert(PROJECT, header_value(project, "OpenAI-Project")?);
         }
+        let mut secrets = Vec::new();
+        for (name, value) in &provider.headers {
+            let bad = || ConfigError::InvalidExtraHeader { name: name.clone() };
+            let header = HeaderName::try_from(name.as_str()).map_err(|_| bad())?;
+            let mut v = HeaderValue::try_from(value.as_str()).map_err(|_| bad())?;
+            if Provider::is_secret_header(name) {
+                v.set_sensitive(true);
+                if !value.is_empty() {
+                    secrets.push(ApiKey::new(value.clone()));
+                }
+            }
+            headers.append(header, v);
+        }
+        let mut query = base_query.unwrap_or_default();
+        for (name, value) in &provider.query {
+            if name.is_empty() {
+                return Err(ConfigError::EmptyQueryName);
+            }
+            if !query.is_empty() {
+                query.push('&');
+            }
+            push_encoded(&mut query, name);
+            query.push('=');
+            push_encoded(&mut query, value);
+        }
         Ok(ApiBase {
             base,
+            query,
             headers,
             key: config.api_key.clone(),
+            secrets,
+            provider: provider.clone(),
         })
+    }
+
+    /// The provider settings the requests follow.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// The query sent with every request (encoded, without the `?`), empty
+    /// if none.
+    pub fn query(&self) -> &str {
+        &self.query
     }
 
     /// The normalised base URL, without a trailing slash.
@@ -216,12 +317,20 @@ impl ApiBase {
     /// server may echo the key (a 401 saying `Incorrect API key provided:
     /// sk-...`). The [`Job`](crate::job::Job) does this for every message,
     /// event, summary and outcome it makes from server text.
+    ///
+    /// The key is redacted whatever header carries it, and so are the
+    /// values of the provider's credential headers (see
+    /// [`Provider::headers`]).
     pub fn redact(&self, text: &str) -> String {
-        let key = self.key.expose_secret();
-        if key.is_empty() || !text.contains(key) {
-            return text.to_owned();
+        let mut out = None::<String>;
+        for secret in std::iter::once(&self.key).chain(&self.secrets) {
+            let s = secret.expose_secret();
+            let current = out.as_deref().unwrap_or(text);
+            if !s.is_empty() && current.contains(s) {
+                out = Some(current.replace(s, Self::REDACTED));
+            }
         }
-        text.replace(key, Self::REDACTED)
+        out.unwrap_or_else(|| text.to_owned())
     }
 
     /// What [`redact`](Self::redact) puts in place of the key.
@@ -237,7 +346,8 @@ fn header_value(value: &str, header: &'static str) -> Result<HeaderValue, Config
     HeaderValue::try_from(value).map_err(|_| ConfigError::InvalidHeader { header })
 }
 
-fn normalise_base_url(url: &str) -> Result<String, ConfigError> {
+/// The base URL without a trailing slash, and its query if it has one.
+fn normalise_base_url(url: &str) -> Result<(String, Option<String>), ConfigError> {
     let bad = |reason| ConfigError::InvalidBaseUrl {
         url: url.to_owned(),
         reason,
@@ -259,11 +369,9 @@ fn normalise_base_url(url: &str) -> Result<String, ConfigError> {
     if authority.host().is_empty() {
         return Err(bad("it has no host"));
     }
-    if uri.query().is_some() {
-        return Err(bad("a base url cannot have a query"));
-    }
+    let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
     let path = uri.path().trim_end_matches('/');
-    Ok(format!("{scheme}://{authority}{path}"))
+    Ok((format!("{scheme}://{authority}{path}"), query))
 }
 
 // ---- request bodies -----------------------------------------------------------
@@ -498,6 +606,14 @@ pub enum RequestError {
     /// The multipart delimiter occurs in the file's content.
     #[error("the multipart boundary occurs in the file content; use another boundary")]
     BoundaryInContent,
+    /// The provider does not accept the batch's completion window.
+    #[error("completion window {window:?} is not accepted here (allowed: {allowed})")]
+    WindowNotAccepted {
+        /// The window asked for.
+        window: String,
+        /// The windows the provider accepts, in words.
+        allowed: String,
+    },
     /// Encoding failed although the inputs were checked; not expected.
     #[error("cannot build the request: {detail}")]
     Build {
@@ -548,7 +664,15 @@ fn request(
     accept: HeaderValue,
     body: Outgoing,
 ) -> Result<Request<Outgoing>, RequestError> {
-    let uri = format!("{}{}", api.base, path_and_query);
+    let mut uri = format!("{}{}", api.base, path_and_query);
+    if !api.query.is_empty() {
+        uri.push(if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
+        uri.push_str(&api.query);
+    }
     let uri = Uri::try_from(uri.as_str()).map_err(|e| RequestError::Build {
         detail: format!("uri {uri:?}: {e}"),
     })?;
@@ -596,11 +720,17 @@ fn check_after(after: Option<&str>) -> Result<(), RequestError> {
 }
 
 /// The multipart envelope around the file's bytes: `(head, tail)`.
-fn multipart_envelope(upload: &UploadFile) -> Result<(Bytes, Bytes), RequestError> {
+fn multipart_envelope(api: &ApiBase, upload: &UploadFile) -> Result<(Bytes, Bytes), RequestError> {
     if upload.filename.is_empty() {
         return Err(ParamError::Empty { param: "filename" }.into());
     }
-    if let Some(expires) = &upload.expires_after {
+    // The provider's default expiry applies when the caller sets none.
+    let expires_after = upload.expires_after.clone().or_else(|| {
+        api.provider
+            .file_expires_after
+            .map(ExpiresAfter::after_creation)
+    });
+    if let Some(expires) = &expires_after {
         expires.validate("expires_after.seconds")?;
     }
     let b = upload.boundary.as_str();
@@ -611,7 +741,7 @@ fn multipart_envelope(upload: &UploadFile) -> Result<(Bytes, Bytes), RequestErro
         ));
     };
     field("purpose", upload.purpose.as_str());
-    if let Some(expires) = &upload.expires_after {
+    if let Some(expires) = &expires_after {
         field("expires_after[anchor]", expires.anchor.as_str());
         field("expires_after[seconds]", &expires.seconds.to_string());
     }
@@ -664,7 +794,7 @@ pub fn upload_file(
     upload: &UploadFile,
     shard: ShardRef,
 ) -> Result<Request<Outgoing>, RequestError> {
-    let (head, tail) = multipart_envelope(upload)?;
+    let (head, tail) = multipart_envelope(api, upload)?;
     let len = (head.len() as u64)
         .checked_add(shard.len)
         .and_then(|n| n.checked_add(tail.len() as u64))
@@ -700,7 +830,7 @@ pub fn upload_file_bytes(
     if at_start || memchr::memmem::find(content, delimiter.as_bytes()).is_some() {
         return Err(RequestError::BoundaryInContent);
     }
-    let (head, tail) = multipart_envelope(upload)?;
+    let (head, tail) = multipart_envelope(api, upload)?;
     let mut body = Vec::with_capacity(head.len() + content.len() + tail.len());
     body.extend_from_slice(&head);
     body.extend_from_slice(content);
@@ -800,9 +930,17 @@ pub fn list_files(api: &ApiBase, query: &ListFiles) -> Result<Request<Outgoing>,
 /// createBatch; §4).
 ///
 /// # Errors
-/// [`RequestError::Param`] if [`CreateBatch::validate`] fails.
+/// [`RequestError::Param`] if [`CreateBatch::validate`] fails;
+/// [`RequestError::WindowNotAccepted`] if the provider does not take the
+/// completion window ([`Provider::accepts_window`]).
 pub fn create_batch(api: &ApiBase, body: &CreateBatch) -> Result<Request<Outgoing>, RequestError> {
     body.validate()?;
+    if !api.provider.accepts_window(&body.completion_window) {
+        return Err(RequestError::WindowNotAccepted {
+            window: body.completion_window.as_str().to_owned(),
+            allowed: api.provider.allowed_windows(),
+        });
+    }
     let json = serde_json::to_vec(body).map_err(|e| RequestError::Build {
         detail: format!("json: {e}"),
     })?;
@@ -874,7 +1012,7 @@ mod tests {
 
     #[test]
     fn base_url_normalisation() {
-        let ok = |url: &str| normalise_base_url(url).expect(url);
+        let ok = |url: &str| normalise_base_url(url).expect(url).0;
         assert_eq!(ok("https://api.openai.com/v1"), "https://api.openai.com/v1");
         assert_eq!(
             ok("https://api.openai.com/v1/"),
@@ -903,10 +1041,6 @@ mod tests {
                 "credentials in the url are not supported",
             ),
             (
-                "https://example.com/v1?x=1",
-                "a base url cannot have a query",
-            ),
-            (
                 "https://example.com/v1#top",
                 "a base url cannot have a fragment",
             ),
@@ -921,6 +1055,21 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn base_url_queries_are_kept() {
+        assert_eq!(
+            normalise_base_url("https://r.openai.azure.com/openai/?api-version=2024-10-21"),
+            Ok((
+                "https://r.openai.azure.com/openai".to_owned(),
+                Some("api-version=2024-10-21".to_owned())
+            ))
+        );
+        assert_eq!(
+            normalise_base_url("https://h/v1?"),
+            Ok(("https://h/v1".to_owned(), None))
+        );
     }
 
     #[test]

@@ -258,6 +258,39 @@ impl BatchJob {
         })
     }
 
+    /// A handle for a batch this process did not create, known only by
+    /// its id (from a log, another process, the dashboard): its job starts
+    /// at the poll phase, and `poll_status`, `get_results`,
+    /// `stream_results` and `cancel` work on it as on a submitted handle.
+    ///
+    /// Its plan is open ([`JobPlan::for_batch`]): outcomes are numbered in
+    /// the order their result lines arrive (output file, then error file;
+    /// a request is reported once), and `custom_id`s without a result line
+    /// cannot be named, so they are counted as missing in the summary
+    /// (`requests` is the batch's `request_counts.total`) instead of given
+    /// an outcome. The job's id is the batch's id. `options` gives the poll
+    /// interval and maximum wait; its model and batch settings are unused.
+    pub fn for_batch(batch_id: &str, options: &BatchOptions, seed: u64) -> BatchJob {
+        BatchJob {
+            plan: JobPlan::for_batch(batch_id, batch_id),
+            shards: Vec::new(),
+            options: options.clone(),
+            checkpoint: None,
+            seed,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// The seed of the job id and backoff jitter.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Continues from `checkpoint` (a stored handle being loaded).
+    pub(crate) fn restore_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.checkpoint = Some(checkpoint);
+    }
+
     /// The plan.
     pub fn plan(&self) -> &JobPlan {
         &self.plan
@@ -323,6 +356,18 @@ impl BatchJob {
     ) -> Result<Job, ResumeError> {
         let mut cfg = JobConfig::new(api);
         cfg.retry = retry;
+        self.job_from(cfg, stop, now)
+    }
+
+    /// A [`Job`] with `cfg`'s API settings, retry policy and exchange
+    /// limits, and this handle's options, continuing from the last
+    /// checkpoint (or new), stopping at `stop`.
+    pub(crate) fn job_from(
+        &self,
+        mut cfg: JobConfig,
+        stop: StopAfter,
+        now: UnixMillis,
+    ) -> Result<Job, ResumeError> {
         cfg.poll_interval = self.options.poll_interval;
         cfg.max_wait = self.options.max_wait;
         cfg.on_timeout = if self.options.cancel_on_timeout {
@@ -404,6 +449,12 @@ impl<R: FnMut(JobResult), E: FnMut(&JobEvent)> JobIo for MemoryIo<'_, R, E> {
     fn result(&mut self, result: JobResult) -> std::io::Result<()> {
         // Keyed by position: a shard reported again (after a stop) replaces
         // its earlier outcomes.
+        // A by-id job numbers its requests as it learns them.
+        if let Ok(i) = usize::try_from(result.index) {
+            if i >= self.outcomes.len() {
+                self.outcomes.resize(i + 1, None);
+            }
+        }
         if let Some(slot) = usize::try_from(result.index)
             .ok()
             .and_then(|i| self.outcomes.get_mut(i))

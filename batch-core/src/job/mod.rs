@@ -33,6 +33,7 @@
 //!   outcome)     outcome)                                                    every id unseen
 //! ```
 
+mod by_id;
 mod checkpoint;
 mod client_config;
 mod download;
@@ -41,27 +42,31 @@ mod memory;
 mod ops;
 mod plan;
 mod settings;
+mod store;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use crate::error::ClientError;
+pub use by_id::FileDownload;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
-pub use client_config::{ClientConfig, ClientSettings, ManualClock};
+pub use client_config::{ClientConfig, ClientSettings, ManualClock, Proxy};
 pub use io::JobIo;
 pub use memory::{BatchJob, BatchOptions, JobEndError, MemoryIo, api_config_from_env};
 pub use ops::{JobOp, JobStatus};
 pub use plan::{JobPlan, Placement, PlanBuilder, PlanDigest, ShardLimits, ShardPlan};
 pub use settings::{
-    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, parse_completion_window,
-    validate_expires_after, validate_metadata,
+    MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, check_window,
+    parse_completion_window, validate_expires_after, validate_metadata,
 };
+pub use store::{JobStore, STORED_JOB_VERSION, StoreError, StoredJob, StoredSource, is_plain_name};
 pub use types::{
-    ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome, JobResult,
-    JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter, TransportFailure,
-    UsageError, UsageTotals, WaitReason,
+    ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
+    JobResult, JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter,
+    TransportFailure, UsageError, UsageTotals, WaitReason,
 };
+pub use types::{ParseError, ParseErrorKind, ResultError, ResultStatus};
 
 use crate::api::{
     self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches,
@@ -167,6 +172,8 @@ struct Shard {
     wait_reason: Option<WaitReason>,
     /// Consecutive failed attempts of the current operation.
     attempts: u32,
+    /// When the current run of failed attempts began (set with the first).
+    failing_since: UnixMillis,
     /// Reconciliation cursor (`after`) and pages searched.
     search_after: Option<String>,
     search_pages: u32,
@@ -350,16 +357,35 @@ pub enum ResumeError {
         /// The job.
         job_id: String,
     },
+    /// A finished shard's saved counts are more than its requests: the
+    /// checkpoint was damaged.
+    #[error(
+        "the checkpoint of job {job_id} is damaged: shard {shard} counts {counted} outcomes for {requests} requests"
+    )]
+    Damaged {
+        /// The job.
+        job_id: String,
+        /// The shard.
+        shard: u32,
+        /// Outcomes its tally counts.
+        counted: u64,
+        /// Its requests.
+        requests: u64,
+    },
 }
 
 impl Job {
     /// A new job for `plan`, started at `now`.
     pub fn new(cfg: JobConfig, plan: JobPlan, now: UnixMillis) -> Job {
-        let shards = plan
+        let mut shards: Vec<Shard> = plan
             .shards()
             .iter()
             .map(|p| Shard::new(p.clone()))
             .collect();
+        // A by-id plan's one shard starts at the poll phase.
+        if let (Some(batch_id), Some(sh)) = (plan.batch_id(), shards.first_mut()) {
+            sh.batch_id = Some(batch_id.to_owned());
+        }
         let deadline = cfg.max_wait.map(|w| now.saturating_add(w));
         let rng = JitterRng::new(cfg.seed);
         Job {
@@ -459,6 +485,19 @@ impl Job {
                     shard.status = shard.status.take().filter(|s| !s.is_terminal());
                 }
                 Some(end) => {
+                    let t = &saved.tally;
+                    let counted = t
+                        .succeeded
+                        .saturating_add(t.failed)
+                        .saturating_add(t.not_processed);
+                    if counted > shard.plan.requests {
+                        return Err(ResumeError::Damaged {
+                            job_id: cp.job_id,
+                            shard: shard.plan.index,
+                            counted,
+                            requests: shard.plan.requests,
+                        });
+                    }
                     shard.end = Some(end);
                     shard.tally = saved.tally;
                 }
@@ -543,6 +582,18 @@ impl Job {
         matched
     }
 
+    /// What exchange `id`, in flight, is for: its shard, its operation and
+    /// its attempt. For logs and traces; `None` once it ended.
+    pub fn exchange_context(&self, id: ExchangeId) -> Option<ExchangeContext> {
+        let ex = self.inflight.get(&id)?;
+        let sh = self.shards.get(ex.shard)?;
+        Some(ExchangeContext {
+            shard: sh.plan.index,
+            op: ex.op.name(),
+            attempt: sh.attempts + 1,
+        })
+    }
+
     /// Whether the job has returned [`Step::Done`].
     pub fn is_done(&self) -> bool {
         self.done
@@ -583,11 +634,20 @@ impl Job {
             s.failed += sh.tally.failed;
             s.not_processed += sh.tally.not_processed;
             s.bad_lines += sh.tally.bad_lines;
-            s.usage.input_tokens += sh.tally.usage.input_tokens;
-            s.usage.output_tokens += sh.tally.usage.output_tokens;
-            s.usage.cached_tokens += sh.tally.usage.cached_tokens;
-            s.usage.reasoning_tokens += sh.tally.usage.reasoning_tokens;
+            // Token counts come from the server: they saturate, never wrap.
+            let u = &mut s.usage;
+            u.input_tokens = u.input_tokens.saturating_add(sh.tally.usage.input_tokens);
+            u.output_tokens = u.output_tokens.saturating_add(sh.tally.usage.output_tokens);
+            u.cached_tokens = u.cached_tokens.saturating_add(sh.tally.usage.cached_tokens);
+            u.reasoning_tokens = u
+                .reasoning_tokens
+                .saturating_add(sh.tally.usage.reasoning_tokens);
             s.shards.push(sh.summary());
+        }
+        if self.plan.is_open() {
+            // The batch says how many requests it holds; ids without a
+            // result line are unknown, so they count as missing.
+            s.requests = s.shards.iter().map(|sh| sh.requests).sum();
         }
         s.complete = s.succeeded + s.failed + s.not_processed == s.requests
             && self
@@ -1191,7 +1251,7 @@ impl Job {
         if now < sh.not_before && !cancel_now {
             return None;
         }
-        let op = if sh.file_id.is_none() {
+        let op = if sh.file_id.is_none() && sh.batch_id.is_none() {
             if sh.upload == Effect::Unknown {
                 Op::FindUpload
             } else {
@@ -1233,7 +1293,7 @@ impl Job {
             if *effect == Effect::Idle {
                 *effect = Effect::Armed;
                 if op == Op::Create {
-                    sh.create_attempt += 1;
+                    sh.create_attempt = sh.create_attempt.saturating_add(1);
                 }
                 self.dirty = false;
                 return Some(Step::Persist(self.checkpoint()));
@@ -1616,6 +1676,10 @@ impl Job {
         let poll_interval = self.cfg.poll_interval;
         let sh = &mut self.shards[i];
         sh.polled = true;
+        if sh.file_id.is_none() {
+            // A by-id job learns its input file from the batch.
+            sh.file_id = Some(batch.input_file_id.clone()).filter(|f| !f.is_empty());
+        }
         let status = batch.status.clone();
         let counts = batch.request_counts.unwrap_or_default();
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
@@ -1649,6 +1713,7 @@ impl Job {
         if status == BatchStatus::Failed
             && is_token_limit(&batch)
             && !self.cancel_requested
+            && !self.plan.is_open()
             && sh.requeues < self.cfg.max_requeues
         {
             sh.requeues += 1;
@@ -1690,11 +1755,20 @@ impl Job {
     fn finish_after_results(&mut self, i: usize) {
         let sh = &self.shards[i];
         let seen_results = sh.tally.succeeded + sh.tally.failed;
-        if let Some(counts) = sh.counts.as_ref() {
+        let learned = sh.plan.requests;
+        if let Some(counts) = sh.counts {
             let reported = counts.completed + counts.failed;
             if reported > seen_results {
                 let msg = format!(
                     "the batch reports {reported} finished requests but its files held {seen_results}"
+                );
+                self.warn(i, msg);
+            }
+            if self.plan.is_open() && counts.total > learned {
+                let missing = counts.total - learned;
+                let msg = format!(
+                    "the batch holds {} requests but its files named {learned}: {missing} have no outcome (their custom_ids are unknown)",
+                    counts.total
                 );
                 self.warn(i, msg);
             }
@@ -1750,7 +1824,12 @@ impl Job {
 
     fn begin_finishing(&mut self, i: usize, code: &str, message: String, end: ShardEnd) {
         let message = self.redact(&message);
+        let open = self.plan.is_open();
         let sh = &mut self.shards[i];
+        if open && end == ShardEnd::Stopped && sh.error.is_none() {
+            // A by-id shard may know no request to carry the reason.
+            sh.error = Some(message.clone());
+        }
         sh.download = None;
         sh.finishing = Some(Finishing {
             next: 0,
@@ -1810,6 +1889,9 @@ impl Job {
                     custom_id,
                     error,
                 } => {
+                    if let Some(id) = custom_id.as_deref() {
+                        self.learn_id(i, id);
+                    }
                     let sh = &mut self.shards[i];
                     sh.tally.bad_lines += 1;
                     let salvage = custom_id
@@ -1848,7 +1930,18 @@ impl Job {
         }
     }
 
+    /// In a by-id job, learns `custom_id` from a result line (a new id
+    /// widens the shard by one request); a planned job's ids are fixed.
+    fn learn_id(&mut self, i: usize, custom_id: &str) {
+        if let Some((index, true)) = self.plan.learn(custom_id) {
+            let sh = &mut self.shards[i];
+            sh.plan.requests = sh.plan.requests.max(index + 1);
+            sh.seen.grow(sh.plan.requests);
+        }
+    }
+
     fn accept_record(&mut self, i: usize, rec: ResultRecord) {
+        self.learn_id(i, &rec.custom_id);
         let sh = &mut self.shards[i];
         let Some(index) = self
             .plan
@@ -2060,10 +2153,35 @@ impl Job {
     fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
         let now = self.now;
         let sh = &mut self.shards[i];
+        if sh.attempts == 0 {
+            sh.failing_since = now;
+        }
         sh.attempts += 1;
-        if !self.cfg.retry.allows(sh.attempts) {
+        let at = if self.cfg.retry.allows(sh.attempts) {
+            let mut at = self
+                .cfg
+                .retry
+                .retry_at(sh.attempts, floor, &mut self.rng, now);
+            if *op == Op::Upload {
+                // A whole shard is not sent again at a second's interval: the
+                // next attempt waits at least a second per MiB of it.
+                let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
+                at = at.max(now.saturating_add(pause));
+            }
+            Some(at).filter(|at| self.cfg.retry.within_budget(sh.failing_since, *at))
+        } else {
+            None
+        };
+        let Some(at) = at else {
+            let sh = &mut self.shards[i];
+            let budget = match self.cfg.retry.max_elapsed {
+                Some(b) if self.cfg.retry.allows(sh.attempts) => {
+                    format!(" (its retry budget of {b:?} ran out)")
+                }
+                _ => String::new(),
+            };
             let message = format!(
-                "gave up on {} after {} attempts: {reason}",
+                "gave up on {} after {} attempts{budget}: {reason}",
                 op.name(),
                 sh.attempts
             );
@@ -2071,11 +2189,7 @@ impl Job {
             self.begin_finishing(i, "gave_up", message, ShardEnd::Stopped);
             self.dirty = true;
             return;
-        }
-        let at = self
-            .cfg
-            .retry
-            .retry_at(sh.attempts, floor, &mut self.rng, now);
+        };
         let sh = &mut self.shards[i];
         sh.not_before = at;
         sh.wait_reason = Some(if floor.is_some() {
@@ -2178,6 +2292,7 @@ impl Shard {
             not_before: UnixMillis::ZERO,
             wait_reason: None,
             attempts: 0,
+            failing_since: UnixMillis::ZERO,
             search_after: None,
             search_pages: 0,
             finishing: None,
@@ -2212,7 +2327,9 @@ impl Shard {
     fn summary(&self) -> ShardSummary {
         ShardSummary {
             shard: self.plan.index,
-            requests: self.plan.requests,
+            // Equal for a planned shard; a by-id shard learns its ids as
+            // results come, and the batch's total says how many to expect.
+            requests: self.plan.requests.max(self.counts.map_or(0, |c| c.total)),
             file_id: self.file_id.clone(),
             batch_id: self.batch_id.clone(),
             status: self.status.clone(),
@@ -2292,10 +2409,12 @@ fn not_processed_from(f: &Failure, api: &crate::api::ApiBase) -> NotProcessed {
 }
 
 fn add_usage(t: &mut UsageTotals, u: &crate::results::Usage) {
-    t.input_tokens += u.input_tokens.unwrap_or(0);
-    t.output_tokens += u.output_tokens.unwrap_or(0);
-    t.cached_tokens += u.cached_tokens.unwrap_or(0);
-    t.reasoning_tokens += u.reasoning_tokens.unwrap_or(0);
+    // The server's numbers: they saturate, never wrap.
+    let add = |sum: &mut u64, n: Option<u64>| *sum = sum.saturating_add(n.unwrap_or(0));
+    add(&mut t.input_tokens, u.input_tokens);
+    add(&mut t.output_tokens, u.output_tokens);
+    add(&mut t.cached_tokens, u.cached_tokens);
+    add(&mut t.reasoning_tokens, u.reasoning_tokens);
 }
 
 /// A fixed-size set of small integers.
@@ -2313,6 +2432,13 @@ impl BitSet {
     fn get(&self, i: u64) -> bool {
         let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+    /// Makes room for `n` members (never shrinks).
+    fn grow(&mut self, n: u64) {
+        let words = usize::try_from(n.div_ceil(64)).unwrap_or(0);
+        if words > self.words.len() {
+            self.words.resize(words, 0);
+        }
     }
     fn set(&mut self, i: u64) {
         let (w, b) = (usize::try_from(i / 64).unwrap_or(usize::MAX), i % 64);

@@ -146,7 +146,7 @@ impl BatchJob {
             JobOp::Collect | JobOp::Cancel => StopAfter::Finished,
         };
         let mut job = self
-            .job_with(config.api.clone(), config.retry.clone(), stop, now)
+            .job_from(config.job_config(), stop, now)
             .map_err(JobError::from)?;
         if op == JobOp::Cancel {
             job.cancel(now);
@@ -241,6 +241,7 @@ impl BatchJob {
                 JobOutcome::NotProcessed(np) if !np.is_final() => Some(np.message.clone()),
                 _ => None,
             })
+            .or_else(|| shard.error.clone())
             .unwrap_or_else(|| "the job stopped waiting for it".into());
         Some(Box::new(stopped(
             format!("shard {}: {why}", shard.shard),

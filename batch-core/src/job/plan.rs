@@ -8,6 +8,7 @@
 //! sorted permutation for lookup: about `len(id) + 8` bytes per request.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -278,6 +279,7 @@ impl PlanBuilder {
             endpoint: self.endpoint,
             ids,
             shards: self.shards,
+            by_id: None,
         })
     }
 }
@@ -287,15 +289,91 @@ impl PlanBuilder {
 /// Build it with [`PlanBuilder`]. It is not part of the checkpoint: a resumed
 /// job is given the same plan again (rebuilt from the same input), and the
 /// checkpoint's [`PlanDigest`] proves it is the same.
+///
+/// A plan for a batch the process did not create ([`JobPlan::for_batch`])
+/// is *open*: one shard whose batch is known, whose `custom_id`s are learned
+/// from its result files as they stream in.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
     job_id: String,
     endpoint: Endpoint,
     ids: IdTable,
     shards: Vec<ShardPlan>,
+    by_id: Option<OpenIds>,
+}
+
+/// The ids of an open plan, learned in the order their results arrive.
+#[derive(Clone, Debug)]
+struct OpenIds {
+    batch_id: String,
+    index: HashMap<Box<str>, u64>,
 }
 
 impl JobPlan {
+    /// The plan of a job that reads an existing batch by its id: one shard,
+    /// already submitted as `batch_id`, whose job starts at the poll phase.
+    ///
+    /// The batch's `custom_id`s are not known in advance: each is learned
+    /// (and given the next index, from 0) when its first result line is
+    /// read, from the output file and then the error file, so a request is
+    /// reported once even if both files hold a line for it. The shard's
+    /// request count grows as ids are learned; the batch's
+    /// `request_counts.total` says how many there should be (see
+    /// [`Job::summary`](crate::job::Job::summary)). The endpoint is not
+    /// known either and reads as [`Endpoint::Unknown`] (empty): a by-id job
+    /// never creates a batch.
+    pub fn for_batch(job_id: impl Into<String>, batch_id: impl Into<String>) -> JobPlan {
+        JobPlan {
+            job_id: job_id.into(),
+            endpoint: Endpoint::Unknown(String::new()),
+            ids: IdTable {
+                arena: String::new(),
+                ends: Vec::new(),
+                sorted: Vec::new(),
+            },
+            shards: vec![ShardPlan {
+                index: 0,
+                start: 0,
+                requests: 0,
+                bytes: 0,
+                inputs: 0,
+            }],
+            by_id: Some(OpenIds {
+                batch_id: batch_id.into(),
+                index: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The batch of a plan built by [`for_batch`](Self::for_batch), or `None`
+    /// for a plan built from input.
+    pub fn batch_id(&self) -> Option<&str> {
+        self.by_id.as_ref().map(|o| o.batch_id.as_str())
+    }
+
+    /// Whether the plan learns its ids from results ([`for_batch`](Self::for_batch)).
+    pub fn is_open(&self) -> bool {
+        self.by_id.is_some()
+    }
+
+    /// Learns `custom_id` in an open plan: its index, and whether it is new
+    /// (then the plan and its one shard hold one more request). `None` for
+    /// a plan built from input, whose ids are fixed.
+    pub(crate) fn learn(&mut self, custom_id: &str) -> Option<(u64, bool)> {
+        let open = self.by_id.as_mut()?;
+        if let Some(ix) = open.index.get(custom_id) {
+            return Some((*ix, false));
+        }
+        let ix = self.ids.len();
+        open.index.insert(custom_id.into(), ix);
+        self.ids.arena.push_str(custom_id);
+        self.ids.ends.push(self.ids.arena.len() as u64);
+        if let Some(s) = self.shards.first_mut() {
+            s.requests += 1;
+        }
+        Some((ix, true))
+    }
+
     /// The job's id, stamped into each batch's metadata.
     pub fn job_id(&self) -> &str {
         &self.job_id
@@ -308,11 +386,12 @@ impl JobPlan {
     pub fn shards(&self) -> &[ShardPlan] {
         &self.shards
     }
-    /// The number of requests.
+    /// The number of requests (for an open plan, the ids learned so far).
     pub fn len(&self) -> u64 {
         self.ids.len()
     }
-    /// Whether the plan has no requests (never true for a finished plan).
+    /// Whether the plan has no requests (never true for a plan built from
+    /// input; true for an open plan until it learns its first id).
     pub fn is_empty(&self) -> bool {
         self.ids.len() == 0
     }
@@ -325,11 +404,25 @@ impl JobPlan {
     }
     /// The global index of `custom_id`, if the plan has it.
     pub fn index_of(&self, custom_id: &str) -> Option<u64> {
-        self.ids.find(custom_id)
+        match &self.by_id {
+            Some(open) => open.index.get(custom_id).copied(),
+            None => self.ids.find(custom_id),
+        }
     }
-    /// A digest that identifies this plan in a checkpoint.
+    /// A digest that identifies this plan in a checkpoint. An open plan's
+    /// digest names its batch only: the ids it learns do not change it.
     pub fn digest(&self) -> PlanDigest {
         let mut h = Fnv64::new();
+        if let Some(open) = &self.by_id {
+            h.write(self.job_id.as_bytes());
+            h.write(b"\0by-batch-id\0");
+            h.write(open.batch_id.as_bytes());
+            return PlanDigest {
+                requests: 0,
+                shards: 1,
+                hash: format!("{:016x}", h.finish()),
+            };
+        }
         h.write(self.job_id.as_bytes());
         h.write(self.endpoint.as_str().as_bytes());
         h.write(self.ids.arena.as_bytes());

@@ -18,6 +18,7 @@ use crate::api::{CompletionWindow, CreateBatch, ExpiresAfter};
 use crate::job::memory::BatchOptions;
 use crate::job::types::JobConfig;
 use crate::job::{META_ATTEMPT, META_JOB, META_SHARD};
+use crate::provider::Provider;
 
 /// The metadata keys the job sets on every batch itself; a caller's
 /// metadata may not use them.
@@ -76,6 +77,16 @@ pub enum SettingsError {
         /// The value given.
         value: String,
     },
+    /// The provider does not accept this completion window.
+    #[error("completion window {value:?} is not accepted by {provider} (allowed: {allowed})")]
+    WindowNotAccepted {
+        /// The value given.
+        value: String,
+        /// The provider, e.g. `openai`.
+        provider: &'static str,
+        /// The windows it accepts, in words.
+        allowed: String,
+    },
     /// A file expiry outside the API's range.
     #[error("{setting} is {seconds} seconds; allowed are 3600 (1 hour) to 2592000 (30 days)")]
     ExpiresAfter {
@@ -91,7 +102,9 @@ impl SettingsError {
     /// `output_expires_after` or `file_expires_after`.
     pub fn setting(&self) -> &'static str {
         match self {
-            SettingsError::CompletionWindow { .. } => "completion_window",
+            SettingsError::CompletionWindow { .. } | SettingsError::WindowNotAccepted { .. } => {
+                "completion_window"
+            }
             SettingsError::ExpiresAfter { setting, .. } => setting,
             _ => "metadata",
         }
@@ -188,6 +201,22 @@ pub fn validate_expires_after(setting: &'static str, seconds: u64) -> Result<(),
     }
 }
 
+/// Checks that `provider` accepts `window`.
+///
+/// # Errors
+/// [`SettingsError::WindowNotAccepted`] if it does not.
+pub fn check_window(provider: &Provider, window: &CompletionWindow) -> Result<(), SettingsError> {
+    if provider.accepts_window(window) {
+        Ok(())
+    } else {
+        Err(SettingsError::WindowNotAccepted {
+            value: window.as_str().to_owned(),
+            provider: provider.kind.as_str(),
+            allowed: provider.allowed_windows(),
+        })
+    }
+}
+
 /// Checks the batch settings of a job: the metadata, the completion window's
 /// form and both expiries.
 fn validate_all(
@@ -214,13 +243,17 @@ impl JobConfig {
     ///
     /// # Errors
     /// The first setting the API would refuse, as a [`SettingsError`].
+    ///
+    /// The completion window is also checked against the provider's
+    /// ([`Provider::accepts_window`](crate::provider::Provider::accepts_window)).
     pub fn validate_settings(&self) -> Result<(), SettingsError> {
         validate_all(
             &self.metadata,
             &self.completion_window,
             self.output_expires_after,
             self.file_expires_after,
-        )
+        )?;
+        check_window(self.api.provider(), &self.completion_window)
     }
 }
 

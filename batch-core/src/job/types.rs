@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::{ApiBase, BatchStatus, CompletionWindow, Outgoing, RequestCounts};
 use crate::job::checkpoint::Checkpoint;
-use crate::results::ResultRecord;
+use crate::results::{FinishReason, ResultRecord, Success, ToolCall, Usage, strip_fences};
 use crate::retry::RetryPolicy;
 use crate::time::UnixMillis;
 
@@ -188,6 +190,18 @@ pub enum StopAfter {
 /// Identifies one HTTP exchange the job asked for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExchangeId(pub u64);
+
+/// What one exchange in flight is for ([`Job::exchange_context`](super::Job::exchange_context)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangeContext {
+    /// The shard it works for.
+    pub shard: u32,
+    /// The operation: `upload`, `create`, `poll`, `download`, ...
+    pub op: &'static str,
+    /// Its attempt at that operation (1 = the first try).
+    pub attempt: u32,
+}
 
 /// What the transport must do next. After any `handle_*` call, call
 /// [`Job::poll`](super::Job::poll) until it returns `Send`, `Wait` or `Done`.
@@ -452,7 +466,213 @@ pub struct JobResult {
     pub server_line: Option<Box<ResultRecord>>,
 }
 
+/// Reading a result in one step: every accessor below works on any outcome
+/// and answers `None` (or an empty slice) where it does not apply.
+///
+/// ```
+/// # use batch_core::job::{JobResult, ResultStatus};
+/// # fn show(result: &JobResult) {
+/// match result.status() {
+///     ResultStatus::Succeeded { content } => println!("{}: {}", result.custom_id(), content.unwrap_or("")),
+///     ResultStatus::Failed { code, message, .. } => {
+///         println!("{} failed: {} {}", result.custom_id(), code.unwrap_or("-"), message.unwrap_or(""))
+///     }
+///     ResultStatus::NotProcessed { code, is_final, .. } => {
+///         println!("{} not processed ({code}; final: {is_final})", result.custom_id())
+///     }
+/// }
+/// # }
+/// ```
 impl JobResult {
+    /// The request's `custom_id`.
+    pub fn custom_id(&self) -> &str {
+        &self.custom_id
+    }
+
+    /// Whether the request ran and the API answered 2xx.
+    pub fn is_success(&self) -> bool {
+        matches!(self.outcome, JobOutcome::Succeeded(_))
+    }
+
+    /// Whether this outcome is the request's last word: `true` for a
+    /// succeeded or failed request and for a final not-processed code;
+    /// `false` for a provisional one (see [`ResultStatus`]), which a resumed
+    /// job replaces with the real outcome.
+    pub fn is_final(&self) -> bool {
+        match &self.outcome {
+            JobOutcome::Succeeded(_) | JobOutcome::Failed(_) => true,
+            JobOutcome::NotProcessed(np) => np.is_final(),
+        }
+    }
+
+    /// What became of the request, as one enum with the three cases and
+    /// their details; the table on [`ResultStatus`] lists every code.
+    pub fn status(&self) -> ResultStatus<'_> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) => ResultStatus::Succeeded {
+                content: rec.content(),
+            },
+            JobOutcome::Failed(rec) => {
+                let f = rec.failure();
+                ResultStatus::Failed {
+                    code: f.and_then(|f| f.code.as_deref()),
+                    message: f.and_then(|f| f.message.as_deref()),
+                    status_code: f.and_then(|f| f.status_code),
+                }
+            }
+            JobOutcome::NotProcessed(np) => ResultStatus::NotProcessed {
+                code: &np.code,
+                message: &np.message,
+                is_final: np.is_final(),
+            },
+        }
+    }
+
+    /// The success's record, if the request succeeded.
+    fn success(&self) -> Option<&Success> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) => rec.success(),
+            _ => None,
+        }
+    }
+
+    /// The generated text of a success: the chat message's `content`, the
+    /// Responses API's `output_text` parts joined, or a completion's `text`.
+    /// `None` for a failure, a request not processed, an embeddings body, or
+    /// a reply with no text (a refusal, or only tool calls).
+    pub fn content(&self) -> Option<&str> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) => rec.content(),
+            _ => None,
+        }
+    }
+
+    /// [`content`](Self::content) with a surrounding markdown code fence
+    /// (`` ```json ... ``` ``) removed and trimmed (see
+    /// [`strip_fences`](crate::results::strip_fences)).
+    pub fn content_unfenced(&self) -> Option<&str> {
+        self.content().map(strip_fences)
+    }
+
+    /// The content parsed as JSON, fences removed; `None` when there is no
+    /// content or it is not JSON. To read it into a type of your own, use
+    /// [`parse`](Self::parse).
+    pub fn json(&self) -> Option<&Value> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) => rec.json(),
+            _ => None,
+        }
+    }
+
+    /// The content, fences removed, deserialized into `T`: the usual way to
+    /// read a structured-output (`json_schema`) reply.
+    ///
+    /// ```
+    /// # use batch_core::job::JobResult;
+    /// #[derive(serde::Deserialize)]
+    /// struct Verdict { label: String, score: f64 }
+    ///
+    /// # fn read(result: &JobResult) -> Result<(), batch_core::job::ParseError> {
+    /// let verdict: Verdict = result.parse()?;
+    /// println!("{}: {} ({})", result.custom_id(), verdict.label, verdict.score);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ParseError`] naming the `custom_id` and why
+    /// ([`ParseErrorKind`]): the request did not succeed, the reply has no
+    /// text, the text is not JSON, or the JSON does not match `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ParseError> {
+        let fail = |kind| ParseError {
+            custom_id: self.custom_id.clone(),
+            kind,
+        };
+        if !self.is_success() {
+            let why = match self.status() {
+                ResultStatus::Failed { code, message, .. } => {
+                    format!("it failed: {}", join_code(code, message))
+                }
+                ResultStatus::NotProcessed { code, message, .. } => {
+                    format!("it was not processed: {code}: {message}")
+                }
+                ResultStatus::Succeeded { .. } => String::new(),
+            };
+            return Err(fail(ParseErrorKind::NotSucceeded(why)));
+        }
+        let Some(text) = self.content_unfenced() else {
+            return Err(fail(ParseErrorKind::NoContent));
+        };
+        serde_json::from_str(text).map_err(|e| {
+            let kind = match e.classify() {
+                serde_json::error::Category::Data => ParseErrorKind::Mismatch(e.to_string()),
+                _ => ParseErrorKind::NotJson(e.to_string()),
+            };
+            fail(kind)
+        })
+    }
+
+    /// Why generation stopped (`stop`, `length`, tool calls, ...), for a
+    /// success whose body says.
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.success()?.finish_reason.as_ref()
+    }
+
+    /// Token usage of a success, normalised across endpoints.
+    pub fn usage(&self) -> Option<Usage> {
+        self.success()?.usage
+    }
+
+    /// The tool (function) calls the model made; empty when it made none.
+    /// Each has the call's id, the function name and its arguments as the
+    /// JSON text the model wrote.
+    pub fn tool_calls(&self) -> &[ToolCall] {
+        match self.finish_reason() {
+            Some(FinishReason::ToolCalls(calls)) => calls,
+            Some(FinishReason::FunctionCall(Some(call))) => std::slice::from_ref(call),
+            _ => &[],
+        }
+    }
+
+    /// The model's refusal text, if it refused.
+    pub fn refusal(&self) -> Option<&str> {
+        self.success()?.refusal.as_deref()
+    }
+
+    /// The embedding vectors of a `/v1/embeddings` success, in input order
+    /// (base64 ones decoded); `None` for any other body, or if a vector is
+    /// missing or undecodable.
+    pub fn embeddings(&self) -> Option<Vec<Vec<f32>>> {
+        match &self.outcome {
+            JobOutcome::Succeeded(rec) => rec.embeddings()?.vectors(),
+            _ => None,
+        }
+    }
+
+    /// Why the request did not succeed: the error's code and message for a
+    /// failed or not-processed request, `None` for a success.
+    pub fn error(&self) -> Option<ResultError<'_>> {
+        match self.status() {
+            ResultStatus::Succeeded { .. } => None,
+            ResultStatus::Failed {
+                code,
+                message,
+                status_code,
+            } => Some(ResultError {
+                code,
+                message,
+                status_code,
+                processed: true,
+            }),
+            ResultStatus::NotProcessed { code, message, .. } => Some(ResultError {
+                code: Some(code),
+                message: Some(message),
+                status_code: None,
+                processed: false,
+            }),
+        }
+    }
+
     /// The server's result line this outcome came from, if it came from one:
     /// the record of a succeeded or failed outcome, or the
     /// [`server_line`](Self::server_line) of a not-processed one. Its
@@ -465,7 +685,139 @@ impl JobResult {
     }
 }
 
+/// What became of a request, as [`JobResult::status`] reports it: the three
+/// cases, each with its details, in one enum.
+///
+/// # Codes
+///
+/// A failed request carries the API's own error `code` (for example
+/// `model_not_found`, `invalid_api_key`, `rate_limit_exceeded`,
+/// `missing_required_parameter`, or none: a 5xx `server_error` often has
+/// no code); the HTTP status is in `status_code`. A request not processed
+/// carries one of these codes:
+///
+/// | code | final | meaning |
+/// | --- | --- | --- |
+/// | `batch_expired` | yes | the batch reached its completion window before the request ran |
+/// | `batch_cancelled` | yes | the batch was cancelled before the request ran |
+/// | `batch_failed` | yes | the batch failed (for example its input file was refused) |
+/// | `token_limit_exceeded` | yes | the batch was refused for the enqueued-token limit more times than `max_requeues` allows |
+/// | the batch's validation code for the line (e.g. `invalid_request`) | yes | the batch failed validation at this request's line |
+/// | `missing_result` | yes | the batch finished without a result line for the request |
+/// | `unreadable_result` | yes | the request's result line could not be read |
+/// | `upload_failed` | yes | the shard's input file could not be uploaded |
+/// | `create_failed` | yes | the shard's batch could not be created |
+/// | `job_cancelled` | yes | the job was cancelled before the request's batch existed |
+/// | `not_processed` | yes | the batch ended the request with an error line that had no code |
+/// | `job_stopped` | no | a job-wide error stopped the job (a refused key, a driver misuse) |
+/// | `gave_up` | no | retries ran out (the server stayed unreachable) |
+/// | `timed_out` | no | the job's maximum wait passed |
+/// | `batch_unavailable` | no | the batch could not be read |
+///
+/// A code that is not final is provisional: the job stopped waiting, and a
+/// resumed job can still deliver the request's real outcome (see
+/// [`NotProcessed::PROVISIONAL`]).
+///
+/// The three cases are the whole model, so a `match` needs no catch-all arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultStatus<'a> {
+    /// The request ran and the API answered 2xx.
+    Succeeded {
+        /// The generated text, if any (see [`JobResult::content`]).
+        content: Option<&'a str>,
+    },
+    /// The request ran and failed.
+    Failed {
+        /// The API's error code, if it sent one.
+        code: Option<&'a str>,
+        /// The API's error message, if it sent one.
+        message: Option<&'a str>,
+        /// The HTTP status of the request's response, if it got one.
+        status_code: Option<u16>,
+    },
+    /// The request did not run, or its outcome is not known yet.
+    NotProcessed {
+        /// Why: a code from the table above.
+        code: &'a str,
+        /// A sentence for people.
+        message: &'a str,
+        /// Whether this is the request's last word (`false` for the
+        /// provisional codes).
+        is_final: bool,
+    },
+}
+
+/// Why a request did not succeed, from [`JobResult::error`].
+///
+/// Displayed as `code: message` (with the HTTP status first when the
+/// request got a response), for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResultError<'a> {
+    /// The code: the API's error code for a failed request (when it sent
+    /// one), or a not-processed code (always set; see [`ResultStatus`]).
+    pub code: Option<&'a str>,
+    /// The message, when there is one.
+    pub message: Option<&'a str>,
+    /// The HTTP status of a failed request's response.
+    pub status_code: Option<u16>,
+    /// Whether the request ran (`true`: it failed; `false`: not processed).
+    pub processed: bool,
+}
+
+impl std::fmt::Display for ResultError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = self.status_code {
+            write!(f, "status {s}: ")?;
+        }
+        f.write_str(&join_code(self.code, self.message))
+    }
+}
+
+/// `code: message`, with whichever part exists.
+fn join_code(code: Option<&str>, message: Option<&str>) -> String {
+    match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => "no error code or message".to_owned(),
+    }
+}
+
+/// [`JobResult::parse`] could not read the reply into the caller's type.
+///
+/// Displayed as `result "q1": the reply is not JSON: expected value at line 1 column 1`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("result {custom_id:?}: {kind}")]
+#[non_exhaustive]
+pub struct ParseError {
+    /// The result's `custom_id`.
+    pub custom_id: String,
+    /// Why.
+    pub kind: ParseErrorKind,
+}
+
+/// Why [`JobResult::parse`] failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// The request failed or was not processed; the text says how.
+    #[error("there is no reply to parse: {0}")]
+    NotSucceeded(String),
+    /// The request succeeded without generated text (a refusal, only tool
+    /// calls, or an embeddings body).
+    #[error("the reply has no text")]
+    NoContent,
+    /// The text (fences removed) is not JSON; serde's reason.
+    #[error("the reply is not JSON: {0}")]
+    NotJson(String),
+    /// The text is JSON that does not match the type; serde's reason.
+    #[error("the reply does not match the type: {0}")]
+    Mismatch(String),
+}
+
 /// What became of one request. Every request ends in exactly one of these.
+/// [`JobResult::status`] reads it in one step.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum JobOutcome {
@@ -489,7 +841,8 @@ pub struct NotProcessed {
     /// [`is_final`](Self::is_final)): `job_stopped` (a job-wide error such
     /// as a refused key), `gave_up` (retries exhausted, e.g. the server
     /// unreachable), `timed_out` (the maximum wait passed),
-    /// `batch_unavailable` (the batch could not be read).
+    /// `batch_unavailable` (the batch could not be read). The table on
+    /// [`ResultStatus`] says what each one means.
     pub code: String,
     /// A sentence for people.
     pub message: String,

@@ -14,6 +14,7 @@ use super::{AppState, Id};
 use crate::error::{ApiError, ok_json};
 use crate::lifecycle::advance_all;
 use crate::model::{BatchRecord, BatchTimings, ListObject, Status, Usage};
+use crate::provider::ProviderMode;
 use crate::state::lock;
 
 const MAX_JSON_BODY: usize = 1 << 20;
@@ -35,7 +36,7 @@ struct CreateBatch {
     output_expires_after: Option<i64>,
 }
 
-fn parse_create(body: &[u8]) -> Result<CreateBatch, ApiError> {
+fn parse_create(body: &[u8], provider: ProviderMode) -> Result<CreateBatch, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| {
         ApiError::invalid(
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't \
@@ -68,12 +69,10 @@ fn parse_create(body: &[u8]) -> Result<CreateBatch, ApiError> {
         .code("invalid_value"));
     }
     let completion_window = string("completion_window")?;
-    if completion_window != "24h" {
-        return Err(ApiError::invalid(format!(
-            "Invalid value: '{completion_window}'. Supported values are: '24h'."
-        ))
-        .param("completion_window")
-        .code("invalid_value"));
+    if let Err(message) = provider.window(&completion_window) {
+        return Err(ApiError::invalid(message)
+            .param("completion_window")
+            .code("invalid_value"));
     }
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
@@ -177,7 +176,7 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
                 .into_response();
         }
     };
-    let req = match parse_create(&bytes) {
+    let req = match parse_create(&bytes, shared.cfg.provider) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -204,6 +203,13 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
         let (id, seq) = db.alloc_batch_id(shared.seed());
         let faults = lock(&shared.faults).on_batch_created();
         let t = shared.cfg.timings;
+        let window = shared
+            .cfg
+            .provider
+            .window(&req.completion_window)
+            .ok()
+            .flatten()
+            .unwrap_or(t.completion_window);
         BatchRecord {
             id,
             seq,
@@ -217,7 +223,8 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
             errors: None,
             created_ms: now,
             in_progress_ms: None,
-            expires_ms: now + ms(t.completion_window),
+            expires_ms: now + ms(window),
+            never_expires: !shared.cfg.provider.expires(),
             finalizing_ms: None,
             completed_ms: None,
             failed_ms: None,
@@ -236,7 +243,7 @@ pub(super) async fn create(State(shared): State<AppState>, body: Body) -> Respon
                 per_request_ms: ms(t.per_request).max(1),
                 finalize_ms: ms(t.finalizing),
                 cancel_ms: ms(t.cancelling),
-                window_ms: ms(t.completion_window),
+                window_ms: ms(window),
             },
             stall_ms: shared.clock.real_to_virtual_ms(faults.stall_real_ms),
             faults,

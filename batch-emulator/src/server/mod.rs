@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::faults::{CommitFault, Route};
+use crate::provider::ProviderMode;
 use crate::state::{Shared, lock};
 use crate::util::derived_hex_id;
 
@@ -54,16 +55,26 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/batches/{batch_id}/cancel", post(batches::cancel))
         .route_layer(middleware::from_fn_with_state(shared.clone(), api_layer))
         .method_not_allowed_fallback(unknown_route);
-    Router::new()
-        .nest("/v1", api)
-        .nest("/__emulator", control::router())
+    let mut app = Router::new();
+    for prefix in shared.cfg.provider.prefixes() {
+        app = app.nest(prefix, api.clone());
+    }
+    app.nest("/__emulator", control::router())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
 }
 
 fn route_of(method: &Method, path: &str) -> Option<Route> {
-    let r = match (method.as_str(), path) {
+    // The same routes under every provider's prefix (`/openai/v1/files`,
+    // `/openai/files`) are the `/v1` routes.
+    let rest = path
+        .strip_prefix("/openai/v1")
+        .or_else(|| path.strip_prefix("/openai"))
+        .or_else(|| path.strip_prefix("/v1"))
+        .unwrap_or(path);
+    let path = format!("/v1{rest}");
+    let r = match (method.as_str(), path.as_str()) {
         ("POST", "/v1/files") => Route::FilesCreate,
         ("GET" | "HEAD", "/v1/files") => Route::FilesList,
         ("GET" | "HEAD", "/v1/files/{file_id}") => Route::FilesGet,
@@ -81,7 +92,7 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
 /// 404 in the envelope for any unknown path or method.
 async fn unknown_route(State(shared): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/v1/") || path == "/v1" {
+    if path.starts_with("/v1/") || path == "/v1" || path.starts_with("/openai/") {
         shared.count(|c| {
             c.requests_total += 1;
             *c.requests.entry("unmatched".to_owned()).or_default() += 1;
@@ -89,6 +100,45 @@ async fn unknown_route(State(shared): State<AppState>, req: Request) -> Response
         });
     }
     ApiError::invalid_url(req.method().as_str(), &path).into_response()
+}
+
+/// Checks Azure OpenAI's `api-key` header, and `api-version` on the dated
+/// API's paths (those under `/openai/` but not `/openai/v1/`); `Err` is the
+/// answer.
+fn check_azure(shared: &Shared, req: &Request, matched: &str) -> Result<(), ApiError> {
+    let dated = matched.starts_with("/openai/") && !matched.starts_with("/openai/v1/");
+    let has_version = req.uri().query().unwrap_or_default().split('&').any(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, v)| k == "api-version" && !v.is_empty())
+    });
+    if dated && !has_version {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "Resource not found: the api-version query parameter is required on this path.",
+        )
+        .code("404"));
+    }
+    let key = req
+        .headers()
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let wrong = match &shared.cfg.api_key {
+        Some(expected) => key != expected,
+        None => key.is_empty(),
+    };
+    if wrong {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to \
+             provide a valid key for an active subscription and use a correct regional API \
+             endpoint for your resource.",
+        )
+        .code("401"));
+    }
+    Ok(())
 }
 
 /// Checks the bearer token; `Err` is the 401 answer.
@@ -156,7 +206,12 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         *c.requests.entry(route_name.to_owned()).or_default() += 1;
         c.requests_total
     };
-    let mut resp = match check_auth(&shared, &req) {
+    let auth = if shared.cfg.provider == ProviderMode::Azure {
+        check_azure(&shared, &req, &path)
+    } else {
+        check_auth(&shared, &req)
+    };
+    let mut resp = match auth {
         Err(e) => {
             drain(req.into_body()).await;
             e.into_response()

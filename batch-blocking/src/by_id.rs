@@ -1,0 +1,152 @@
+//! Operations on a batch known only by its id: a batch this process never
+//! created (from a log, another process, the dashboard). Reading and
+//! cancelling it are single requests; polling and collecting it run a
+//! by-id job ([`BatchJob::for_batch`]) through the same drive loop as every
+//! other operation, so they retry, resume cut downloads and report each
+//! request once.
+
+use std::io::{Read, Write};
+
+use batch_core::api::{self, Batch, ResponseError};
+use batch_core::job::{
+    BatchJob, BatchOptions, FileDownload, JobError, JobEvent, JobResult, JobStatus, JobSummary,
+};
+
+use crate::client::{Client, seed};
+use crate::error::Error;
+
+impl Client {
+    /// Reads batch `batch_id` (`GET /batches/{id}`, API notes §2) once.
+    ///
+    /// # Errors
+    /// [`Error::Job`] with the API's status, code and message for a non-2xx
+    /// answer (a 404 for an unknown id) or an answer that is not a batch;
+    /// [`Error::Transport`] if the request could not be carried out;
+    /// [`Error::Setup`] for an id that is not a plain path segment.
+    pub fn retrieve_batch(&self, batch_id: &str) -> Result<Batch, Error> {
+        let request =
+            api::retrieve_batch(self.api(), batch_id).map_err(|e| Error::Setup(e.to_string()))?;
+        let (head, bytes) = self.execute(request)?;
+        api::parse_batch(&head, &bytes).map_err(|e| self.refused(e))
+    }
+
+    /// Asks the server to cancel batch `batch_id` (`POST
+    /// /batches/{id}/cancel`) and returns the batch as it answered, usually
+    /// `cancelling`. It does not wait: the batch becomes `cancelled` within
+    /// minutes, and [`batch_results`](Self::batch_results) then collects
+    /// what it ran. To cancel, wait and collect in one call, use
+    /// [`cancel`](Self::cancel) on [`BatchJob::for_batch`].
+    ///
+    /// # Errors
+    /// As [`retrieve_batch`](Self::retrieve_batch); a batch that already
+    /// ended answers 409, an [`Error::Job`].
+    pub fn cancel_batch(&self, batch_id: &str) -> Result<Batch, Error> {
+        let request =
+            api::cancel_batch(self.api(), batch_id).map_err(|e| Error::Setup(e.to_string()))?;
+        let (head, bytes) = self.execute(request)?;
+        api::parse_batch(&head, &bytes).map_err(|e| self.refused(e))
+    }
+
+    /// Polls batch `batch_id` once, with retries, and returns its status as
+    /// a one-shard job's ([`JobStatus`]: state, request counts, and the
+    /// batch's input file in its shard).
+    ///
+    /// # Errors
+    /// [`Error::Ended`] if the key was refused or the server stayed
+    /// unreachable past the retry budget, or the batch does not exist.
+    pub fn poll_batch(&self, batch_id: &str) -> Result<JobStatus, Error> {
+        self.poll_status(&mut by_id(batch_id))
+    }
+
+    /// Waits for batch `batch_id` to end and returns its outcomes, one per
+    /// request: the output and error files merged, numbered in the order
+    /// their lines were read (see [`BatchJob::for_batch`] for requests the
+    /// files do not name). It polls every 60 seconds; for another interval
+    /// or a maximum wait, call [`get_results`](Self::get_results) on
+    /// `BatchJob::for_batch(id, &options, seed)`.
+    ///
+    /// # Errors
+    /// As [`get_results`](Self::get_results): [`Error::Ended`] when the
+    /// batch failed, expired or was cancelled (its outcomes inside), or the
+    /// job stopped.
+    pub fn batch_results(&self, batch_id: &str) -> Result<Vec<JobResult>, Error> {
+        self.get_results(&mut by_id(batch_id))
+    }
+
+    /// Like [`batch_results`](Self::batch_results), handing each outcome to
+    /// `on_result` as its line is read, and returns the summary (whose
+    /// `requests` is the batch's total, so a shortfall shows as an
+    /// incomplete summary).
+    ///
+    /// # Errors
+    /// As `batch_results`, with no results inside (they went to `on_result`).
+    pub fn stream_batch_results(
+        &self,
+        batch_id: &str,
+        on_result: &mut dyn FnMut(JobResult),
+        on_event: &mut dyn FnMut(&JobEvent),
+    ) -> Result<JobSummary, Error> {
+        self.stream_results(&mut by_id(batch_id), on_result, on_event)
+    }
+
+    /// Streams file `file_id`'s content (a batch's output or error file, or
+    /// an input file) into `out`, and returns its length. The file object is
+    /// read first: the content may not exceed its declared size, and a body
+    /// that ends short is an error. Memory stays flat (64 KiB chunks).
+    ///
+    /// # Errors
+    /// [`Error::Job`] for a non-2xx answer (a 404 for an unknown file);
+    /// [`Error::Transport`] if the connection failed or the body broke the
+    /// declared size; [`Error::Io`] if writing to `out` failed.
+    pub fn download_file(&self, file_id: &str, out: &mut dyn Write) -> Result<u64, Error> {
+        let request =
+            api::retrieve_file(self.api(), file_id).map_err(|e| Error::Setup(e.to_string()))?;
+        let (head, bytes) = self.execute(request)?;
+        let file = api::parse_file(&head, &bytes).map_err(|e| self.refused(e))?;
+        let mut check = FileDownload::new(&file);
+        let request = api::file_content(self.api(), file_id, None)
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let (parts, _) = request.into_parts();
+        let response = self
+            .agent()
+            .run(http::Request::from_parts(parts, ()))
+            .map_err(|e| {
+                Error::Transport(crate::convert::failure_before_head(&e).redacted(self.api()))
+            })?;
+        let (head, body) = response.into_parts();
+        let mut reader = body.into_reader();
+        if !head.status.is_success() {
+            let mut bytes = Vec::new();
+            let _ = reader.take(64 * 1024).read_to_end(&mut bytes);
+            return Err(self.refused(api::parse_api_error(&head, &bytes).into()));
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| {
+                Error::Transport(crate::convert::failure_in_body(&e).redacted(self.api()))
+            })?;
+            if n == 0 {
+                break;
+            }
+            check.accept(n).map_err(in_body)?;
+            out.write_all(&buf[..n])?;
+        }
+        out.flush()?;
+        check.finish().map_err(in_body)
+    }
+
+    /// A refused single request: the server's words may quote the key, so
+    /// they are redacted before they reach an error.
+    fn refused(&self, e: ResponseError) -> Error {
+        Error::Job(JobError::Response(e.redacted(self.api())))
+    }
+}
+
+/// A by-id handle with the default options (60-second polls, no maximum wait).
+fn by_id(batch_id: &str) -> BatchJob {
+    BatchJob::for_batch(batch_id, &BatchOptions::new(""), seed())
+}
+
+fn in_body(message: String) -> Error {
+    Error::Transport(batch_core::job::TransportFailure::in_body(message))
+}
