@@ -15,3 +15,6 @@ pub mod batch_async_readme {}
 
 #[doc = include_str!("../batch-emulator/README.md")]
 pub mod batch_emulator_readme {}
+
+#[doc = include_str!("../batch-store/README.md")]
+pub mod batch_store_readme {}
