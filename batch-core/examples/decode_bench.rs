@@ -160,12 +160,29 @@ fn main() {
         );
     }
 
-    // Parsing is much slower than splitting; a quarter of the bytes is enough.
+    // Parsing is much slower than splitting; a quarter of the bytes is
+    // enough. The two parsers take turns, three rounds each, and the best
+    // round of each counts, so a burst of load elsewhere on the machine
+    // skews the ratio less.
     let parse_total = (total / 4).div_ceil(block.len()) * block.len();
+    let (mut ours, mut ceiling) = (0f64, 0f64);
+    for _ in 0..3 {
+        ours = ours.max(time_result_stream(&block, parse_total));
+        ceiling = ceiling.max(time_ceiling(&block, parse_total));
+    }
+    println!("best of three: result stream {ours:.0} MB/s, typed ceiling {ceiling:.0} MB/s");
+    println!(
+        "result stream at {:.0} % of the typed ceiling",
+        100.0 * ours / ceiling
+    );
+}
+
+/// Streams `total` bytes through the project's `ResultStream`; MB/s.
+fn time_result_stream(block: &[u8], total: usize) -> f64 {
     let mut rs = ResultStream::new(MAX_LINE);
     let (mut ok, mut failed, mut other, mut peak) = (0u64, 0u64, 0u64, 0usize);
     let start = Instant::now();
-    stream(&block, parse_total, 64 << 10, |c| {
+    stream(block, total, 64 << 10, |c| {
         for ev in rs.feed(c) {
             match ev {
                 ResultEvent::Record(r) if r.is_success() => ok += 1,
@@ -177,18 +194,22 @@ fn main() {
     });
     other += rs.finish().count() as u64;
     let secs = start.elapsed().as_secs_f64();
-    let ours = mb_per_s(parse_total, secs);
+    let speed = mb_per_s(total, secs);
     println!(
-        "result stream (decode + parse), 65536-byte chunks: {ours:.0} MB/s, {:.0} records/s \
+        "result stream (decode + parse), 65536-byte chunks: {speed:.0} MB/s, {:.0} records/s \
          ({ok} ok, {failed} failed, {other} other), peak tail {peak} bytes",
         (ok + failed) as f64 / secs
     );
+    speed
+}
 
-    // The ceiling, on the same bytes through the same decoder.
+/// Streams `total` bytes through the same decoder into the typed,
+/// borrowing parse (the ceiling); MB/s.
+fn time_ceiling(block: &[u8], total: usize) -> f64 {
     let mut dec = LineDecoder::new(MAX_LINE);
     let (mut ok, mut failed, mut bad) = (0u64, 0u64, 0u64);
     let start = Instant::now();
-    stream(&block, parse_total, 64 << 10, |c| {
+    stream(block, total, 64 << 10, |c| {
         let mut it = dec.feed(c);
         while let Some(ev) = it.next_line() {
             let LineEvent::Line { bytes, .. } = ev else {
@@ -207,14 +228,10 @@ fn main() {
             }
         }
     });
-    let secs = start.elapsed().as_secs_f64();
-    let ceiling = mb_per_s(parse_total, secs);
+    let speed = mb_per_s(total, start.elapsed().as_secs_f64());
     println!(
-        "typed borrowing ceiling (decode + parse), 65536-byte chunks: {ceiling:.0} MB/s \
+        "typed borrowing ceiling (decode + parse), 65536-byte chunks: {speed:.0} MB/s \
          ({ok} ok, {failed} failed, {bad} bad)"
     );
-    println!(
-        "result stream at {:.0} % of the typed ceiling",
-        100.0 * ours / ceiling
-    );
+    speed
 }
