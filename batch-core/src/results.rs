@@ -51,8 +51,9 @@ pub struct ResultRecord {
     pub custom_id: String,
     /// What happened to the request.
     pub outcome: Outcome,
-    /// The exact line, without its line terminator.
-    pub raw: String,
+    /// The exact line, without its line terminator. Shared with the
+    /// record's [`Success`], which reads its body from it when asked.
+    pub raw: Arc<str>,
 }
 
 impl ResultRecord {
@@ -833,6 +834,7 @@ fn parse_full(line: u64, bytes: &[u8], text: &str) -> Result<ResultRecord, BadLi
             )));
         }
     };
+    let raw: Arc<str> = Arc::from(text);
     let outcome = match response {
         Some(mut resp) => {
             let status_code = match resp.get("status_code") {
@@ -847,7 +849,7 @@ fn parse_full(line: u64, bytes: &[u8], text: &str) -> Result<ResultRecord, BadLi
                     }
                 },
             };
-            judge_response(status_code, &mut resp, error.as_ref(), text)
+            judge_response(status_code, &mut resp, error.as_ref(), &raw)
         }
         None => match &error {
             Some(err) => Outcome::Failed(Failure::default().with_error(err)),
@@ -860,7 +862,7 @@ fn parse_full(line: u64, bytes: &[u8], text: &str) -> Result<ResultRecord, BadLi
         id,
         custom_id,
         outcome,
-        raw: text.to_owned(),
+        raw,
     })
 }
 
@@ -907,7 +909,7 @@ fn fast_success(line: u64, text: &str) -> Option<ResultRecord> {
         return None;
     }
     let usage = head.usage.and_then(Usage::from_raw);
-    let line_text: Arc<str> = Arc::from(text);
+    let raw: Arc<str> = Arc::from(text);
     Some(ResultRecord {
         line,
         id: parsed.id.and_then(raw_string),
@@ -916,9 +918,9 @@ fn fast_success(line: u64, text: &str) -> Option<ResultRecord> {
             status_code,
             resp.request_id.and_then(raw_string),
             usage,
-            line_text,
+            Arc::clone(&raw),
         )),
-        raw: text.to_owned(),
+        raw,
     })
 }
 
@@ -1038,7 +1040,7 @@ fn judge_response(
     status_code: Option<u16>,
     resp: &mut Map<String, Value>,
     line_error: Option<&Value>,
-    line: &str,
+    line: &Arc<str>,
 ) -> Outcome {
     let request_id = resp
         .get("request_id")
@@ -1055,7 +1057,7 @@ fn judge_response(
             status_code,
             request_id,
             body,
-            Arc::from(line),
+            Arc::clone(line),
         ));
     }
     let failure = Failure {
