@@ -23,6 +23,7 @@
 //! The output file is assembled by reading slots 0..n in order and copying
 //! their bytes, so memory stays flat whatever the size of the results.
 
+use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -407,7 +408,18 @@ pub(crate) struct ResultStore {
     spill_len: u64,
     index: File,
     slots: u64,
+    /// Where the spill's and the index's file cursors are, when known:
+    /// appending in order then needs no seek.
+    spill_cursor: Cell<Option<u64>>,
+    index_cursor: Cell<Option<u64>>,
+    /// A window of the spill read ahead, `(offset, bytes)`: lines read in
+    /// spill order (results that came in input order) cost one read per
+    /// window, not one per line.
+    window: RefCell<(u64, Vec<u8>)>,
 }
+
+/// How much of the spill one read brings in when assembling.
+const READ_WINDOW: usize = 1 << 20;
 
 impl ResultStore {
     /// Opens the store of a journal for `slots` requests, creating it if needed.
@@ -446,6 +458,9 @@ impl ResultStore {
             spill_len,
             index,
             slots,
+            spill_cursor: Cell::new(None),
+            index_cursor: Cell::new(None),
+            window: RefCell::new((0, Vec::new())),
         })
     }
 
@@ -460,15 +475,15 @@ impl ResultStore {
         let len =
             u32::try_from(line.len()).map_err(|_| io::Error::other("a result line over 4 GiB"))?;
         let offset = self.spill_len;
-        (&self.spill).seek(SeekFrom::Start(offset))?;
-        (&self.spill).write_all(line)?;
-        self.spill_len += u64::from(len);
         let mut rec = [0u8; SLOT as usize];
         rec[..8].copy_from_slice(&offset.to_le_bytes());
         rec[8..12].copy_from_slice(&len.to_le_bytes());
         rec[12] = kind as u8;
-        (&self.index).seek(SeekFrom::Start(slot * SLOT))?;
-        (&self.index).write_all(&rec)
+        write_at(&self.spill, &self.spill_cursor, offset, line)?;
+        self.spill_len += u64::from(len);
+        // The window may hold bytes of the spill's old end; forget it.
+        self.window.borrow_mut().1.clear();
+        write_at(&self.index, &self.index_cursor, slot * SLOT, &rec)
     }
 
     /// Makes everything written so far durable.
@@ -488,6 +503,7 @@ impl ResultStore {
         out.clear();
         let n = (self.slots - from.min(self.slots)).min(4096);
         let mut buf = vec![0u8; usize::try_from(n * SLOT).unwrap_or(0)];
+        self.index_cursor.set(None);
         (&self.index).seek(SeekFrom::Start(from * SLOT))?;
         (&self.index).read_exact(&mut buf)?;
         for rec in buf.chunks_exact(SLOT as usize) {
@@ -500,9 +516,27 @@ impl ResultStore {
 
     /// Reads `len` bytes of the spill at `offset` into `buf`.
     fn read_line(&self, offset: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.resize(len as usize, 0);
-        (&self.spill).seek(SeekFrom::Start(offset))?;
-        (&self.spill).read_exact(buf)
+        let len = len as usize;
+        let mut window = self.window.borrow_mut();
+        let (start, bytes) = &mut *window;
+        let inside = offset >= *start
+            && usize::try_from(offset - *start).is_ok_and(|at| at + len <= bytes.len());
+        if !inside {
+            // Read ahead from this line on, as far as the spill goes.
+            let want = len.max(READ_WINDOW) as u64;
+            let n = want
+                .min(self.spill_len.saturating_sub(offset))
+                .max(len as u64);
+            bytes.resize(usize::try_from(n).map_err(io::Error::other)?, 0);
+            self.spill_cursor.set(None);
+            (&self.spill).seek(SeekFrom::Start(offset))?;
+            (&self.spill).read_exact(bytes)?;
+            *start = offset;
+        }
+        let at = usize::try_from(offset - *start).map_err(io::Error::other)?;
+        buf.clear();
+        buf.extend_from_slice(&bytes[at..at + len]);
+        Ok(())
     }
 
     /// Counts the outcomes and writes every slot's line, in order, to `out`.
@@ -720,6 +754,20 @@ pub(crate) fn write_output(
     Ok(counts)
 }
 
+/// Writes `bytes` at `offset` of `file`, seeking only when its cursor is
+/// not already there, and notes where the cursor ends.
+fn write_at(file: &File, cursor: &Cell<Option<u64>>, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    // Unknown until the write succeeds.
+    if cursor.take() != Some(offset) {
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+    }
+    let mut f = file;
+    f.write_all(bytes)?;
+    cursor.set(Some(offset + bytes.len() as u64));
+    Ok(())
+}
+
 /// `rounds/N/map.bin`: the input index of each request of a retry round.
 #[derive(Debug)]
 pub(crate) struct IndexMap {
@@ -793,6 +841,37 @@ mod tests {
             kinds,
             [Kind::Succeeded, Kind::NotProcessed, Kind::Succeeded]
         );
+    }
+
+    /// Assembling reads the spill through a read-ahead window: lines that
+    /// straddle it, lines put after a read, and lines out of order all come
+    /// back whole, from the same open store.
+    #[test]
+    fn assembly_reads_ahead_and_sees_later_puts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 300u64;
+        let mut store = ResultStore::open(dir.path(), n).expect("open");
+        let big = "x".repeat(READ_WINDOW / 100);
+        let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        let want = |i: u64, v: &str| line(&names[i as usize], v);
+        // Odd slots first, then even ones: the spill is out of slot order.
+        for i in (1..n).step_by(2).chain((0..n).step_by(2)) {
+            store.put(i, Kind::Succeeded, &want(i, &big)).expect("put");
+        }
+        let ids_all = || names.clone().into_iter().map(Ok::<String, CliError>);
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n).flat_map(|i| want(i, &big)).collect();
+        assert_eq!(out, expect);
+        // A put after a read lands at the spill's end and is read back.
+        store.put(5, Kind::Failed, &want(5, "late")).expect("put");
+        let mut out = Vec::new();
+        let counts = store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n)
+            .flat_map(|i| want(i, if i == 5 { "late" } else { &big }))
+            .collect();
+        assert_eq!(out, expect);
+        assert_eq!(counts.failed, 1);
     }
 
     #[test]
