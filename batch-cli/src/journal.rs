@@ -414,7 +414,7 @@ pub(crate) struct ResultStore {
     index_cursor: Cell<Option<u64>>,
     /// A window of the spill read ahead, `(offset, bytes)`: lines read in
     /// spill order (results that came in input order) cost one read per
-    /// window, not one per line.
+    /// window, not one per line; a line out of order is read alone.
     window: RefCell<(u64, Vec<u8>)>,
 }
 
@@ -522,8 +522,11 @@ impl ResultStore {
         let inside = offset >= *start
             && usize::try_from(offset - *start).is_ok_and(|at| at + len <= bytes.len());
         if !inside {
-            // Read ahead from this line on, as far as the spill goes.
-            let want = len.max(READ_WINDOW) as u64;
+            // Read ahead from this line on, as far as the spill goes, when
+            // the lines come in spill order (this one starts where the
+            // window ended); else just this line.
+            let in_order = offset == *start + bytes.len() as u64;
+            let want = if in_order { len.max(READ_WINDOW) } else { len } as u64;
             let n = want
                 .min(self.spill_len.saturating_sub(offset))
                 .max(len as u64);
@@ -854,8 +857,8 @@ mod tests {
         let big = "x".repeat(READ_WINDOW / 100);
         let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
         let want = |i: u64, v: &str| line(&names[i as usize], v);
-        // Odd slots first, then even ones: the spill is out of slot order.
-        for i in (1..n).step_by(2).chain((0..n).step_by(2)) {
+        // In slot order: read through the window, lines straddling its end.
+        for i in 0..n {
             store.put(i, Kind::Succeeded, &want(i, &big)).expect("put");
         }
         let ids_all = || names.clone().into_iter().map(Ok::<String, CliError>);
@@ -863,12 +866,29 @@ mod tests {
         store.assemble(ids_all(), &mut out).expect("assemble");
         let expect: Vec<u8> = (0..n).flat_map(|i| want(i, &big)).collect();
         assert_eq!(out, expect);
+        // Odd slots again, backwards: the spill is now out of slot order.
+        for i in (1..n).rev().filter(|i| i % 2 == 1) {
+            store.put(i, Kind::Succeeded, &want(i, "odd")).expect("put");
+        }
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n)
+            .flat_map(|i| want(i, if i % 2 == 1 { "odd" } else { &big }))
+            .collect();
+        assert_eq!(out, expect);
         // A put after a read lands at the spill's end and is read back.
-        store.put(5, Kind::Failed, &want(5, "late")).expect("put");
+        store.put(4, Kind::Failed, &want(4, "late")).expect("put");
         let mut out = Vec::new();
         let counts = store.assemble(ids_all(), &mut out).expect("assemble");
         let expect: Vec<u8> = (0..n)
-            .flat_map(|i| want(i, if i == 5 { "late" } else { &big }))
+            .flat_map(|i| {
+                let v = match i {
+                    4 => "late",
+                    _ if i % 2 == 1 => "odd",
+                    _ => &big,
+                };
+                want(i, v)
+            })
             .collect();
         assert_eq!(out, expect);
         assert_eq!(counts.failed, 1);
