@@ -23,7 +23,7 @@
 //! The output file is assembled by reading slots 0..n in order and copying
 //! their bytes, so memory stays flat whatever the size of the results.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -409,17 +409,10 @@ pub(crate) struct ResultStore {
     index: File,
     slots: u64,
     /// Where the spill's and the index's file cursors are, when known:
-    /// appending in order then needs no seek.
+    /// appending, or reading, in order then needs no seek.
     spill_cursor: Cell<Option<u64>>,
     index_cursor: Cell<Option<u64>>,
-    /// A window of the spill read ahead, `(offset, bytes)`: lines read in
-    /// spill order (results that came in input order) cost one read per
-    /// window, not one per line; a line out of order is read alone.
-    window: RefCell<(u64, Vec<u8>)>,
 }
-
-/// How much of the spill one read brings in when assembling.
-const READ_WINDOW: usize = 1 << 20;
 
 impl ResultStore {
     /// Opens the store of a journal for `slots` requests, creating it if needed.
@@ -460,7 +453,6 @@ impl ResultStore {
             slots,
             spill_cursor: Cell::new(None),
             index_cursor: Cell::new(None),
-            window: RefCell::new((0, Vec::new())),
         })
     }
 
@@ -481,8 +473,6 @@ impl ResultStore {
         rec[12] = kind as u8;
         write_at(&self.spill, &self.spill_cursor, offset, line)?;
         self.spill_len += u64::from(len);
-        // The window may hold bytes of the spill's old end; forget it.
-        self.window.borrow_mut().1.clear();
         write_at(&self.index, &self.index_cursor, slot * SLOT, &rec)
     }
 
@@ -516,29 +506,14 @@ impl ResultStore {
 
     /// Reads `len` bytes of the spill at `offset` into `buf`.
     fn read_line(&self, offset: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
-        let len = len as usize;
-        let mut window = self.window.borrow_mut();
-        let (start, bytes) = &mut *window;
-        let inside = offset >= *start
-            && usize::try_from(offset - *start).is_ok_and(|at| at + len <= bytes.len());
-        if !inside {
-            // Read ahead from this line on, as far as the spill goes, when
-            // the lines come in spill order (this one starts where the
-            // window ended); else just this line.
-            let in_order = offset == *start + bytes.len() as u64;
-            let want = if in_order { len.max(READ_WINDOW) } else { len } as u64;
-            let n = want
-                .min(self.spill_len.saturating_sub(offset))
-                .max(len as u64);
-            bytes.resize(usize::try_from(n).map_err(io::Error::other)?, 0);
-            self.spill_cursor.set(None);
+        buf.resize(len as usize, 0);
+        // Lines read in spill order (results that came in input order)
+        // need no seek.
+        if self.spill_cursor.take() != Some(offset) {
             (&self.spill).seek(SeekFrom::Start(offset))?;
-            (&self.spill).read_exact(bytes)?;
-            *start = offset;
         }
-        let at = usize::try_from(offset - *start).map_err(io::Error::other)?;
-        buf.clear();
-        buf.extend_from_slice(&bytes[at..at + len]);
+        (&self.spill).read_exact(buf)?;
+        self.spill_cursor.set(Some(offset + u64::from(len)));
         Ok(())
     }
 
@@ -846,18 +821,18 @@ mod tests {
         );
     }
 
-    /// Assembling reads the spill through a read-ahead window: lines that
-    /// straddle it, lines put after a read, and lines out of order all come
-    /// back whole, from the same open store.
+    /// Assembling reads the spill in order without seeking: lines read in
+    /// order, lines put after a read, and lines out of order all come back
+    /// whole, from the same open store.
     #[test]
     fn assembly_reads_ahead_and_sees_later_puts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = 300u64;
         let mut store = ResultStore::open(dir.path(), n).expect("open");
-        let big = "x".repeat(READ_WINDOW / 100);
+        let big = "x".repeat(10_000);
         let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
         let want = |i: u64, v: &str| line(&names[i as usize], v);
-        // In slot order: read through the window, lines straddling its end.
+        // In slot order: read without seeking.
         for i in 0..n {
             store.put(i, Kind::Succeeded, &want(i, &big)).expect("put");
         }
