@@ -23,6 +23,7 @@
 //! The output file is assembled by reading slots 0..n in order and copying
 //! their bytes, so memory stays flat whatever the size of the results.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -407,6 +408,10 @@ pub(crate) struct ResultStore {
     spill_len: u64,
     index: File,
     slots: u64,
+    /// Where the spill's and the index's file cursors are, when known:
+    /// appending, or reading, in order then needs no seek.
+    spill_cursor: Cell<Option<u64>>,
+    index_cursor: Cell<Option<u64>>,
 }
 
 impl ResultStore {
@@ -446,6 +451,8 @@ impl ResultStore {
             spill_len,
             index,
             slots,
+            spill_cursor: Cell::new(None),
+            index_cursor: Cell::new(None),
         })
     }
 
@@ -460,15 +467,13 @@ impl ResultStore {
         let len =
             u32::try_from(line.len()).map_err(|_| io::Error::other("a result line over 4 GiB"))?;
         let offset = self.spill_len;
-        (&self.spill).seek(SeekFrom::Start(offset))?;
-        (&self.spill).write_all(line)?;
-        self.spill_len += u64::from(len);
         let mut rec = [0u8; SLOT as usize];
         rec[..8].copy_from_slice(&offset.to_le_bytes());
         rec[8..12].copy_from_slice(&len.to_le_bytes());
         rec[12] = kind as u8;
-        (&self.index).seek(SeekFrom::Start(slot * SLOT))?;
-        (&self.index).write_all(&rec)
+        write_at(&self.spill, &self.spill_cursor, offset, line)?;
+        self.spill_len += u64::from(len);
+        write_at(&self.index, &self.index_cursor, slot * SLOT, &rec)
     }
 
     /// Makes everything written so far durable.
@@ -488,6 +493,7 @@ impl ResultStore {
         out.clear();
         let n = (self.slots - from.min(self.slots)).min(4096);
         let mut buf = vec![0u8; usize::try_from(n * SLOT).unwrap_or(0)];
+        self.index_cursor.set(None);
         (&self.index).seek(SeekFrom::Start(from * SLOT))?;
         (&self.index).read_exact(&mut buf)?;
         for rec in buf.chunks_exact(SLOT as usize) {
@@ -501,8 +507,14 @@ impl ResultStore {
     /// Reads `len` bytes of the spill at `offset` into `buf`.
     fn read_line(&self, offset: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.resize(len as usize, 0);
-        (&self.spill).seek(SeekFrom::Start(offset))?;
-        (&self.spill).read_exact(buf)
+        // Lines read in spill order (results that came in input order)
+        // need no seek.
+        if self.spill_cursor.take() != Some(offset) {
+            (&self.spill).seek(SeekFrom::Start(offset))?;
+        }
+        (&self.spill).read_exact(buf)?;
+        self.spill_cursor.set(Some(offset + u64::from(len)));
+        Ok(())
     }
 
     /// Counts the outcomes and writes every slot's line, in order, to `out`.
@@ -720,6 +732,20 @@ pub(crate) fn write_output(
     Ok(counts)
 }
 
+/// Writes `bytes` at `offset` of `file`, seeking only when its cursor is
+/// not already there, and notes where the cursor ends.
+fn write_at(file: &File, cursor: &Cell<Option<u64>>, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    // Unknown until the write succeeds.
+    if cursor.take() != Some(offset) {
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+    }
+    let mut f = file;
+    f.write_all(bytes)?;
+    cursor.set(Some(offset + bytes.len() as u64));
+    Ok(())
+}
+
 /// `rounds/N/map.bin`: the input index of each request of a retry round.
 #[derive(Debug)]
 pub(crate) struct IndexMap {
@@ -793,6 +819,54 @@ mod tests {
             kinds,
             [Kind::Succeeded, Kind::NotProcessed, Kind::Succeeded]
         );
+    }
+
+    /// Assembling reads the spill in order without seeking: lines read in
+    /// order, lines put after a read, and lines out of order all come back
+    /// whole, from the same open store.
+    #[test]
+    fn assembly_reads_ahead_and_sees_later_puts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 300u64;
+        let mut store = ResultStore::open(dir.path(), n).expect("open");
+        let big = "x".repeat(10_000);
+        let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        let want = |i: u64, v: &str| line(&names[i as usize], v);
+        // In slot order: read without seeking.
+        for i in 0..n {
+            store.put(i, Kind::Succeeded, &want(i, &big)).expect("put");
+        }
+        let ids_all = || names.clone().into_iter().map(Ok::<String, CliError>);
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n).flat_map(|i| want(i, &big)).collect();
+        assert_eq!(out, expect);
+        // Odd slots again, backwards: the spill is now out of slot order.
+        for i in (1..n).rev().filter(|i| i % 2 == 1) {
+            store.put(i, Kind::Succeeded, &want(i, "odd")).expect("put");
+        }
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n)
+            .flat_map(|i| want(i, if i % 2 == 1 { "odd" } else { &big }))
+            .collect();
+        assert_eq!(out, expect);
+        // A put after a read lands at the spill's end and is read back.
+        store.put(4, Kind::Failed, &want(4, "late")).expect("put");
+        let mut out = Vec::new();
+        let counts = store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let v = match i {
+                    4 => "late",
+                    _ if i % 2 == 1 => "odd",
+                    _ => &big,
+                };
+                want(i, v)
+            })
+            .collect();
+        assert_eq!(out, expect);
+        assert_eq!(counts.failed, 1);
     }
 
     #[test]

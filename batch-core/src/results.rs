@@ -26,7 +26,9 @@
 //! [`BadLine`]: a per-line problem with its line number and whatever
 //! `custom_id` could be salvaged. It never stops the lines after it.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -49,8 +51,9 @@ pub struct ResultRecord {
     pub custom_id: String,
     /// What happened to the request.
     pub outcome: Outcome,
-    /// The exact line, without its line terminator.
-    pub raw: String,
+    /// The exact line, without its line terminator. Shared with the
+    /// record's [`Success`], which reads its body from it when asked.
+    pub raw: Arc<str>,
 }
 
 impl ResultRecord {
@@ -77,12 +80,12 @@ impl ResultRecord {
 
     /// The generated text, for a success that has one (see [`Success::content`]).
     pub fn content(&self) -> Option<&str> {
-        self.success()?.content.as_deref()
+        self.success()?.content()
     }
 
     /// The generated text parsed as JSON (see [`Success::json`]).
     pub fn json(&self) -> Option<&Value> {
-        self.success()?.json.as_ref()
+        self.success()?.json()
     }
 
     /// The body as a chat completion (see [`Success::chat_completion`]).
@@ -171,45 +174,44 @@ pub enum Outcome {
     Failed(Failure),
 }
 
-/// A successful request: the body exactly as sent, and what was read from it.
+/// A successful request: its status, request id and token usage, read as
+/// the line is parsed, and the body, read only when asked for.
 ///
-/// The derived fields sit beside [`body`](Self::body), never instead of it;
-/// the exact line is in [`ResultRecord::raw`].
-#[derive(Clone, Debug, PartialEq)]
+/// Parsing a line reads only what every result needs; the body stays the
+/// raw JSON text of the line until [`body`](Self::body), [`content`](Self::content)
+/// or another body accessor is first called. The first such call parses
+/// the body once (a `serde_json::Value` tree) and keeps what it read, so
+/// later calls are cheap. The exact line is in [`ResultRecord::raw`].
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Success {
     /// `response.status_code` (a 2xx; `None` if the line had none).
     pub status_code: Option<u16>,
     /// `response.request_id`.
     pub request_id: Option<String>,
-    /// `response.body`, parsed (`Null` if absent). Keys are sorted by
-    /// `serde_json`; for the bytes as sent, see [`ResultRecord::raw`].
-    pub body: Value,
-    /// What kind of body this is, judged by its `object` field (or shape).
-    pub kind: BodyKind,
-    /// The body's `model`.
-    pub model: Option<String>,
-    /// The generated text: `choices[0].message.content` for chat
-    /// completions, the concatenated `output_text` parts of `output[*].content[*]`
-    /// for the Responses API, `choices[0].text` for completions. `None` for
-    /// embeddings and when the model produced no text (a refusal, or only
-    /// tool calls).
-    pub content: Option<String>,
-    /// The model's refusal text, if it refused (chat `message.refusal`, or
-    /// Responses API `refusal` parts).
-    pub refusal: Option<String>,
-    /// [`content`](Self::content) with markdown fences stripped, parsed as
-    /// JSON, when it is JSON (any JSON value, so `42` or `true` count).
-    pub json: Option<Value>,
-    /// Why generation stopped, for the kinds that say.
-    pub finish_reason: Option<FinishReason>,
     /// Token usage, normalised across endpoints.
     pub usage: Option<Usage>,
+    /// The whole line the body is read from.
+    line: Arc<str>,
+    /// What was read from the body, once asked for.
+    derived: OnceLock<Box<Derived>>,
 }
 
-impl Success {
-    /// Builds a success from a response body, extracting the derived fields.
-    fn from_body(status_code: Option<u16>, request_id: Option<String>, body: Value) -> Success {
+/// What a body accessor reads from a success's body, once.
+#[derive(Clone, Debug)]
+struct Derived {
+    body: Value,
+    kind: BodyKind,
+    model: Option<String>,
+    content: Option<String>,
+    refusal: Option<String>,
+    json: Option<Value>,
+    finish_reason: Option<FinishReason>,
+}
+
+impl Derived {
+    /// Reads the derived fields of a parsed body.
+    fn of(body: Value) -> Derived {
         let kind = BodyKind::of(&body);
         let model = str_at(&body, "/model");
         let (content, refusal) = match kind {
@@ -228,10 +230,7 @@ impl Success {
             .as_deref()
             .and_then(|c| serde_json::from_str(strip_fences(c)).ok());
         let finish_reason = finish_reason(kind, &body);
-        let usage = body.get("usage").and_then(Usage::from_value);
-        Success {
-            status_code,
-            request_id,
+        Derived {
             body,
             kind,
             model,
@@ -239,14 +238,109 @@ impl Success {
             refusal,
             json,
             finish_reason,
-            usage,
         }
+    }
+}
+
+impl PartialEq for Success {
+    /// Equal when the status, request id, usage and body are (whether or
+    /// not either body has been read yet).
+    fn eq(&self, other: &Self) -> bool {
+        self.status_code == other.status_code
+            && self.request_id == other.request_id
+            && self.usage == other.usage
+            && self.body() == other.body()
+    }
+}
+
+impl Success {
+    /// A success whose body is read from `line` when first asked for.
+    fn lazy(
+        status_code: Option<u16>,
+        request_id: Option<String>,
+        usage: Option<Usage>,
+        line: Arc<str>,
+    ) -> Success {
+        Success {
+            status_code,
+            request_id,
+            usage,
+            line,
+            derived: OnceLock::new(),
+        }
+    }
+
+    /// A success whose body was already parsed.
+    fn from_body(
+        status_code: Option<u16>,
+        request_id: Option<String>,
+        body: Value,
+        line: Arc<str>,
+    ) -> Success {
+        let usage = body.get("usage").and_then(Usage::from_value);
+        let derived = OnceLock::new();
+        let _ = derived.set(Box::new(Derived::of(body)));
+        Success {
+            status_code,
+            request_id,
+            usage,
+            line,
+            derived,
+        }
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived
+            .get_or_init(|| Box::new(Derived::of(body_of_line(&self.line))))
+    }
+
+    /// `response.body`, parsed (`Null` if absent). Keys are sorted by
+    /// `serde_json`; for the bytes as sent, see [`ResultRecord::raw`] and
+    /// [`ResultRecord::raw_parts`]. The first call parses the body.
+    pub fn body(&self) -> &Value {
+        &self.derived().body
+    }
+
+    /// What kind of body this is, judged by its `object` field (or shape).
+    pub fn kind(&self) -> BodyKind {
+        self.derived().kind
+    }
+
+    /// The body's `model`.
+    pub fn model(&self) -> Option<&str> {
+        self.derived().model.as_deref()
+    }
+
+    /// The generated text: `choices[0].message.content` for chat
+    /// completions, the concatenated `output_text` parts of `output[*].content[*]`
+    /// for the Responses API, `choices[0].text` for completions. `None` for
+    /// embeddings and when the model produced no text (a refusal, or only
+    /// tool calls).
+    pub fn content(&self) -> Option<&str> {
+        self.derived().content.as_deref()
+    }
+
+    /// The model's refusal text, if it refused (chat `message.refusal`, or
+    /// Responses API `refusal` parts).
+    pub fn refusal(&self) -> Option<&str> {
+        self.derived().refusal.as_deref()
+    }
+
+    /// [`content`](Self::content) with markdown fences stripped, parsed as
+    /// JSON, when it is JSON (any JSON value, so `42` or `true` count).
+    pub fn json(&self) -> Option<&Value> {
+        self.derived().json.as_ref()
+    }
+
+    /// Why generation stopped, for the kinds that say.
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.derived().finish_reason.as_ref()
     }
 
     /// [`content`](Self::content) with a surrounding markdown fence removed
     /// (see [`strip_fences`]).
     pub fn content_unfenced(&self) -> Option<&str> {
-        self.content.as_deref().map(strip_fences)
+        self.content().map(strip_fences)
     }
 
     /// The body as a chat completion, if it is one ([`BodyKind::ChatCompletion`])
@@ -271,10 +365,35 @@ impl Success {
     }
 
     fn typed<'a, T: Deserialize<'a>>(&'a self, kind: BodyKind) -> Option<T> {
-        if self.kind != kind {
+        let d = self.derived();
+        if d.kind != kind {
             return None;
         }
-        T::deserialize(&self.body).ok()
+        T::deserialize(&d.body).ok()
+    }
+}
+
+/// `response.body` of a line that already parsed as a success (`Null` if
+/// it has none).
+fn body_of_line(line: &str) -> Value {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(default)]
+        response: Option<Response>,
+    }
+    #[derive(Deserialize)]
+    struct Response {
+        #[serde(default)]
+        body: Option<Value>,
+    }
+    match serde_json::from_str::<Line>(line) {
+        Ok(l) => l.response.and_then(|r| r.body).unwrap_or(Value::Null),
+        // Duplicate keys or the like: read it the way the full parse does,
+        // where the last of a repeated key wins.
+        Err(_) => serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|mut v| v.get_mut("response")?.get_mut("body").map(Value::take))
+            .unwrap_or(Value::Null),
     }
 }
 
@@ -488,6 +607,84 @@ impl Usage {
     }
 }
 
+impl Usage {
+    /// [`Usage::from_value`] on a raw `usage` value, read without building
+    /// a tree; the same answer, whatever the value.
+    fn from_raw(raw: &RawValue) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct Raw<'a> {
+            #[serde(borrow)]
+            input_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            prompt_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            output_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            completion_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            total_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            input_tokens_details: Option<&'a RawValue>,
+            #[serde(borrow)]
+            prompt_tokens_details: Option<&'a RawValue>,
+            #[serde(borrow)]
+            output_tokens_details: Option<&'a RawValue>,
+            #[serde(borrow)]
+            completion_tokens_details: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Details<'a> {
+            #[serde(borrow)]
+            cached_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            reasoning_tokens: Option<&'a RawValue>,
+        }
+        /// A non-negative integer, as `Value::as_u64` reads one.
+        fn count(v: Option<&RawValue>) -> Option<u64> {
+            let t = v?.get();
+            if t.bytes().all(|b| b.is_ascii_digit()) {
+                t.parse().ok()
+            } else {
+                // `-0` and the like: rare, read as the tree reads them.
+                serde_json::from_str::<Value>(t).ok()?.as_u64()
+            }
+        }
+        /// The details object, `Ok(None)` if it is not an object.
+        fn details(v: Option<&RawValue>) -> Result<Option<Details<'_>>, ()> {
+            match v {
+                Some(v) if v.get().starts_with('{') => {
+                    serde_json::from_str(v.get()).map(Some).map_err(|_| ())
+                }
+                _ => Ok(None),
+            }
+        }
+        let text = raw.get();
+        if !text.starts_with('{') {
+            return None;
+        }
+        let fast = || -> Result<Usage, ()> {
+            let u: Raw<'_> = serde_json::from_str(text).map_err(|_| ())?;
+            let input = details(u.input_tokens_details)?;
+            let prompt = details(u.prompt_tokens_details)?;
+            let output = details(u.output_tokens_details)?;
+            let completion = details(u.completion_tokens_details)?;
+            Ok(Usage {
+                input_tokens: count(u.input_tokens).or_else(|| count(u.prompt_tokens)),
+                output_tokens: count(u.output_tokens).or_else(|| count(u.completion_tokens)),
+                total_tokens: count(u.total_tokens),
+                cached_tokens: count(input.and_then(|d| d.cached_tokens))
+                    .or_else(|| count(prompt.and_then(|d| d.cached_tokens))),
+                reasoning_tokens: count(output.and_then(|d| d.reasoning_tokens))
+                    .or_else(|| count(completion.and_then(|d| d.reasoning_tokens))),
+            })
+        };
+        // Repeated keys and the like: the tree reading decides.
+        fast()
+            .ok()
+            .or_else(|| Usage::from_value(&serde_json::from_str(text).ok()?))
+    }
+}
+
 impl<'de> Deserialize<'de> for Usage {
     /// Never fails on an object; a non-object gives an empty `Usage`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -568,6 +765,21 @@ pub fn parse_result_line(line: u64, bytes: &[u8]) -> Result<ResultRecord, BadLin
             format!("not valid UTF-8 (at byte {at})"),
         )
     })?;
+    if let Some(record) = fast_success(line, text) {
+        return Ok(record);
+    }
+    parse_full(line, bytes, text)
+}
+
+/// Reads a line whole into a `Value` tree and judges it: the reference
+/// reading, and the one that says what is wrong with a bad line.
+fn parse_full(line: u64, bytes: &[u8], text: &str) -> Result<ResultRecord, BadLine> {
+    let salvaged = |kind, error: String| BadLine {
+        line,
+        custom_id: salvage_custom_id(bytes),
+        kind,
+        error,
+    };
     let value: Value =
         serde_json::from_str(text).map_err(|e| salvaged(BadLineKind::NotJson, json_error(&e)))?;
     let mut obj = match value {
@@ -622,6 +834,7 @@ pub fn parse_result_line(line: u64, bytes: &[u8]) -> Result<ResultRecord, BadLin
             )));
         }
     };
+    let raw: Arc<str> = Arc::from(text);
     let outcome = match response {
         Some(mut resp) => {
             let status_code = match resp.get("status_code") {
@@ -636,7 +849,7 @@ pub fn parse_result_line(line: u64, bytes: &[u8]) -> Result<ResultRecord, BadLin
                     }
                 },
             };
-            judge_response(status_code, &mut resp, error.as_ref())
+            judge_response(status_code, &mut resp, error.as_ref(), &raw)
         }
         None => match &error {
             Some(err) => Outcome::Failed(Failure::default().with_error(err)),
@@ -649,8 +862,177 @@ pub fn parse_result_line(line: u64, bytes: &[u8]) -> Result<ResultRecord, BadLin
         id,
         custom_id,
         outcome,
-        raw: text.to_owned(),
+        raw,
     })
+}
+
+/// The common line, read in one typed, borrowing pass: a success (2xx, or
+/// no status and no error object in the body) with no line `error`. Reads
+/// the `id`, `custom_id`, `response.status_code`, `response.request_id`,
+/// and the body's `usage` and `error`; skips the rest of the body unbuilt.
+///
+/// `None` for anything else (a failure, a body that is not an object, a
+/// repeated key, a field of the wrong type, bad JSON): the full parse then
+/// reads the line and says what is wrong with it.
+fn fast_success(line: u64, text: &str) -> Option<ResultRecord> {
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow)]
+        custom_id: Cow<'a, str>,
+        #[serde(borrow, default)]
+        response: Option<ResponseHead<'a>>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    // A derived struct would also take an array; the full parse says why
+    // that is wrong.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let parsed: Line<'_> = serde_json::from_str(text).ok()?;
+    if parsed.error.is_some() {
+        return None;
+    }
+    let resp = parsed.response?;
+    let status_code = match resp.status_code {
+        None => None,
+        Some(raw) => Some(u16::try_from(serde_json::from_str::<u64>(raw.get()).ok()?).ok()?),
+    };
+    let head = resp.body.unwrap_or_default();
+    let ok = match status_code {
+        Some(s) => (200..300).contains(&s),
+        None => !head.error.is_some_and(|e| e.get().starts_with('{')),
+    };
+    if !ok {
+        return None;
+    }
+    let usage = head.usage.and_then(Usage::from_raw);
+    let raw: Arc<str> = Arc::from(text);
+    Some(ResultRecord {
+        line,
+        id: parsed.id.and_then(raw_string),
+        custom_id: parsed.custom_id.into_owned(),
+        outcome: Outcome::Succeeded(Success::lazy(
+            status_code,
+            resp.request_id.and_then(raw_string),
+            usage,
+            Arc::clone(&raw),
+        )),
+        raw,
+    })
+}
+
+/// The string a raw JSON value holds, if it is a string.
+fn raw_string(raw: &RawValue) -> Option<String> {
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
+    }
+}
+
+/// What the one-pass read keeps of a `response` object. Fails (sending the
+/// line to the full parse) when it is not an object or repeats a key.
+#[derive(Default)]
+struct ResponseHead<'a> {
+    status_code: Option<&'a RawValue>,
+    request_id: Option<&'a RawValue>,
+    body: Option<BodyHead<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResponseHead<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = ResponseHead<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a response object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<ResponseHead<'a>, M::Error> {
+                use serde::de::Error as _;
+                let mut head = ResponseHead::default();
+                let (mut status, mut rid, mut body) = (false, false, false);
+                let repeated = || M::Error::custom("repeated key");
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "status_code" => {
+                            if std::mem::replace(&mut status, true) {
+                                return Err(repeated());
+                            }
+                            let v: &'de RawValue = map.next_value()?;
+                            head.status_code = (v.get() != "null").then_some(v);
+                        }
+                        "request_id" => {
+                            if std::mem::replace(&mut rid, true) {
+                                return Err(repeated());
+                            }
+                            head.request_id = Some(map.next_value()?);
+                        }
+                        "body" => {
+                            if std::mem::replace(&mut body, true) {
+                                return Err(repeated());
+                            }
+                            head.body = map.next_value()?;
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// What the one-pass read keeps of a body: its `usage` and `error`. Fails
+/// (sending the line to the full parse) when the body is not an object or
+/// repeats one of these keys.
+#[derive(Default)]
+struct BodyHead<'a> {
+    usage: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BodyHead<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = BodyHead<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a response body object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<BodyHead<'a>, M::Error> {
+                use serde::de::Error as _;
+                let mut head = BodyHead::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "usage" if head.usage.is_none() => head.usage = Some(map.next_value()?),
+                        "error" if head.error.is_none() => {
+                            let e: &'de RawValue = map.next_value()?;
+                            // `null` counts as no error, as in the full parse.
+                            head.error = (e.get() != "null").then_some(e);
+                        }
+                        "usage" | "error" => return Err(M::Error::custom("repeated key")),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// Decides the outcome of a line that carries a response.
@@ -658,6 +1040,7 @@ fn judge_response(
     status_code: Option<u16>,
     resp: &mut Map<String, Value>,
     line_error: Option<&Value>,
+    line: &Arc<str>,
 ) -> Outcome {
     let request_id = resp
         .get("request_id")
@@ -670,7 +1053,12 @@ fn judge_response(
         None => !body_error.is_some_and(Value::is_object),
     };
     if ok && line_error.is_none() {
-        return Outcome::Succeeded(Success::from_body(status_code, request_id, body));
+        return Outcome::Succeeded(Success::from_body(
+            status_code,
+            request_id,
+            body,
+            Arc::clone(line),
+        ));
     }
     let failure = Failure {
         status_code,
@@ -1471,6 +1859,76 @@ mod tests {
 
     use super::*;
 
+    /// The one-pass reading gives the same record as the full one, on
+    /// successes, failures, odd shapes and repeated keys alike.
+    #[test]
+    fn one_pass_agrees_with_the_full_parse() {
+        let lines = [
+            r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"request_id":"q","body":{"object":"chat.completion","model":"m","choices":[{"message":{"content":"```json\n{\"k\": [1, 2]}\n```"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1}}}},"error":null}"#,
+            r#"{"custom_id":"b\u00e9","response":{"status_code":200,"body":{"object":"list","data":[{"embedding":[0.1,-2e-3,3]}],"usage":{"prompt_tokens":9}}}}"#,
+            r#"{"id":7,"custom_id":"c","response":{"body":{"error":"a string error","usage":null}},"error":null}"#,
+            r#"{"custom_id":"d","response":{"body":{"error":{"code":"x"}}}}"#,
+            r#"{"custom_id":"e","response":{"status_code":201,"request_id":5,"body":null}}"#,
+            r#"{"custom_id":"f","response":{"status_code":200,"body":"text"}}"#,
+            r#"{"custom_id":"g","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}}}"#,
+            r#"{"custom_id":"h","response":{"status_code":200,"status_code":500,"body":{}}}"#,
+            r#"{"custom_id":"i","custom_id":"j","response":{"status_code":200,"body":{}}}"#,
+            r#"{"custom_id":"k","response":{"status_code":200.0,"body":{}}}"#,
+            r#"{"custom_id":"l","response":{"status_code":70000,"body":{}}}"#,
+            r#"{"custom_id":"m","response":{"status_code":200,"body":{}},"error":{"code":"late"}}"#,
+            r#"{"custom_id":"n","response":{"status_code":404,"body":{"error":{"message":"no"}}}}"#,
+            r#"{"custom_id":"o","response":{"status_code":200,"body":{"error":null,"error":{"code":"x"}}}}"#,
+            r#"{"custom_id":"p","response":[200]}"#,
+            r#"["q"]"#,
+            r#" {"custom_id":"r","response":{"status_code":200,"body":{"object":"response","output":[]}}} "#,
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            let n = i as u64 + 1;
+            let fast = parse_result_line(n, l.as_bytes());
+            let full = parse_full(n, l.as_bytes(), l);
+            assert_eq!(fast, full, "line {l}");
+            if let (Ok(a), Ok(b)) = (&fast, &full) {
+                assert_eq!(
+                    (a.content(), a.json(), a.success().map(Success::kind)),
+                    (b.content(), b.json(), b.success().map(Success::kind)),
+                    "line {l}"
+                );
+                assert_eq!(
+                    a.success().map(|s| s.usage),
+                    b.success().map(|s| s.usage),
+                    "line {l}"
+                );
+            }
+        }
+        // The common line takes the one pass and leaves its body unread.
+        let rec = parse_result_line(1, lines[1].as_bytes()).expect("parses");
+        let s = rec.success().expect("success");
+        assert!(s.derived.get().is_none(), "the body was read eagerly");
+        assert_eq!(s.kind(), BodyKind::Embeddings);
+        assert_eq!(s.usage.and_then(|u| u.input_tokens), Some(9));
+    }
+
+    /// Usage read from raw text matches usage read from a tree.
+    #[test]
+    fn raw_usage_agrees_with_the_tree() {
+        for u in [
+            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#,
+            r#"{"input_tokens":"x","prompt_tokens":5,"output_tokens":-1,"completion_tokens":2.0,"total_tokens":-0}"#,
+            r#"{"input_tokens_details":{"cached_tokens":2},"prompt_tokens_details":{"cached_tokens":9},"completion_tokens_details":{"reasoning_tokens":4}}"#,
+            r#"{"input_tokens_details":7,"prompt_tokens_details":{"cached_tokens":9},"output_tokens_details":null}"#,
+            r#"{"total_tokens":1,"total_tokens":2}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":3}}"#,
+            r#"{"total_tokens":18446744073709551616}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#"null"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(u).expect("json");
+            let tree: Value = serde_json::from_str(u).expect("json");
+            assert_eq!(Usage::from_raw(&raw), Usage::from_value(&tree), "{u}");
+        }
+    }
+
     #[test]
     fn raw_parts_are_the_servers_bytes() {
         let line = r#"{"id":"batch_req_7","custom_id":"c","response":{"status_code":400,"request_id":"r","body":{"error":{"type":"invalid_request_error","message":"no such model","param":"model","code":"model_not_found","extra":{"hint":1.50}}}},"error":null}"#;
@@ -1537,11 +1995,11 @@ mod tests {
         assert_eq!(r.id.as_deref(), Some("batch_req_1"));
         assert_eq!(s.status_code, Some(200));
         assert_eq!(s.request_id.as_deref(), Some("req_1"));
-        assert_eq!(s.kind, BodyKind::ChatCompletion);
-        assert_eq!(s.model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(s.kind(), BodyKind::ChatCompletion);
+        assert_eq!(s.model(), Some("gpt-4o-mini"));
         assert_eq!(s.content_unfenced(), Some("{\"a\": 1}"));
-        assert_eq!(s.json, Some(json!({"a": 1})));
-        assert_eq!(s.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(s.json(), Some(&json!({"a": 1})));
+        assert_eq!(s.finish_reason(), Some(&FinishReason::Stop));
         let u = s.usage.expect("usage");
         assert_eq!(
             (
@@ -1571,8 +2029,8 @@ mod tests {
                 "finish_reason": "stop"}]
         })));
         let s = r.success().expect("success");
-        assert_eq!(s.content, None);
-        let Some(FinishReason::ToolCalls(calls)) = &s.finish_reason else {
+        assert_eq!(s.content(), None);
+        let Some(FinishReason::ToolCalls(calls)) = s.finish_reason() else {
             panic!("{s:?}")
         };
         assert_eq!(
@@ -1601,7 +2059,7 @@ mod tests {
                          "finish_reason": "function_call"}]
         })));
         assert_eq!(
-            r.success().and_then(|s| s.finish_reason.clone()),
+            r.success().and_then(|s| s.finish_reason().cloned()),
             Some(FinishReason::FunctionCall(Some(ToolCall {
                 id: None,
                 name: "f".into(),
@@ -1611,7 +2069,7 @@ mod tests {
         let r = parse(ok_line(json!({"object": "chat.completion",
             "choices": [{"message": {"content": "x"}, "finish_reason": "something_new"}]})));
         assert_eq!(
-            r.success().and_then(|s| s.finish_reason.clone()),
+            r.success().and_then(|s| s.finish_reason().cloned()),
             Some(FinishReason::Other("something_new".into()))
         );
     }
@@ -1634,9 +2092,9 @@ mod tests {
         };
         let r = parse(ok_line(body("completed", Value::Null)));
         let s = r.success().expect("success");
-        assert_eq!(s.kind, BodyKind::Responses);
-        assert_eq!(s.content.as_deref(), Some("Hello, world"));
-        assert_eq!(s.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(s.kind(), BodyKind::Responses);
+        assert_eq!(s.content(), Some("Hello, world"));
+        assert_eq!(s.finish_reason(), Some(&FinishReason::Stop));
         assert_eq!(s.usage.and_then(|u| u.reasoning_tokens), Some(2));
         assert_eq!(s.usage.and_then(|u| u.cached_tokens), Some(1));
         assert_eq!(
@@ -1646,7 +2104,7 @@ mod tests {
         let finish = |status, reason| {
             parse(ok_line(body(status, reason)))
                 .success()
-                .and_then(|s| s.finish_reason.clone())
+                .and_then(|s| s.finish_reason().cloned())
         };
         assert_eq!(
             finish("incomplete", json!({"reason": "max_output_tokens"})),
@@ -1673,7 +2131,7 @@ mod tests {
             {"type": "function_call", "id": "fc_1", "call_id": "call_9", "name": "lookup", "arguments": "{\"q\":\"x\"}"}]}),
         ));
         assert_eq!(
-            r.success().and_then(|s| s.finish_reason.clone()),
+            r.success().and_then(|s| s.finish_reason().cloned()),
             Some(FinishReason::ToolCalls(vec![ToolCall {
                 id: Some("call_9".into()),
                 name: "lookup".into(),
@@ -1693,8 +2151,8 @@ mod tests {
             "usage": {"prompt_tokens": 4, "total_tokens": 4}}),
         ));
         let s = r.success().expect("success");
-        assert_eq!(s.kind, BodyKind::Embeddings);
-        assert_eq!((s.content.as_deref(), &s.finish_reason), (None, &None));
+        assert_eq!(s.kind(), BodyKind::Embeddings);
+        assert_eq!((s.content(), s.finish_reason()), (None, None));
         assert_eq!(
             s.usage.map(|u| (u.input_tokens, u.output_tokens)),
             Some((Some(4), None))
@@ -1710,7 +2168,7 @@ mod tests {
         assert_eq!(r.content(), Some(" 42"));
         assert_eq!(r.json(), Some(&json!(42)));
         assert_eq!(
-            r.success().and_then(|s| s.finish_reason.clone()),
+            r.success().and_then(|s| s.finish_reason().cloned()),
             Some(FinishReason::Length)
         );
         assert_eq!(r.completion().map(|c| c.choices.len()), Some(1));
@@ -1815,7 +2273,7 @@ mod tests {
         let r = parse_result_line(7, line).expect("parses");
         assert_eq!(r.raw.as_bytes(), line);
         assert_eq!(r.line, 7);
-        assert_eq!(r.success().map(|s| s.kind), Some(BodyKind::Other));
+        assert_eq!(r.success().map(Success::kind), Some(BodyKind::Other));
     }
 
     #[test]
@@ -1925,13 +2383,10 @@ mod tests {
     fn refusals_are_kept() {
         let r = parse(ok_line(json!({"object": "chat.completion",
             "choices": [{"message": {"content": null, "refusal": "I can't."}, "finish_reason": "stop"}]})));
-        assert_eq!(
-            r.success().and_then(|s| s.refusal.as_deref()),
-            Some("I can't.")
-        );
+        assert_eq!(r.success().and_then(|s| s.refusal()), Some("I can't."));
         let r = parse(ok_line(json!({"object": "response", "status": "completed",
             "output": [{"type": "message", "content": [{"type": "refusal", "refusal": "No."}]}]})));
-        assert_eq!(r.success().and_then(|s| s.refusal.as_deref()), Some("No."));
+        assert_eq!(r.success().and_then(|s| s.refusal()), Some("No."));
         assert_eq!(r.content(), None);
     }
 

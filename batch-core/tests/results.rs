@@ -57,15 +57,15 @@ fn chat_output_plain_content() {
         s.request_id.as_deref(),
         Some("018c6f0e4e2b5d1a7f9e3c2b1a0d9e8f")
     );
-    assert_eq!(s.kind, BodyKind::ChatCompletion);
-    assert_eq!(s.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!(s.kind(), BodyKind::ChatCompletion);
+    assert_eq!(s.model(), Some("gpt-4o-mini-2024-07-18"));
     assert_eq!(r.content(), Some("The capital of France is Paris."));
     assert_eq!(
         s.content_unfenced(),
         Some("The capital of France is Paris.")
     );
     assert_eq!(r.json(), None);
-    assert_eq!(s.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(s.finish_reason().cloned(), Some(FinishReason::Stop));
     let u = s.usage.expect("usage");
     assert_eq!(
         (
@@ -77,7 +77,7 @@ fn chat_output_plain_content() {
         (Some(24), Some(8), Some(32), Some(0))
     );
     // The body is kept whole, and the raw line is the exact bytes of line 1.
-    assert_eq!(s.body["system_fingerprint"], json!("fp_06737a9306"));
+    assert_eq!(s.body()["system_fingerprint"], json!("fp_06737a9306"));
     let file = fixture("chat_output.jsonl");
     let first_line = file.split(|&b| b == b'\n').next().expect("line 1");
     assert_eq!(r.raw.as_bytes(), first_line);
@@ -106,8 +106,8 @@ fn chat_output_tool_calls() {
     let r = by_id(&recs, "tool-call-3");
     let s = r.success().expect("success");
     assert_eq!(r.content(), None);
-    let Some(FinishReason::ToolCalls(calls)) = &s.finish_reason else {
-        panic!("finish reason {:?}", s.finish_reason)
+    let Some(FinishReason::ToolCalls(calls)) = s.finish_reason() else {
+        panic!("finish reason {:?}", s.finish_reason())
     };
     let names: Vec<(&str, &str, &str)> = calls
         .iter()
@@ -146,13 +146,13 @@ fn chat_output_length_and_content_filter() {
     let recs = records("chat_output.jsonl");
     let r = by_id(&recs, "length-4");
     assert_eq!(
-        r.success().and_then(|s| s.finish_reason.clone()),
+        r.success().and_then(|s| s.finish_reason().cloned()),
         Some(FinishReason::Length)
     );
     assert!(r.content().expect("content").ends_with("there lived a"));
     let r = by_id(&recs, "filtered-5");
     assert_eq!(
-        r.success().and_then(|s| s.finish_reason.clone()),
+        r.success().and_then(|s| s.finish_reason().cloned()),
         Some(FinishReason::ContentFilter)
     );
     assert_eq!(r.content(), Some(""));
@@ -176,8 +176,8 @@ fn unknown_extra_fields_are_ignored_but_kept_in_the_body() {
     let s = r.success().expect("success");
     assert_eq!(s.content_unfenced(), Some("[1, 2, 3]"));
     assert_eq!(r.json(), Some(&json!([1, 2, 3])));
-    assert_eq!(s.finish_reason, Some(FinishReason::Stop));
-    assert_eq!(s.body["brand_new_top_level"], json!({"nested": true}));
+    assert_eq!(s.finish_reason().cloned(), Some(FinishReason::Stop));
+    assert_eq!(s.body()["brand_new_top_level"], json!({"nested": true}));
     let chat = r
         .chat_completion()
         .expect("typed view ignores unknown fields");
@@ -199,11 +199,11 @@ fn responses_api_output() {
     assert_eq!(recs.len(), 4);
     let r = by_id(&recs, "resp-text-1");
     let s = r.success().expect("success");
-    assert_eq!(s.kind, BodyKind::Responses);
-    assert_eq!(s.model.as_deref(), Some("gpt-5-mini-2025-08-07"));
+    assert_eq!(s.kind(), BodyKind::Responses);
+    assert_eq!(s.model(), Some("gpt-5-mini-2025-08-07"));
     assert_eq!(r.content(), Some("{\"answer\": 42}"));
     assert_eq!(r.json(), Some(&json!({"answer": 42})));
-    assert_eq!(s.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(s.finish_reason().cloned(), Some(FinishReason::Stop));
     let u = s.usage.expect("usage");
     assert_eq!(
         (
@@ -221,13 +221,13 @@ fn responses_api_output() {
 
     let r = by_id(&recs, "resp-incomplete-2");
     assert_eq!(
-        r.success().and_then(|s| s.finish_reason.clone()),
+        r.success().and_then(|s| s.finish_reason().cloned()),
         Some(FinishReason::Length)
     );
     assert_eq!(r.content(), None);
     let r = by_id(&recs, "resp-tool-3");
     assert_eq!(
-        r.success().and_then(|s| s.finish_reason.clone()),
+        r.success().and_then(|s| s.finish_reason().cloned()),
         Some(FinishReason::ToolCalls(vec![ToolCall::new(
             Some("call_R9s8T7".into()),
             "search",
@@ -236,7 +236,7 @@ fn responses_api_output() {
     );
     let r = by_id(&recs, "resp-filtered-4");
     assert_eq!(
-        r.success().and_then(|s| s.finish_reason.clone()),
+        r.success().and_then(|s| s.finish_reason().cloned()),
         Some(FinishReason::ContentFilter)
     );
 }
@@ -246,8 +246,8 @@ fn embeddings_output() {
     let recs = records("embeddings_output.jsonl");
     let r = by_id(&recs, "emb-float-1");
     let s = r.success().expect("success");
-    assert_eq!(s.kind, BodyKind::Embeddings);
-    assert_eq!((r.content(), &s.finish_reason), (None, &None));
+    assert_eq!(s.kind(), BodyKind::Embeddings);
+    assert_eq!((r.content(), s.finish_reason()), (None, None));
     assert_eq!(s.usage.and_then(|u| u.input_tokens), Some(8));
     let e = r.embeddings().expect("typed");
     assert_eq!(e.model.as_deref(), Some("text-embedding-3-small"));

@@ -657,9 +657,8 @@ pub fn canonical(results: &[JobResult]) -> String {
                 Outcome::Succeeded(s) => format!(
                     "succeeded\t{}\t{:?}\t{}",
                     s.status_code.unwrap_or(0),
-                    s.content,
-                    s.json
-                        .as_ref()
+                    s.content(),
+                    s.json()
                         .map_or_else(|| "-".to_owned(), serde_json::Value::to_string)
                 ),
                 other => format!("succeeded?\t{other:?}"),
