@@ -615,7 +615,7 @@ impl JobResult {
     /// Why generation stopped (`stop`, `length`, tool calls, ...), for a
     /// success whose body says.
     pub fn finish_reason(&self) -> Option<&FinishReason> {
-        self.success()?.finish_reason.as_ref()
+        self.success()?.finish_reason()
     }
 
     /// Token usage of a success, normalised across endpoints.
@@ -636,7 +636,7 @@ impl JobResult {
 
     /// The model's refusal text, if it refused.
     pub fn refusal(&self) -> Option<&str> {
-        self.success()?.refusal.as_deref()
+        self.success()?.refusal()
     }
 
     /// The embedding vectors of a `/v1/embeddings` success, in input order
