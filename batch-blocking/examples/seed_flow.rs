@@ -19,7 +19,7 @@ use std::time::Duration;
 use batch_blocking::{Client, ClientConfig};
 use batch_core::api::ApiConfig;
 use batch_core::input::{Item, StructuredPrompt, SystemPrompt};
-use batch_core::job::{BatchOptions, JobOutcome, JobResult};
+use batch_core::job::{BatchOptions, JobResult};
 use batch_emulator::Emulator;
 use serde_json::json;
 
@@ -39,14 +39,14 @@ fn main() -> Result<(), BoxError> {
     // 5000 virtual seconds per real second: a batch ends in well under a second.
     let emulator = Emulator::builder().speed(5000.0).start_blocking()?;
     for r in seed_flow(&emulator.base_url())? {
-        match &r.outcome {
-            JobOutcome::Succeeded(record) => println!(
+        match r.error() {
+            None => println!(
                 "{}: text {:?}, JSON {}",
-                r.custom_id,
-                record.content().unwrap_or_default(),
-                record.json().map(ToString::to_string).unwrap_or_default(),
+                r.custom_id(),
+                r.content().unwrap_or_default(),
+                r.json().map(|j| j.to_string()).unwrap_or_default(),
             ),
-            other => println!("{}: {other:?}", r.custom_id),
+            Some(e) => println!("{}: {e}", r.custom_id()),
         }
     }
     Ok(())
@@ -88,14 +88,12 @@ mod tests {
         assert_eq!(results.len(), REVIEWS.len());
         for (r, (id, text)) in results.iter().zip(REVIEWS) {
             assert_eq!(r.custom_id, id);
-            let JobOutcome::Succeeded(record) = &r.outcome else {
-                panic!("{id}: {:?}", r.outcome);
-            };
+            assert!(r.is_success(), "{id}: {:?}", r.outcome);
             // The emulator answers a JSON request with the user text echoed.
-            let parsed = record.json().expect("a JSON answer");
+            let parsed = r.json().expect("a JSON answer");
             assert_eq!(parsed["echo"], text, "{id}");
             let text: serde_json::Value =
-                serde_json::from_str(record.content().expect("a text")).expect("JSON text");
+                serde_json::from_str(r.content().expect("a text")).expect("JSON text");
             assert_eq!(&text, parsed, "{id}: `json()` is the text, parsed");
         }
         let counters = emulator.counters();
