@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use batch_blocking::{Client, ClientConfig};
@@ -13,7 +13,17 @@ use batch_emulator::{Emulator, EmulatorHandle, FaultConfig, Timings};
 use serde_json::Value;
 
 const KEY: &str = "sk-secret-xyz";
-const BIN: &str = env!("CARGO_BIN_EXE_openai-batch");
+
+mod common;
+use common::{BIN, code, stderr, wait};
+
+fn command(emu: &EmulatorHandle, args: &[&str]) -> Command {
+    common::command(emu, args, KEY)
+}
+
+fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
+    common::run(emu, args, KEY)
+}
 
 /// An emulator whose batches run in well under a second per few hundred requests.
 fn emulator(faults: &str) -> EmulatorHandle {
@@ -52,52 +62,6 @@ fn input(dir: &Path, n: usize, special: impl Fn(usize) -> &'static str) -> PathB
         .expect("write");
     }
     path
-}
-
-fn command(emu: &EmulatorHandle, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .args(["--base-url", &emu.base_url()])
-        .env("OPENAI_API_KEY", KEY)
-        .env_remove("OPENAI_BASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Waits for `child` at most `limit`, killing it if it takes longer.
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the command took longer than {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
-    wait(
-        command(emu, args).spawn().expect("spawn"),
-        Duration::from_secs(60),
-    )
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn lines(path: &Path) -> Vec<Value> {

@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use batch_blocking::{Client, ClientConfig};
 use batch_core::api::{self, ApiConfig, FileObject, FilePurpose, ListFiles};
@@ -19,7 +19,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 const KEY: &str = "sk-secret-fidelity";
-const BIN: &str = env!("CARGO_BIN_EXE_openai-batch");
+
+mod common;
+use common::{BIN, code, stderr};
+
+fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
+    common::run(emu, args, KEY)
+}
 
 fn emulator() -> EmulatorHandle {
     Emulator::builder()
@@ -54,42 +60,6 @@ fn input(dir: &Path, n: usize, fail: usize) -> PathBuf {
         .expect("write");
     }
     path
-}
-
-fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--base-url", &emu.base_url()])
-        .env("OPENAI_API_KEY", KEY)
-        .env_remove("OPENAI_BASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the command took too long; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn client(emu: &EmulatorHandle) -> Client {

@@ -13,7 +13,25 @@ use batch_emulator::{Emulator, EmulatorBuilder, EmulatorHandle, FaultConfig, Tim
 use serde_json::Value;
 
 const KEY: &str = "sk-secret-xyz";
-const BIN: &str = env!("CARGO_BIN_EXE_openai-batch");
+
+mod common;
+use common::{code, stderr, wait};
+
+fn bare(args: &[&str]) -> Command {
+    common::bare(args, KEY)
+}
+
+fn output(c: &mut Command) -> Output {
+    common::output(c)
+}
+
+fn command(emu: &EmulatorHandle, args: &[&str]) -> Command {
+    common::command(emu, args, KEY)
+}
+
+fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
+    common::run(emu, args, KEY)
+}
 
 /// An emulator whose batches run in well under a second per few hundred
 /// requests, started in-process on a loopback port.
@@ -47,60 +65,6 @@ fn input_named(dir: &Path, name: &str, n: usize) -> PathBuf {
 
 fn input(dir: &Path, n: usize) -> PathBuf {
     input_named(dir, "in.jsonl", n)
-}
-
-/// The binary with the key set and no base URL from the environment.
-fn bare(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env("OPENAI_API_KEY", KEY)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_BATCH_PANIC_AFTER_SUBMIT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-fn command(emu: &EmulatorHandle, args: &[&str]) -> Command {
-    let mut c = bare(args);
-    c.args(["--base-url", &emu.base_url()]);
-    c
-}
-
-/// Waits for `child` at most `limit`, killing it if it takes longer.
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the command took longer than {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn output(c: &mut Command) -> Output {
-    wait(c.spawn().expect("spawn"), Duration::from_secs(60))
-}
-
-fn run(emu: &EmulatorHandle, args: &[&str]) -> Output {
-    output(&mut command(emu, args))
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn ids(path: &Path) -> Vec<String> {
