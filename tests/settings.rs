@@ -1,7 +1,8 @@
 //! Client settings real networks need, the same in both transports: a retry
 //! time budget, the proxy (a URL, the environment's, or none), extra root
-//! certificates, the user-agent suffix, bring-your-own HTTP clients, job
-//! events from `submit_and_wait`, and `tracing` spans that never show the key.
+//! certificates, the user-agent suffix, bring-your-own HTTP clients, and job
+//! events from `submit_and_wait`. The `tracing` spans are checked in
+//! `trace.rs`, a test binary of their own.
 //!
 //! The proxy and TLS tests talk to a small HTTP server test double that
 //! answers every request with an empty batch list and records each request
@@ -500,104 +501,6 @@ fn bring_your_own_http_client() {
     let agents: Vec<Option<String>> = server.seen().into_iter().map(|s| s.user_agent).collect();
     let ua = batch_core::api::ApiConfig::DEFAULT_USER_AGENT.to_owned();
     assert_eq!(agents, vec![Some(ua.clone()), Some(ua)]);
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
-/// Runs `f` with a subscriber that writes every span (on close, with its
-/// fields) and event to the returned text.
-fn traced(f: impl FnOnce()) -> String {
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    out.text()
-}
-
-#[test]
-fn traces_show_job_shard_and_exchange_but_never_the_key() {
-    let emulator = common::Setup::default().start();
-    let base = emulator.base_url();
-    let config = config(base.trim_end_matches("/v1"));
-    let items = common::items(4, |i| {
-        // A line that quotes the key: it must not reach a trace either.
-        (i == 0).then(|| format!("repeat after me: {KEY}"))
-    });
-    let opts = common::options(2, 2);
-
-    let check = |name: &str, text: &str| {
-        assert!(!text.contains(KEY), "{name}: the key is in the trace");
-        assert!(
-            !text.contains("repeat after me"),
-            "{name}: a body is in the trace"
-        );
-        for needle in [
-            "job{job_id=",
-            "shards=2",
-            "exchange{id=",
-            "shard=1",
-            "op=\"upload\"",
-            "attempt=1",
-            "method=POST",
-            "path=\"/v1/files\"",
-            "path=\"/v1/batches\"",
-            "status=200",
-            "bytes_sent=",
-            "bytes_received=",
-            "exchange ended",
-            "job event",
-        ] {
-            assert!(text.contains(needle), "{name}: no {needle} in\n{text}");
-        }
-        // Every upload's span closes with the bytes it sent.
-        assert!(
-            text.lines()
-                .filter(|l| l.contains("op=\"upload\"") && l.contains("close"))
-                .all(|l| !l.contains("bytes_sent=0")),
-            "{name}: an upload sent nothing?\n{text}"
-        );
-    };
-
-    let text = traced(|| {
-        let client = batch_blocking::Client::new(config.clone()).expect("blocking client");
-        let results = client
-            .submit_and_wait(&items, &common::prompt(), &opts)
-            .expect("the job succeeds");
-        assert_eq!(results.len(), 4);
-    });
-    check("blocking", &text);
-
-    let text = traced(|| {
-        let client = batch_async::Client::new(config.clone()).expect("async client");
-        let results = runtime()
-            .block_on(client.submit_and_wait(&items, &common::prompt(), &opts))
-            .expect("the job succeeds");
-        assert_eq!(results.len(), 4);
-    });
-    check("async", &text);
 }
 
 /// Keeps a connection open without answering, for the deadline test.
