@@ -146,7 +146,7 @@ async fn an_ended_batch_is_announced_signed_and_retried_until_accepted() {
     // The emulator counts a delivery once it has read the answer, which
     // comes a moment after the receiver took the request: wait for it.
     let mut counted = (0, 0);
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let c = emu.counters();
         counted = (c.webhook_attempts, c.webhooks_delivered);
         if counted.1 > 0 {
