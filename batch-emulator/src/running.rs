@@ -151,10 +151,15 @@ impl EmulatorBuilder {
     }
 
     /// Answers as `mode` (see [`ProviderMode`](crate::ProviderMode)), with
-    /// its requests-per-file limit.
+    /// its requests-per-batch and bytes-per-batch limits (call
+    /// [`max_requests_per_batch`](Self::max_requests_per_batch) or
+    /// [`max_batch_file_bytes`](Self::max_batch_file_bytes) after this to
+    /// change them). `ProviderMode::Anthropic` serves Anthropic's Message
+    /// Batches API.
     pub fn provider(mut self, mode: crate::ProviderMode) -> Self {
         self.config.provider = mode;
         self.config.max_requests_per_batch = mode.max_requests_per_batch();
+        self.config.max_batch_file_bytes = mode.max_batch_bytes();
         self
     }
 
@@ -245,6 +250,7 @@ impl RunningEmulator {
         let addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let _ = shared.origin.set(format!("http://{addr}"));
         let (stop, stop_rx) = oneshot::channel::<()>();
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
@@ -274,7 +280,8 @@ impl RunningEmulator {
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
-    /// (`.../openai/v1` for the Azure and Groq modes).
+    /// (`.../openai/v1` for the Azure and Groq modes; the bare
+    /// `http://127.0.0.1:41234` for Anthropic, like `https://api.anthropic.com`).
     pub fn base_url(&self) -> String {
         base_url(self.addr, self.shared.cfg.provider)
     }
@@ -445,7 +452,8 @@ impl EmulatorHandle {
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
-    /// (`.../openai/v1` for the Azure and Groq modes).
+    /// (`.../openai/v1` for the Azure and Groq modes; the bare
+    /// `http://127.0.0.1:41234` for Anthropic, like `https://api.anthropic.com`).
     pub fn base_url(&self) -> String {
         base_url(self.addr, self.shared.cfg.provider)
     }
