@@ -202,11 +202,12 @@ async fn a_body_over_the_byte_limit_is_413() {
     emu.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_limits_are_anthropics() {
+#[test]
+fn the_default_limits_are_anthropics() {
     let b = builder();
     assert_eq!(b.config().max_requests_per_batch, 100_000);
     assert_eq!(b.config().max_batch_file_bytes, 256_000_000);
+    assert_eq!(b.config().timings.per_request, Duration::from_millis(100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

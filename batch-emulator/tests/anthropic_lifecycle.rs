@@ -52,7 +52,8 @@ async fn a_batch_runs_to_ended_with_a_result_per_request() {
     ];
     let b = api.create(requests).await;
     let id = b["id"].as_str().expect("id").to_owned();
-    // Half way: still in progress, every request still `processing`.
+    // Processed but not finalized: still in progress, every request still
+    // `processing`.
     emu.advance(Duration::from_secs(3)).await;
     let mid = api.batch(&id).await;
     assert_eq!(mid["processing_status"], "in_progress");
@@ -60,7 +61,7 @@ async fn a_batch_runs_to_ended_with_a_result_per_request() {
     assert_eq!(mid["results_url"], Value::Null);
     let (status, _, _) = api.results(&id).await;
     assert_eq!(status, 400, "results before the end");
-    // 5 requests at 1 s each, then 30 s of finalizing.
+    // 5 requests at 100 ms each, then 30 s of finalizing.
     emu.advance(Duration::from_secs(40)).await;
     let done = api.batch(&id).await;
     assert_eq!(done["processing_status"], "ended");
@@ -165,7 +166,7 @@ async fn cancel_keeps_what_ran_and_cancels_the_rest() {
         .as_str()
         .expect("id")
         .to_owned();
-    emu.advance(Duration::from_millis(3_500)).await;
+    emu.advance(Duration::from_millis(350)).await;
     let path = format!("/v1/messages/batches/{id}/cancel");
     let r = api.post(&path, &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -20,7 +20,8 @@
 //! so a 256 MB body is never held in memory.
 //!
 //! Lifecycle (see [`lifecycle`]): a batch is `in_progress` from its
-//! creation, processes one request per `Timings::per_request` plus
+//! creation, processes one request per `Timings::per_request` (100 ms as
+//! set by the builder's `provider`) plus
 //! `Timings::finalizing`, then `ended`; a cancel makes it `canceling` for
 //! `Timings::cancelling`, then `ended` with the unprocessed requests
 //! `canceled`; at `expires_at` (24 h) the unprocessed ones are `expired`.
