@@ -11,6 +11,38 @@ use anthropic_common::{Api, builder, ids, line, request, start};
 use batch_emulator::{EmulatorBuilder, FaultConfig, Timings};
 use serde_json::{Value, json};
 
+/// The JSON kind of every key of `documented` (recursively for objects)
+/// must be the kind of the same key in `ours`; `ours` may have more keys.
+fn assert_fits(ours: &Value, documented: &Value, at: &str) {
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    match documented {
+        Value::Object(doc) => {
+            for (k, v) in doc {
+                let mine = ours
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{at}.{k} is missing: {ours}"));
+                assert_fits(mine, v, &format!("{at}.{k}"));
+            }
+        }
+        Value::Array(doc) => {
+            let mine = ours
+                .as_array()
+                .unwrap_or_else(|| panic!("{at} is not an array"));
+            if let (Some(d), Some(m)) = (doc.first(), mine.first()) {
+                assert_fits(m, d, &format!("{at}[0]"));
+            }
+        }
+        other => assert_eq!(kind(ours), kind(other), "{at}: {ours}"),
+    }
+}
+
 /// A stepped clock that moves only on `advance`.
 fn frozen() -> EmulatorBuilder {
     builder().step_per_request(Duration::ZERO)
@@ -426,5 +458,76 @@ async fn a_real_clock_ends_batches_by_itself() {
         .to_owned();
     let done = api.wait_status(&id, "ended", Duration::from_secs(60)).await;
     assert_eq!(done["request_counts"]["succeeded"], 3);
+    emu.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_lines_fit_the_documented_examples() {
+    let (emu, api) = start(frozen()).await;
+    let mut bad = request("bad", "x");
+    bad["params"]["max_tokens"] = json!(0);
+    let id = api.create(vec![request("good", "hi"), bad]).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    emu.advance(HOUR).await;
+    let (_, _, lines) = api.results(&id).await;
+    // The shape of the documented result lines
+    // (https://docs.anthropic.com/en/api/retrieving-message-batch-results),
+    // with values of our own.
+    let succeeded = json!({"custom_id": "my-request", "result": {"type": "succeeded", "message": {
+        "id": "msg_01FqfsLoHwgeFbguDgpz48m7", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "Hello!"}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 34}}}});
+    let errored = json!({"custom_id": "my-request", "result": {"type": "errored",
+        "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "m"}}}});
+    let good = line(&lines, "good");
+    assert_fits(good, &succeeded, "succeeded");
+    let message = &good["result"]["message"];
+    let doc_message = &succeeded["result"]["message"];
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let (mut ours, mut doc) = (keys(message), keys(doc_message));
+    ours.sort();
+    doc.sort();
+    assert_eq!(ours, doc, "a Message has exactly the documented keys");
+    assert_eq!(
+        message["id"].as_str().map(str::len),
+        doc_message["id"].as_str().map(str::len)
+    );
+    let bad = line(&lines, "bad");
+    assert_fits(bad, &errored, "errored");
+    assert_eq!(
+        bad["result"]["error"]["error"]["message"],
+        "max_tokens: Input should be greater than or equal to 1"
+    );
+    // The other two result types carry only their type.
+    let canceled = json!({"custom_id": "x", "result": {"type": "canceled"}});
+    let expired = json!({"custom_id": "x", "result": {"type": "expired"}});
+    for doc in [&canceled, &expired] {
+        assert_eq!(keys(&doc["result"]), ["type"]);
+    }
+    emu.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_results_downloads_still_arrive_whole() {
+    let (emu, api) =
+        start(frozen().faults(FaultConfig::parse("slow-body-ms=1").expect("spec"))).await;
+    let requests: Vec<Value> = (0..30).map(|i| request(&format!("r{i}"), "x")).collect();
+    let id = api.create(requests).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    emu.advance(HOUR).await;
+    let (status, _, lines) = api.results(&id).await;
+    assert_eq!(status, 200);
+    assert_eq!(lines.len(), 30);
+    assert_eq!(emu.counters().faults_injected.get("slow-body"), Some(&1));
     emu.shutdown().await.expect("shutdown");
 }
