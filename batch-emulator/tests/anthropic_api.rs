@@ -393,3 +393,26 @@ fn the_binary_serves_anthropic_at_the_bare_root() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_url_uses_the_host_the_client_used_when_bound_to_all_interfaces() {
+    let emu = builder()
+        .host(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .step_per_request(Duration::ZERO)
+        .start()
+        .await
+        .expect("start");
+    let base = format!("http://127.0.0.1:{}", emu.addr().port());
+    let api = Api::new(&base);
+    let id = api.create(vec![request("a", "x")]).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    emu.advance(Duration::from_secs(3600)).await;
+    let b = api.batch(&id).await;
+    assert_eq!(
+        b["results_url"],
+        format!("{base}/v1/messages/batches/{id}/results")
+    );
+    emu.shutdown().await.expect("shutdown");
+}

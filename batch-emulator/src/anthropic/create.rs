@@ -124,7 +124,7 @@ pub(super) async fn create(
     if stall_ms > 0 {
         shared.count(|c| c.fault("stall-validating"));
     }
-    let origin = shared.origin.get().cloned().unwrap_or_default();
+    let origin = super::handlers::origin(&shared, &headers);
     let answer = ok_json(&record.to_api(now, &origin));
     lock(&shared.db).message_batches.insert(id, record);
     // Counted as soon as it exists: a client that hangs up while the state

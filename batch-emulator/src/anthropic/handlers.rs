@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -49,15 +49,31 @@ fn not_found(id: &str) -> AnthError {
     AnthError::not_found(format!("Message batch '{id}' not found."))
 }
 
-fn origin(shared: &AppState) -> String {
-    shared.origin.get().cloned().unwrap_or_default()
+/// The origin `results_url` starts with: the bound address, or, when the
+/// server listens on all interfaces (`0.0.0.0`, `[::]`), the `Host` the
+/// client used, so the URL is one it can reach.
+pub(super) fn origin(shared: &AppState, headers: &HeaderMap) -> String {
+    let bound = shared.origin.get().cloned().unwrap_or_default();
+    let unspecified = bound.starts_with("http://0.0.0.0:") || bound.starts_with("http://[::]:");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()));
+    match host {
+        Some(h) if unspecified => format!("http://{h}"),
+        _ => bound,
+    }
 }
 
 /// `GET /v1/messages/batches/{id}`.
-pub(super) async fn retrieve(State(shared): State<AppState>, BatchId(id): BatchId) -> Response {
+pub(super) async fn retrieve(
+    State(shared): State<AppState>,
+    BatchId(id): BatchId,
+    headers: HeaderMap,
+) -> Response {
     advance_all(&shared).await;
     let now = shared.clock.now_ms();
-    let origin = origin(&shared);
+    let origin = origin(&shared, &headers);
     let db = lock(&shared.db);
     match db.message_batches.get(&id) {
         Some(b) => ok_json(&b.to_api(now, &origin)),
@@ -70,11 +86,12 @@ pub(super) async fn retrieve(State(shared): State<AppState>, BatchId(id): BatchI
 /// (default 20).
 pub(super) async fn list(
     State(shared): State<AppState>,
+    headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     advance_all(&shared).await;
     let now = shared.clock.now_ms();
-    let origin = origin(&shared);
+    let origin = origin(&shared, &headers);
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return AnthError::invalid(format!("Invalid query: {e}")).into_response(),
@@ -137,10 +154,14 @@ pub(super) async fn list(
 /// `POST /v1/messages/batches/{id}/cancel`: `in_progress` becomes
 /// `canceling`; a batch already `canceling` is answered as it is; an
 /// `ended` one is a 400.
-pub(super) async fn cancel(State(shared): State<AppState>, BatchId(id): BatchId) -> Response {
+pub(super) async fn cancel(
+    State(shared): State<AppState>,
+    BatchId(id): BatchId,
+    headers: HeaderMap,
+) -> Response {
     advance_all(&shared).await;
     let now = shared.clock.now_ms();
-    let origin = origin(&shared);
+    let origin = origin(&shared, &headers);
     let (body, changed) = {
         let mut db = lock(&shared.db);
         let Some(b) = db.message_batches.get_mut(&id) else {
