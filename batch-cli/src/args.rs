@@ -223,7 +223,9 @@ pub(crate) struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ResultsArgs {
-    /// The journal of a job (from `run` or `submit`).
+    /// The journal of a job (from `run` or `submit`). It holds everything
+    /// the job needs: the input file and the provider flags it was started
+    /// with are not needed again.
     #[arg(long, value_name = "DIR")]
     pub(crate) journal: PathBuf,
     /// Where to write the results.

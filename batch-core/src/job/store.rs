@@ -11,6 +11,13 @@
 //! Outcomes are not stored: the server's result files are their durable
 //! copy. A shard the saving process already collected is collected again by
 //! the loading one (see [`StoredJob::into_handle`]).
+//!
+//! A store may keep a big job's shards as files beside its document
+//! ([`StoredSource::ShardFiles`], each named with its length and hash; what
+//! `batch-store`'s `FileStore` does), so the document stays small. A program
+//! that plans and drives jobs itself stores them the same way
+//! ([`StoredJob::new`], with the service in [`StoredProvider`] and its own
+//! data in [`StoredJob::app`]): the `openai-batch` CLI's journal does.
 
 use serde::{Deserialize, Serialize};
 
