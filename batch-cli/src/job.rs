@@ -419,6 +419,9 @@ pub(crate) fn prepare(
             return Err(e);
         }
     };
+    // The shard files' names are durable before the job that names them.
+    crate::journal::sync_dir(&shards)
+        .map_err(|e| CliError::failed(format!("cannot sync {}: {e}", shards.display())))?;
     let shards = planned
         .shard_files
         .into_iter()
@@ -843,6 +846,7 @@ fn new_round(
         Some(&shards),
         &ctx.interrupt,
     )?;
+    crate::journal::sync_dir(&shards).map_err(|e| fail(&shards, e))?;
     let shards = planned
         .shard_files
         .into_iter()

@@ -143,6 +143,18 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
         )));
     }
     let var = |k: &str| {
+        // A job's recorded base URL stands in for the endpoint variable.
+        let recorded_base = args
+            .recorded
+            .as_ref()
+            .map(|r| r.base_url.clone())
+            .filter(|b| !b.is_empty());
+        if matches!(k, "AZURE_OPENAI_ENDPOINT" | "OPENAI_BASE_URL")
+            && recorded_base.is_some()
+            && std::env::var(k).map_or(true, |v| v.trim().is_empty())
+        {
+            return recorded_base;
+        }
         if k == "OPENAI_API_VERSION" {
             // A job's recorded api-version (or none) wins over the environment.
             if args.recorded.is_some() {

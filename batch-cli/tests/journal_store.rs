@@ -391,7 +391,8 @@ fn a_credential_header_is_recorded_by_name_and_asked_for_again() {
             "0.05",
         ];
         args.extend_from_slice(extra);
-        run(&args, &env)
+        // The key only: the endpoint is the journal's.
+        run(&args, &[("AZURE_OPENAI_API_KEY", KEY)])
     };
     let o = results(&[]);
     assert_eq!(code(&o), 2, "{}", text(&o));
@@ -510,4 +511,49 @@ fn a_killed_journal_of_the_earlier_format_resumes_with_every_request_once() {
         shards.iter().all(|s| s["batch_id"].is_string()),
         "{shards:?}"
     );
+}
+
+#[test]
+fn cancel_and_results_take_the_recorded_provider_and_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 40);
+    let journal = dir.path().join("j");
+    let o = run(
+        &[
+            "submit",
+            input.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--model",
+            "llama-3.1-8b-instant",
+            "--emulator",
+            "--emulator-speed",
+            "5",
+            "--provider",
+            "groq",
+            "--completion-window",
+            "7d",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // OpenAI takes only 24h: these finish only as the recorded groq.
+    let o = run(&["cancel", "--journal", journal.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("as groq"), "{}", text(&o));
+    let out = dir.path().join("out.jsonl");
+    let o = run(
+        &[
+            "results",
+            "--journal",
+            journal.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--poll-interval",
+            "0.05",
+        ],
+        &[],
+    );
+    assert!(matches!(code(&o), 0 | 1), "{}", text(&o));
+    assert_eq!(ids(&out), expected_ids(40));
 }
