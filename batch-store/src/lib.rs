@@ -196,7 +196,7 @@ impl JobStore for FileStore {
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it
 /// (`.NAME.tmp`), synced, renamed over `path`, and the folder synced.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -214,7 +214,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Creates `dir` and its missing parents, mode `0700` on Unix.
-pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     let mut b = fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
