@@ -153,7 +153,9 @@ impl Client {
     /// [`Error::Job`] on invalid items (nothing is sent; the message names
     /// the item, field and problem). [`Error::Ended`] if the job stopped: the
     /// key was refused, the server stayed unreachable past the retry budget,
-    /// the maximum wait passed, or no batch could be created.
+    /// the maximum wait passed, or no batch could be created. It carries the
+    /// handle with the batches created before the stop
+    /// ([`Error::into_handle`]): `get_results` or `cancel` on it follows them.
     pub async fn submit_batch(
         &self,
         items: &[Item],
@@ -164,8 +166,7 @@ impl Client {
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Like [`submit_batch`](Self::submit_batch) for raw request lines of any endpoint.
@@ -181,8 +182,7 @@ impl Client {
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Polls every batch of the job once and returns the job's status: its

@@ -176,6 +176,28 @@ impl BatchJob {
         Ok(())
     }
 
+    /// As [`finish_submit`](Self::finish_submit), for a handle the
+    /// operation created (`submit_batch`): `Ok` gives the handle back, and
+    /// a [`ClientError::Ended`] carries it (see
+    /// [`ClientError::into_handle`]), with the batches created before the
+    /// stop, so the caller can still collect or cancel them.
+    ///
+    /// # Errors
+    /// As `finish_submit`.
+    pub fn into_submitted(self, summary: JobSummary) -> Result<BatchJob, ClientError> {
+        match self.finish_submit(summary) {
+            Ok(()) => Ok(self),
+            Err(ClientError::Ended {
+                reason, results, ..
+            }) => Err(ClientError::Ended {
+                reason,
+                results,
+                handle: Some(Box::new(self)),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The end of a [`JobOp::Poll`] run: the job's status. A batch that
     /// failed, expired or was cancelled is a status here, not an error.
     ///
@@ -255,7 +277,11 @@ impl BatchJob {
             .filter(|r| provisional || self.shard_is_final(r.shard))
             .cloned()
             .collect();
-        ClientError::Ended { reason, results }
+        ClientError::Ended {
+            reason,
+            results,
+            handle: None,
+        }
     }
 }
 
