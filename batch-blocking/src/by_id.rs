@@ -107,11 +107,12 @@ impl Client {
         let request = api::file_content(self.api(), file_id, None)
             .map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
+        let uri = parts.uri.clone();
         let response = self
             .agent()
             .run(http::Request::from_parts(parts, ()))
             .map_err(|e| {
-                Error::Transport(crate::convert::failure_before_head(&e).redacted(self.api()))
+                Error::Transport(crate::convert::failure_before_head(&e, &uri).redacted(self.api()))
             })?;
         let (head, body) = response.into_parts();
         let mut reader = body.into_reader();

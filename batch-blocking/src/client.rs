@@ -326,6 +326,7 @@ impl Client {
             ))
         })
         .map_err(|e| Error::Setup(e.to_string()))?;
+        let uri = parts.uri.clone();
         let response = self
             .agent
             .run(http::Request::from_parts(
@@ -334,7 +335,7 @@ impl Client {
             ))
             .map_err(|e| {
                 Error::Transport(
-                    crate::convert::failure_before_head(&e).redacted(&self.settings.api),
+                    crate::convert::failure_before_head(&e, &uri).redacted(&self.settings.api),
                 )
             })?;
         let (head, body) = response.into_parts();
