@@ -112,3 +112,32 @@ fn a_failed_submit_keeps_its_batches_for_cancel() {
         assert_eq!(listed, 1, "{who}: no batch was created by the cancel");
     }
 }
+
+#[test]
+fn a_stopped_submit_and_wait_keeps_its_batches() {
+    let items = items(20, |_| None);
+    let outcomes = both(&Setup::default(), |t, emu| {
+        emu.set_faults(FaultConfig::parse("500-after=1@batches.create").expect("fault spec"));
+        let err = t
+            .submit_and_wait(&items, &prompt(), &options(10, 2))
+            .expect_err("the second shard's create is refused");
+        emu.set_faults(FaultConfig::none());
+        let Fail::Ended {
+            handle, results, ..
+        } = err
+        else {
+            panic!("{}: a stopped job is Ended, got {err:?}", t.name());
+        };
+        let mut handle = *handle.expect("the error carries the handle");
+        let later = t.get_results(&mut handle).expect("collected later");
+        let listed = t.list(Some(100), None).expect("list").data.len();
+        (results, later, listed)
+    });
+    for (who, (partial, later, listed)) in ["blocking", "async"].iter().zip(outcomes) {
+        // The stop gave what it had; the handle then gave every request once.
+        assert!(partial.len() <= 20, "{who}");
+        assert_each_once(who, &later, &items);
+        assert!(later.iter().all(JobResult::is_success), "{who}");
+        assert_eq!(listed, 2, "{who}: no batch was created twice");
+    }
+}

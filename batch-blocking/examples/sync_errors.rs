@@ -155,7 +155,10 @@ mod tests {
         }
         // The unreachable server is named by its address.
         let (_, unreachable) = &errors[2];
-        assert!(unreachable.to_string().contains("127.0.0.1:"), "{unreachable}");
+        assert!(
+            unreachable.to_string().contains("127.0.0.1:"),
+            "{unreachable}"
+        );
         // The failed submits hand their handle back; nothing was created.
         let (_, refused) = &errors[1];
         assert!(refused.handle().is_some_and(|h| h.batch_ids().is_empty()));

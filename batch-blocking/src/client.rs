@@ -230,6 +230,9 @@ impl Client {
     ///
     /// # Errors
     /// As [`submit_batch`](Self::submit_batch) and [`get_results`](Self::get_results).
+    /// An [`Error::Ended`] carries the job's handle ([`Error::into_handle`]):
+    /// batches still running when the job stopped (the maximum wait, an
+    /// outage) are collected later with `get_results` on it.
     pub fn submit_and_wait(
         &self,
         items: &[Item],
@@ -237,7 +240,8 @@ impl Client {
         opts: &BatchOptions,
     ) -> Result<Vec<JobResult>, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
-        self.collect(&mut handle, JobOp::Collect, &SystemClock)
+        let summary = self.drive(&mut handle, JobOp::Collect, &SystemClock, None, &mut |_| {})?;
+        handle.into_collected(summary)
     }
 
     /// Like [`submit_and_wait`](Self::submit_and_wait), handing each
@@ -256,7 +260,7 @@ impl Client {
     ) -> Result<Vec<JobResult>, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
         let summary = self.drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)?;
-        handle.finish_collect(JobOp::Collect, summary, false)
+        handle.into_collected(summary)
     }
 
     /// Like [`get_results`](Self::get_results) on a caller's clock

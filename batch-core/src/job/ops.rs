@@ -187,14 +187,34 @@ impl BatchJob {
     pub fn into_submitted(self, summary: JobSummary) -> Result<BatchJob, ClientError> {
         match self.finish_submit(summary) {
             Ok(()) => Ok(self),
-            Err(ClientError::Ended {
+            Err(e) => Err(self.kept_in(e)),
+        }
+    }
+
+    /// As [`finish_collect`](Self::finish_collect) of a [`JobOp::Collect`]
+    /// run, for a handle the operation created (`submit_and_wait`): a
+    /// [`ClientError::Ended`] carries the handle (see
+    /// [`ClientError::into_handle`]), so batches still running when the
+    /// job stopped (the maximum wait, an outage) can be collected later.
+    ///
+    /// # Errors
+    /// As `finish_collect`.
+    pub fn into_collected(self, summary: JobSummary) -> Result<Vec<JobResult>, ClientError> {
+        self.finish_collect(JobOp::Collect, summary, false)
+            .map_err(|e| self.kept_in(e))
+    }
+
+    /// `e` carrying this handle, when it is a [`ClientError::Ended`].
+    fn kept_in(self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Ended {
                 reason, results, ..
-            }) => Err(ClientError::Ended {
+            } => ClientError::Ended {
                 reason,
                 results,
                 handle: Some(Box::new(self)),
-            }),
-            Err(e) => Err(e),
+            },
+            e => e,
         }
     }
 
