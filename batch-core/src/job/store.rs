@@ -313,7 +313,8 @@ impl StoredJob {
     /// the stored checkpoint. Shards whose batches ended and were collected
     /// are reopened, so this process collects their outcomes again from the
     /// server (the handle holds none yet); shards never submitted stay
-    /// ended and have no outcome here.
+    /// ended and have no outcome here. [`BatchJob::load`] does the same
+    /// with the outcomes its store holds, and reopens nothing it has.
     ///
     /// # Errors
     /// [`StoreError::Version`] for another format version;
