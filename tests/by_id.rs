@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use batch_core::api::{self, Batch, BatchStatus};
 use batch_core::input::Item;
-use batch_core::job::{BatchJob, JobResult, JobStatus};
+use batch_core::job::{BatchJob, BatchOptions, JobOutcome, JobResult, JobStatus};
 use batch_emulator::{EmulatorHandle, Timings};
 
 use crate::common::*;
@@ -15,7 +15,10 @@ use crate::common::*;
 /// What the scenarios need of a client, over both transports. Errors are
 /// their `Display` text; an ended job's results come along.
 trait ById {
-    fn submit(&self, items: &[Item]) -> BatchJob;
+    fn submit(&self, items: &[Item]) -> BatchJob {
+        self.submit_with(items, &options(100, 1))
+    }
+    fn submit_with(&self, items: &[Item], opts: &BatchOptions) -> BatchJob;
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, (String, Vec<JobResult>)>;
     fn cancel(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, (String, Vec<JobResult>)>;
     fn retrieve_batch(&self, id: &str) -> Result<Batch, String>;
@@ -46,8 +49,8 @@ fn split(e: batch_core::job::ClientError) -> (String, Vec<JobResult>) {
 }
 
 impl ById for batch_blocking::Client {
-    fn submit(&self, items: &[Item]) -> BatchJob {
-        self.submit_batch(items, &prompt(), &options(100, 1))
+    fn submit_with(&self, items: &[Item], opts: &BatchOptions) -> BatchJob {
+        self.submit_batch(items, &prompt(), opts)
             .expect("the creating client submits")
     }
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, (String, Vec<JobResult>)> {
@@ -114,9 +117,9 @@ impl AsyncClient {
 }
 
 impl ById for AsyncClient {
-    fn submit(&self, items: &[Item]) -> BatchJob {
+    fn submit_with(&self, items: &[Item], opts: &BatchOptions) -> BatchJob {
         self.rt
-            .block_on(self.client.submit_batch(items, &prompt(), &options(100, 1)))
+            .block_on(self.client.submit_batch(items, &prompt(), opts))
             .expect("the creating client submits")
     }
     fn get_results(&self, job: &mut BatchJob) -> Result<Vec<JobResult>, (String, Vec<JobResult>)> {
@@ -333,5 +336,140 @@ fn a_fresh_client_cancels_a_batch_by_id_and_collects_what_it_ran() {
         assert_eq!(by_custom_id(&got), by_custom_id(&expected), "{who}");
         let status = reader.poll_batch(&batch_id).expect("poll");
         assert_eq!(status.state, BatchStatus::Cancelled);
+    });
+}
+
+/// Each outcome's code (`succeeded`, `failed`, or why it was not
+/// processed), checking that outcome `i` is request `i` of the input.
+fn codes_in_input_order(who: &str, results: &[JobResult], items: &[Item]) -> Vec<String> {
+    assert_eq!(results.len(), items.len(), "{who}: every request once");
+    let mut sorted: Vec<&JobResult> = results.iter().collect();
+    sorted.sort_by_key(|r| r.index);
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r.index, i as u64, "{who}");
+            assert_eq!(
+                r.custom_id, items[i].custom_id,
+                "{who}: numbered in input order"
+            );
+            match &r.outcome {
+                JobOutcome::Succeeded(_) => "succeeded".to_owned(),
+                JobOutcome::Failed(_) => "failed".to_owned(),
+                JobOutcome::NotProcessed(np) => {
+                    assert!(!np.message.is_empty(), "{who}: {np:?}");
+                    np.code.clone()
+                }
+                other => panic!("{who}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_cancelled_while_validating_names_every_request_by_id() {
+    // Validation takes long enough for the cancel to land first: no request
+    // runs, and the batch has neither an output nor an error file.
+    let setup = Setup {
+        timings: Timings {
+            validating: Duration::from_secs(1_000_000),
+            ..Timings::default()
+        },
+        ..Setup::default()
+    };
+    let items = items(8, |_| None);
+    each_transport(&setup, |who, creator, reader| {
+        let handle = creator.submit(&items);
+        let batch_id = handle.batch_ids()[0].clone();
+        let batch = reader.cancel_batch(&batch_id).expect("cancel by id");
+        assert!(
+            matches!(
+                batch.status,
+                BatchStatus::Cancelling | BatchStatus::Cancelled
+            ),
+            "{who}: {:?}",
+            batch.status
+        );
+        let mut by_id = BatchJob::for_batch(&batch_id, &options(100, 1), 1);
+        let (reason, got) = reader
+            .get_results(&mut by_id)
+            .expect_err("a cancelled batch ends the collect");
+        assert!(reason.contains("cancelled"), "{who}: {reason}");
+        let codes = codes_in_input_order(who, &got, &items);
+        assert!(
+            codes.iter().all(|c| c == "batch_cancelled"),
+            "{who}: {codes:?}"
+        );
+        let batch = reader.retrieve_batch(&batch_id).expect("retrieve");
+        assert!(batch.output_file_id.is_none() && batch.error_file_id.is_none());
+        // A second read by id gives the same outcomes.
+        let again = reader
+            .get_results(&mut BatchJob::for_batch(&batch_id, &options(100, 1), 2))
+            .expect_err("cancelled")
+            .1;
+        assert_eq!(by_custom_id(&again), by_custom_id(&got), "{who}");
+    });
+}
+
+#[test]
+fn an_expired_batch_names_every_request_by_id() {
+    let setup = Setup::with_faults("expire");
+    let items = items(12, |_| None);
+    each_transport(&setup, |who, creator, reader| {
+        let mut handle = creator.submit(&items);
+        let batch_id = handle.batch_ids()[0].clone();
+        let (reason, expected) = creator
+            .get_results(&mut handle)
+            .expect_err("an expired batch ends the creator's collect");
+        assert!(reason.contains("expired"), "{who}: {reason}");
+        let mut by_id = BatchJob::for_batch(&batch_id, &options(100, 1), 1);
+        let (reason, got) = reader
+            .get_results(&mut by_id)
+            .expect_err("an expired batch ends the collect by id");
+        assert!(reason.contains("expired"), "{who}: {reason}");
+        let codes = codes_in_input_order(who, &got, &items);
+        assert!(
+            codes.iter().any(|c| c == "batch_expired") && codes.iter().any(|c| c == "succeeded"),
+            "{who}: {codes:?}"
+        );
+        assert!(
+            codes
+                .iter()
+                .all(|c| c == "batch_expired" || c == "succeeded"),
+            "{who}: {codes:?}"
+        );
+        // The same outcomes, and now at the same positions, as the creator's.
+        assert_eq!(canonical(&got), canonical(&expected), "{who}");
+    });
+}
+
+#[test]
+fn a_batch_that_failed_validation_names_each_line_s_reason_by_id() {
+    // An unknown model: every line fails validation, each with its own error.
+    let items = items(6, |_| None);
+    let opts = BatchOptions::new("no-such-model")
+        .poll_interval(POLL)
+        .max_wait(MAX_WAIT);
+    each_transport(&Setup::default(), |who, creator, reader| {
+        let handle = creator.submit_with(&items, &opts);
+        let batch_id = handle.batch_ids()[0].clone();
+        let mut by_id = BatchJob::for_batch(&batch_id, &options(100, 1), 1);
+        let (reason, got) = reader
+            .get_results(&mut by_id)
+            .expect_err("a failed batch ends the collect by id");
+        assert!(reason.contains("model_not_found"), "{who}: {reason}");
+        let codes = codes_in_input_order(who, &got, &items);
+        assert!(
+            codes.iter().all(|c| c == "model_not_found"),
+            "{who}: {codes:?}"
+        );
+        for r in &got {
+            let JobOutcome::NotProcessed(np) = &r.outcome else {
+                unreachable!()
+            };
+            let line = format!("line {} of its input file", r.index + 1);
+            assert!(np.message.contains(&line), "{who}: {}", np.message);
+        }
     });
 }

@@ -9,6 +9,7 @@ mod by_id;
 mod faults;
 mod fidelity;
 mod happy;
+mod kept_handle;
 mod library;
 mod misbehaving;
 mod partial;

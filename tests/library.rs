@@ -328,20 +328,22 @@ fn sequence(
     let mut opts = options(20, 2);
     opts.max_wait = Some(max_wait);
     // The submission itself under `first`: a stop is an error that reports
-    // final outcomes only; then it is made again without the fault.
+    // final outcomes only and carries the handle, which goes on from there
+    // (the batches it created are followed, the rest submitted later).
     let first_client = client_for(t, emu, first)?;
     let submitted = first_client.submit_batch(items, &prompt(), &opts);
     emu.set_faults(FaultConfig::none());
     let mut job = match submitted {
         Ok(job) => job,
-        Err(Fail::Ended { results, .. }) => {
+        Err(Fail::Ended {
+            results, handle, ..
+        }) => {
             let who = format!("{} submit ({first:?})", t.name());
             at_most_once(&who, &results, items)?;
             if let Some(r) = results.iter().find(|r| !is_final(r)) {
                 return Err(format!("{who}: a stand-in outcome: {r:?}"));
             }
-            t.submit_batch(items, &prompt(), &opts)
-                .map_err(|e| format!("{}: submit: {e:?}", t.name()))?
+            *handle.ok_or_else(|| format!("{who}: a stopped submit carries its handle"))?
         }
         Err(other) => return Err(format!("{}: submit: {other:?}", t.name())),
     };

@@ -3,9 +3,13 @@
 //! another (on the other transport), against one emulator that outlives
 //! both. The outcomes equal what each batch gives when read by its id.
 //!
-//! The two processes are this test binary run again on its `#[ignore]`d
-//! helpers `child_submit` and `child_collect`, which act only when the
-//! parent sets `STORE_TEST_BASE` and `STORE_TEST_DIR`.
+//! The second process stores the outcomes it collected; then every result
+//! file is deleted on the server, and a third process loads the handle and
+//! gets every outcome once again on both transports, from the store alone.
+//!
+//! The processes are this test binary run again on its `#[ignore]`d
+//! helpers `child_submit`, `child_collect` and `child_reload`, which act
+//! only when the parent sets `STORE_TEST_BASE` and `STORE_TEST_DIR`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -100,12 +104,53 @@ fn child_collect() {
     let results = rt
         .block_on(client.get_results(&mut handle))
         .expect("collected");
-    let text: String = render(&results)
+    write_tsv(&Path::new(&dir).join("results.tsv"), &results);
+    handle.save(&store, NAME).expect("saved again");
+}
+
+/// Process C: loads the handle the collecting process saved, after its
+/// result files were deleted, and gets every outcome on each transport.
+#[test]
+#[ignore = "a helper process of submit_in_one_process_collect_in_another"]
+fn child_reload() {
+    let Some((base, dir)) = child_env() else {
+        return;
+    };
+    let store = FileStore::open(&dir).expect("store");
+    let mut blocking = BatchJob::load(&store, NAME).expect("loaded");
+    let results = batch_blocking::Client::new(config(&base))
+        .expect("client")
+        .get_results(&mut blocking)
+        .expect("collected from the store (blocking)");
+    write_tsv(&Path::new(&dir).join("reload-blocking.tsv"), &results);
+    let mut asynchronous = BatchJob::load(&store, NAME).expect("loaded");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = batch_async::Client::new(config(&base)).expect("client");
+    let results = rt
+        .block_on(client.get_results(&mut asynchronous))
+        .expect("collected from the store (async)");
+    write_tsv(&Path::new(&dir).join("reload-async.tsv"), &results);
+}
+
+fn write_tsv(path: &Path, results: &[JobResult]) {
+    let text: String = render(results)
         .into_iter()
         .map(|(id, line)| format!("{id}\t{line}\n"))
         .collect();
-    std::fs::write(Path::new(&dir).join("results.tsv"), text).expect("written");
-    handle.save(&store, NAME).expect("saved again");
+    std::fs::write(path, text).expect("written");
+}
+
+fn read_tsv(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).expect("results");
+    text.lines()
+        .map(|l| {
+            let (id, rest) = l.split_once('\t').expect("a tab");
+            (id.to_owned(), rest.to_owned())
+        })
+        .collect()
 }
 
 fn run_child(test: &str, base: &str, dir: &Path) {
@@ -153,14 +198,7 @@ fn submit_in_one_process_collect_in_another() {
     assert_eq!(batch_ids.len(), 3, "three batches were created");
 
     run_child("child_collect", &base, dir.path());
-    let text = std::fs::read_to_string(dir.path().join("results.tsv")).expect("results");
-    let collected: BTreeMap<String, String> = text
-        .lines()
-        .map(|l| {
-            let (id, rest) = l.split_once('\t').expect("a tab");
-            (id.to_owned(), rest.to_owned())
-        })
-        .collect();
+    let collected = read_tsv(&dir.path().join("results.tsv"));
     assert_eq!(collected.len(), ITEMS, "every request once");
     assert!(
         collected.values().all(|v| v.starts_with("succeeded:")),
@@ -179,4 +217,37 @@ fn submit_in_one_process_collect_in_another() {
     // No batch was created twice: the second process only collected.
     let listed = reader.list(Some(100), None).expect("list");
     assert_eq!(listed.data.len(), 3);
+
+    // The result files go (deleted, as an expiry would); the stored
+    // outcomes stay, one document per shard.
+    for id in &batch_ids {
+        let batch = reader.retrieve_batch(id).expect("batch");
+        for file in [batch.output_file_id, batch.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            let req = batch_core::api::delete_file(reader.api(), &file).expect("request");
+            let (head, _) = reader.execute(req).expect("deleted");
+            assert!(head.status.is_success(), "{file}: {}", head.status);
+            assert!(reader.download_file(&file, &mut Vec::new()).is_err());
+        }
+    }
+    for shard in 0..3 {
+        assert!(store.outcomes_path(NAME, shard).expect("path").exists());
+    }
+    let content_before = emu.counters().requests_on("files.content");
+    run_child("child_reload", &base, dir.path());
+    for who in ["blocking", "async"] {
+        let reloaded = read_tsv(&dir.path().join(format!("reload-{who}.tsv")));
+        assert_eq!(
+            reloaded, collected,
+            "{who}: every outcome once, as collected"
+        );
+    }
+    assert_eq!(
+        emu.counters().requests_on("files.content"),
+        content_before,
+        "nothing was downloaded again"
+    );
+    assert_eq!(reader.list(Some(100), None).expect("list").data.len(), 3);
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use batch_async::{Client, ClientConfig, Error};
 use batch_core::api::ApiConfig;
 use batch_core::input::{Item, SystemPrompt};
-use batch_core::job::{BatchOptions, JobOutcome, JobResult};
+use batch_core::job::{BatchOptions, JobResult};
 use batch_emulator::Emulator;
 use serde_json::json;
 
@@ -81,17 +81,10 @@ async fn main() -> Result<(), BoxError> {
     let mut out = std::io::stdout().lock();
     for results in jobs? {
         for r in results {
-            match &r.outcome {
-                JobOutcome::Succeeded(record) => match record.json() {
-                    Some(parsed) => writeln!(out, "{}: JSON {parsed}", r.custom_id)?,
-                    None => writeln!(
-                        out,
-                        "{}: {}",
-                        r.custom_id,
-                        record.content().unwrap_or_default()
-                    )?,
-                },
-                other => writeln!(out, "{}: {other:?}", r.custom_id)?,
+            match (r.json(), r.content(), r.error()) {
+                (Some(parsed), _, _) => writeln!(out, "{}: JSON {parsed}", r.custom_id())?,
+                (None, Some(text), _) => writeln!(out, "{}: {text}", r.custom_id())?,
+                (_, _, error) => writeln!(out, "{}: {error:?}", r.custom_id())?,
             }
         }
     }
@@ -117,14 +110,12 @@ mod tests {
             assert_eq!(results.len(), messages.len(), "job {n}");
             for (i, (r, text)) in results.iter().zip(messages).enumerate() {
                 assert_eq!(r.custom_id, format!("job{n}-{i}"));
-                let JobOutcome::Succeeded(record) = &r.outcome else {
-                    panic!("{}: {:?}", r.custom_id, r.outcome);
-                };
+                assert!(r.is_success(), "{}: {:?}", r.custom_id, r.error());
                 if prompt.contains("JSON") {
-                    let parsed = record.json().expect("a JSON answer");
+                    let parsed = r.json().expect("a JSON answer");
                     assert_eq!(parsed["echo"], *text, "{}", r.custom_id);
                 } else {
-                    assert_eq!(record.content(), Some(format!("Echo: {text}").as_str()));
+                    assert_eq!(r.content(), Some(format!("Echo: {text}").as_str()));
                 }
             }
         }

@@ -30,7 +30,7 @@ use axum::routing::post;
 use batch_async::{Client, ClientConfig, Clock, Hints, SystemClock};
 use batch_core::api::ApiConfig;
 use batch_core::input::{Item, SystemPrompt};
-use batch_core::job::{BatchJob, BatchOptions, JobOutcome, JobResult, StopAfter};
+use batch_core::job::{BatchJob, BatchOptions, JobResult, StopAfter};
 use batch_core::webhook::{Verifier, WebhookSecret};
 use batch_emulator::{Counters, Emulator, WebhookConfig};
 
@@ -126,11 +126,10 @@ async fn main() -> Result<(), BoxError> {
     let outcome = run_demo().await?;
     let mut out = std::io::stdout().lock();
     for r in &outcome.results {
-        let text = match &r.outcome {
-            JobOutcome::Succeeded(rec) => rec.content().unwrap_or_default().to_owned(),
-            other => format!("{other:?}"),
-        };
-        writeln!(out, "{}: {text}", r.custom_id)?;
+        match r.content() {
+            Some(text) => writeln!(out, "{}: {text}", r.custom_id())?,
+            None => writeln!(out, "{}: {:?}", r.custom_id(), r.status())?,
+        }
     }
     writeln!(
         out,
@@ -155,7 +154,7 @@ mod tests {
         for (i, r) in outcome.results.iter().enumerate() {
             assert_eq!(r.custom_id, format!("q{i}"));
             assert!(
-                matches!(&r.outcome, JobOutcome::Succeeded(rec) if rec.content().is_some_and(|c| c.starts_with("Echo: "))),
+                r.is_success() && r.content().is_some_and(|c| c.starts_with("Echo: ")),
                 "{r:?}"
             );
         }

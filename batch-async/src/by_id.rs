@@ -59,9 +59,9 @@ impl Client {
     }
 
     /// Waits for batch `batch_id` to end and returns its outcomes, one per
-    /// request: the output and error files merged, numbered in the order
-    /// their lines were read (see [`BatchJob::for_batch`] for requests the
-    /// files do not name). It polls every 60 seconds; for another interval
+    /// request of its input file, in input order: the output and error
+    /// files merged, and requests without a result line not processed with
+    /// why (see [`BatchJob::for_batch`]). It polls every 60 seconds; for another interval
     /// or a maximum wait, call [`get_results`](Self::get_results) on
     /// `BatchJob::for_batch(id, &options, seed)`.
     ///

@@ -153,7 +153,9 @@ impl Client {
     /// [`Error::Job`] on invalid items (nothing is sent; the message names
     /// the item, field and problem). [`Error::Ended`] if the job stopped: the
     /// key was refused, the server stayed unreachable past the retry budget,
-    /// the maximum wait passed, or no batch could be created.
+    /// the maximum wait passed, or no batch could be created. It carries the
+    /// handle with the batches created before the stop
+    /// ([`Error::into_handle`]): `get_results` or `cancel` on it follows them.
     pub async fn submit_batch(
         &self,
         items: &[Item],
@@ -164,8 +166,7 @@ impl Client {
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Like [`submit_batch`](Self::submit_batch) for raw request lines of any endpoint.
@@ -181,8 +182,7 @@ impl Client {
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Polls every batch of the job once and returns the job's status: its
@@ -239,6 +239,9 @@ impl Client {
     ///
     /// # Errors
     /// As [`submit_batch`](Self::submit_batch) and [`get_results`](Self::get_results).
+    /// An [`Error::Ended`] carries the job's handle ([`Error::into_handle`]):
+    /// batches still running when the job stopped (the maximum wait, an
+    /// outage) are collected later with `get_results` on it.
     pub async fn submit_and_wait(
         &self,
         items: &[Item],
@@ -246,8 +249,10 @@ impl Client {
         opts: &BatchOptions,
     ) -> Result<Vec<JobResult>, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
-        self.collect(&mut handle, JobOp::Collect, &SystemClock)
-            .await
+        let summary = self
+            .drive(&mut handle, JobOp::Collect, &SystemClock, None, &mut |_| {})
+            .await?;
+        handle.into_collected(summary)
     }
 
     /// Like [`submit_and_wait`](Self::submit_and_wait), handing each
@@ -268,7 +273,7 @@ impl Client {
         let summary = self
             .drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)
             .await?;
-        handle.finish_collect(JobOp::Collect, summary, false)
+        handle.into_collected(summary)
     }
 
     /// Like [`get_results`](Self::get_results) on a caller's clock

@@ -23,7 +23,7 @@ use std::time::Duration;
 use batch_blocking::{Client, ClientConfig};
 use batch_core::api::ApiConfig;
 use batch_core::input::{Item, SystemPrompt};
-use batch_core::job::{BatchJob, BatchOptions, JobOutcome, JobResult, ShardLimits};
+use batch_core::job::{BatchJob, BatchOptions, JobResult, ShardLimits};
 use batch_emulator::Emulator;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -71,13 +71,9 @@ fn main() -> Result<(), BoxError> {
             let base_url = args.get(1).ok_or("usage: collect BASE_URL BATCH_ID...")?;
             for batch_id in &args[2..] {
                 for r in collect(base_url, batch_id)? {
-                    match &r.outcome {
-                        JobOutcome::Succeeded(record) => println!(
-                            "{batch_id} {}: {}",
-                            r.custom_id,
-                            record.content().unwrap_or_default()
-                        ),
-                        other => println!("{batch_id} {}: {other:?}", r.custom_id),
+                    match r.content() {
+                        Some(text) => println!("{batch_id} {}: {text}", r.custom_id()),
+                        None => println!("{batch_id} {}: {:?}", r.custom_id(), r.status()),
                     }
                 }
             }
@@ -128,14 +124,9 @@ mod tests {
         for id in &ids {
             for r in collect(&base_url, id).expect("the batch's results") {
                 assert_eq!(r.batch_id.as_deref(), Some(id.as_str()));
-                let JobOutcome::Succeeded(record) = &r.outcome else {
-                    panic!("{}: {:?}", r.custom_id, r.outcome);
-                };
+                assert!(r.is_success(), "{}: {:?}", r.custom_id, r.error());
                 let n = r.custom_id.trim_start_matches('q');
-                assert_eq!(
-                    record.content(),
-                    Some(format!("Echo: question {n}").as_str())
-                );
+                assert_eq!(r.content(), Some(format!("Echo: question {n}").as_str()));
                 seen.push(r.custom_id);
             }
         }

@@ -19,6 +19,14 @@ use batch_core::retry::RetryPolicy;
 const KEY: &str = "sk-example-key";
 
 fn main() {
+    for (what, e) in errors() {
+        show(what, &e);
+    }
+}
+
+/// The five errors, each with what caused it.
+fn errors() -> Vec<(&'static str, Error)> {
+    let mut errors = Vec::new();
     // Batches of more than 10 requests fail validation on this server.
     let emu = batch_emulator::Emulator::builder()
         .speed(5000.0)
@@ -41,17 +49,17 @@ fn main() {
     let e = client(&base, KEY)
         .submit_batch(&duplicate, &prompt, &opts)
         .expect_err("a duplicate id is refused");
-    show("duplicate custom_id", &e);
+    errors.push(("duplicate custom_id", e));
 
     let e = client(&base, "sk-wrong-key")
         .submit_batch(&items, &prompt, &opts)
         .expect_err("a wrong key is refused");
-    show("wrong key", &e);
+    errors.push(("wrong key", e));
 
     let e = client(&closed_port(), KEY)
         .submit_batch(&items, &prompt, &opts)
         .expect_err("nothing listens there");
-    show("unreachable server", &e);
+    errors.push(("unreachable server", e));
 
     let c = client(&base, KEY);
     let handle = BatchJob::from_items(&items, &prompt, &opts, 1).expect("valid items");
@@ -62,12 +70,13 @@ fn main() {
     let e = c
         .run_job(&mut job, &mut FullDisk)
         .expect_err("the disk is full");
-    show("disk full", &e);
+    errors.push(("disk full", e));
 
     let e = c
         .submit_and_wait(&items, &prompt, &opts)
         .expect_err("the batch fails validation");
-    show("failed batch", &e);
+    errors.push(("failed batch", e));
+    errors
 }
 
 /// A client for `base` with `key` that gives up after three attempts.
@@ -108,5 +117,50 @@ impl JobIo for FullDisk {
     }
     fn open_shard(&mut self, _: &ShardRef) -> std::io::Result<Box<dyn std::io::Read + Send>> {
         Err(std::io::Error::from_raw_os_error(28))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_names_its_cause_in_one_line_and_debug_stays_short() {
+        let errors = errors();
+        let names: Vec<&str> = errors.iter().map(|(what, _)| *what).collect();
+        assert_eq!(
+            names,
+            [
+                "duplicate custom_id",
+                "wrong key",
+                "unreachable server",
+                "disk full",
+                "failed batch"
+            ]
+        );
+        let cause = [
+            "items:3: field `custom_id`: duplicate value \"q-0\", first used on line 1",
+            "invalid_api_key",
+            "not sent",
+            "os error 28",
+            "too_many_tasks",
+        ];
+        for ((what, e), cause) in errors.iter().zip(cause) {
+            let display = e.to_string();
+            assert!(display.contains(cause), "{what}: {display}");
+            assert!(!display.contains('\n'), "{what}: {display}");
+            assert!(!display.contains(KEY), "{what}: {display}");
+            let debug = format!("{e:?}");
+            assert!(debug.len() < 2_000, "{what}: {} characters", debug.len());
+        }
+        // The unreachable server is named by its address.
+        let (_, unreachable) = &errors[2];
+        assert!(
+            unreachable.to_string().contains("127.0.0.1:"),
+            "{unreachable}"
+        );
+        // The failed submits hand their handle back; nothing was created.
+        let (_, refused) = &errors[1];
+        assert!(refused.handle().is_some_and(|h| h.batch_ids().is_empty()));
     }
 }

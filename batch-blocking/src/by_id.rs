@@ -59,9 +59,9 @@ impl Client {
     }
 
     /// Waits for batch `batch_id` to end and returns its outcomes, one per
-    /// request: the output and error files merged, numbered in the order
-    /// their lines were read (see [`BatchJob::for_batch`] for requests the
-    /// files do not name). It polls every 60 seconds; for another interval
+    /// request of its input file, in input order: the output and error
+    /// files merged, and requests without a result line not processed with
+    /// why (see [`BatchJob::for_batch`]). It polls every 60 seconds; for another interval
     /// or a maximum wait, call [`get_results`](Self::get_results) on
     /// `BatchJob::for_batch(id, &options, seed)`.
     ///
@@ -107,11 +107,12 @@ impl Client {
         let request = api::file_content(self.api(), file_id, None)
             .map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
+        let uri = parts.uri.clone();
         let response = self
             .agent()
             .run(http::Request::from_parts(parts, ()))
             .map_err(|e| {
-                Error::Transport(crate::convert::failure_before_head(&e).redacted(self.api()))
+                Error::Transport(crate::convert::failure_before_head(&e, &uri).redacted(self.api()))
             })?;
         let (head, body) = response.into_parts();
         let mut reader = body.into_reader();

@@ -152,7 +152,9 @@ impl Client {
     /// [`Error::Job`] on invalid items (nothing is sent; the message names
     /// the item, field and problem). [`Error::Ended`] if the job stopped: the
     /// key was refused, the server stayed unreachable past the retry budget,
-    /// the maximum wait passed, or no batch could be created.
+    /// the maximum wait passed, or no batch could be created. It carries the
+    /// handle with the batches created before the stop
+    /// ([`Error::into_handle`]): `get_results` or `cancel` on it follows them.
     pub fn submit_batch(
         &self,
         items: &[Item],
@@ -161,8 +163,7 @@ impl Client {
     ) -> Result<BatchJob, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
         let summary = self.drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Like [`submit_batch`](Self::submit_batch) for raw request lines of any endpoint.
@@ -176,8 +177,7 @@ impl Client {
     ) -> Result<BatchJob, Error> {
         let mut handle = BatchJob::from_requests(requests, opts, seed())?;
         let summary = self.drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})?;
-        handle.finish_submit(summary)?;
-        Ok(handle)
+        handle.into_submitted(summary)
     }
 
     /// Polls every batch of the job once and returns the job's status: its
@@ -230,6 +230,9 @@ impl Client {
     ///
     /// # Errors
     /// As [`submit_batch`](Self::submit_batch) and [`get_results`](Self::get_results).
+    /// An [`Error::Ended`] carries the job's handle ([`Error::into_handle`]):
+    /// batches still running when the job stopped (the maximum wait, an
+    /// outage) are collected later with `get_results` on it.
     pub fn submit_and_wait(
         &self,
         items: &[Item],
@@ -237,7 +240,8 @@ impl Client {
         opts: &BatchOptions,
     ) -> Result<Vec<JobResult>, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
-        self.collect(&mut handle, JobOp::Collect, &SystemClock)
+        let summary = self.drive(&mut handle, JobOp::Collect, &SystemClock, None, &mut |_| {})?;
+        handle.into_collected(summary)
     }
 
     /// Like [`submit_and_wait`](Self::submit_and_wait), handing each
@@ -256,7 +260,7 @@ impl Client {
     ) -> Result<Vec<JobResult>, Error> {
         let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
         let summary = self.drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)?;
-        handle.finish_collect(JobOp::Collect, summary, false)
+        handle.into_collected(summary)
     }
 
     /// Like [`get_results`](Self::get_results) on a caller's clock
@@ -326,6 +330,7 @@ impl Client {
             ))
         })
         .map_err(|e| Error::Setup(e.to_string()))?;
+        let uri = parts.uri.clone();
         let response = self
             .agent
             .run(http::Request::from_parts(
@@ -334,7 +339,7 @@ impl Client {
             ))
             .map_err(|e| {
                 Error::Transport(
-                    crate::convert::failure_before_head(&e).redacted(&self.settings.api),
+                    crate::convert::failure_before_head(&e, &uri).redacted(&self.settings.api),
                 )
             })?;
         let (head, body) = response.into_parts();

@@ -56,7 +56,11 @@ pub(crate) fn send_body(body: Body) -> ureq::SendBody<'static> {
 /// core's one rule, [`TransportFailure::before_head`]). A TLS handshake
 /// that fails (an unknown issuer, a refused protocol version) sent nothing,
 /// as `batch-async` classifies it.
-pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
+///
+/// The message names the server (`host:port` of `uri`, never its path or
+/// query): ureq's own words (`io: Connection refused`, `host not found`)
+/// do not say which.
+pub(crate) fn failure_before_head(e: &ureq::Error, uri: &http::Uri) -> TransportFailure {
     let not_connected = matches!(
         e,
         ureq::Error::HostNotFound
@@ -70,7 +74,11 @@ pub(crate) fn failure_before_head(e: &ureq::Error) -> TransportFailure {
             | ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)
     ) || matches!(e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused
         || is_handshake_failure(io));
-    TransportFailure::before_head(!not_connected, e.to_string())
+    let detail = match uri.authority() {
+        Some(to) => format!("{e} (to {to})"),
+        None => e.to_string(),
+    };
+    TransportFailure::before_head(!not_connected, detail)
 }
 
 /// Whether `e` is rustls refusing the handshake: these errors come only

@@ -233,10 +233,11 @@ fn exchange(
         })),
         none @ convert::Body::None => none,
     });
+    let uri = request.uri().clone();
     let response = match agent.run(request.map(convert::send_body)) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Report::Failed(id, convert::failure_before_head(&e)));
+            let _ = tx.send(Report::Failed(id, convert::failure_before_head(&e, &uri)));
             return;
         }
     };

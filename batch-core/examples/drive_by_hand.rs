@@ -31,8 +31,8 @@ use batch_core::api::{ApiBase, ApiConfig, Outgoing, ShardRef};
 use batch_core::http;
 use batch_core::input::{Item, SystemPrompt};
 use batch_core::job::{
-    BatchJob, BatchOptions, Checkpoint, ExchangeId, FailureKind, Job, JobEvent, JobIo, JobOutcome,
-    JobResult, JobSummary, ShardLimits, Step, StopAfter, TransportFailure,
+    BatchJob, BatchOptions, Checkpoint, ExchangeId, FailureKind, Job, JobEvent, JobIo, JobResult,
+    JobSummary, ShardLimits, Step, StopAfter, TransportFailure,
 };
 use batch_emulator::{Counters, Emulator};
 
@@ -202,15 +202,14 @@ fn demo() -> Result<(JobSummary, Memory, Counters), BoxError> {
 fn main() -> Result<(), BoxError> {
     let (summary, io, counters) = demo()?;
     for r in &io.results {
-        match &r.outcome {
-            JobOutcome::Succeeded(record) => println!(
-                "{} (shard {}, {}): {}",
-                r.custom_id,
+        match r.content() {
+            Some(text) => println!(
+                "{} (shard {}, {}): {text}",
+                r.custom_id(),
                 r.shard,
                 r.batch_id.as_deref().unwrap_or("-"),
-                record.content().unwrap_or_default()
             ),
-            other => println!("{}: {other:?}", r.custom_id),
+            None => println!("{}: {:?}", r.custom_id(), r.status()),
         }
     }
     println!(
@@ -239,12 +238,10 @@ mod tests {
         assert_eq!(ids, ["q1", "q2", "q3", "q4", "q5"], "each request once");
         for (i, r) in io.results.iter().enumerate() {
             assert_eq!(r.shard, u32::from(i >= 3), "{}", r.custom_id);
-            let JobOutcome::Succeeded(record) = &r.outcome else {
-                panic!("{}: {:?}", r.custom_id, r.outcome);
-            };
+            assert!(r.is_success(), "{}: {:?}", r.custom_id, r.error());
             let n = i + 1;
             assert_eq!(
-                record.content(),
+                r.content(),
                 Some(format!("Echo: What is {n} + {n}?").as_str())
             );
         }

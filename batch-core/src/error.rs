@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::job::{JobEndError, JobError, JobResult, TransportFailure};
+use crate::job::{BatchJob, JobEndError, JobError, JobResult, TransportFailure};
 
 /// A problem with one input request, found before anything is sent.
 ///
@@ -177,12 +177,20 @@ pub enum ClientError {
     /// `results` holds the outcomes known at that point, in input order, at
     /// most one per request (empty when they were streamed to a callback, or
     /// for an operation that does not collect outcomes).
+    ///
+    /// `handle` is the job's handle when the operation had created it
+    /// (`submit_batch`, `submit_requests`): the batches created before the
+    /// stop are in it, so `get_results` or `cancel` on it can follow (take
+    /// it with [`ClientError::into_handle`]). `None` for operations on a
+    /// handle the caller holds, which keeps its state itself.
     #[error("{reason}")]
     Ended {
         /// Why.
         reason: Box<JobEndError>,
         /// The partial results.
         results: Vec<JobResult>,
+        /// The handle the failed operation created, if it created one.
+        handle: Option<Box<BatchJob>>,
     },
     /// Writing results or a checkpoint, or reading a shard, failed.
     #[error("writing results or checkpoint failed: {0}")]
@@ -193,6 +201,29 @@ pub enum ClientError {
     /// The HTTP client could not be set up.
     #[error("the HTTP client could not be set up: {0}")]
     Setup(String),
+}
+
+impl ClientError {
+    /// The job handle this error carries: the one a failed `submit_batch`
+    /// or `submit_requests` created, with every batch it created before it
+    /// stopped. Call `get_results` on it to collect them (a shard left
+    /// without a batch is submitted again), or `cancel` to stop them.
+    /// `None` for every other error.
+    pub fn into_handle(self) -> Option<BatchJob> {
+        match self {
+            ClientError::Ended { handle, .. } => handle.map(|h| *h),
+            _ => None,
+        }
+    }
+
+    /// The job handle this error carries, if any (see
+    /// [`into_handle`](Self::into_handle)).
+    pub fn handle(&self) -> Option<&BatchJob> {
+        match self {
+            ClientError::Ended { handle, .. } => handle.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl From<std::io::Error> for ClientError {
@@ -217,10 +248,15 @@ impl fmt::Debug for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Job(e) => f.debug_tuple("Job").field(e).finish(),
-            ClientError::Ended { reason, results } => f
+            ClientError::Ended {
+                reason,
+                results,
+                handle,
+            } => f
                 .debug_struct("Ended")
                 .field("reason", reason)
                 .field("results", &format_args!("[{} results]", results.len()))
+                .field("handle", handle)
                 .finish(),
             ClientError::Io(e) => f.debug_tuple("Io").field(e).finish(),
             ClientError::Transport(e) => f.debug_tuple("Transport").field(e).finish(),

@@ -75,7 +75,7 @@
 //! use batch_core::api::{ApiBase, ApiConfig, Outgoing};
 //! use batch_core::http::{self, Request, Response};
 //! use batch_core::input::{Item, SystemPrompt};
-//! use batch_core::job::{BatchJob, BatchOptions, JobIo, JobOutcome, Step, StopAfter};
+//! use batch_core::job::{BatchJob, BatchOptions, JobIo, Step, StopAfter};
 //!
 //! /// The fake server: one upload, one batch, one output file.
 //! fn answer(req: &Request<Outgoing>) -> (http::response::Parts, Vec<u8>) {
@@ -129,14 +129,9 @@
 //! drop(io);
 //! assert!(summary.all_succeeded());
 //! for r in handle.outcomes() {
-//!     if let JobOutcome::Succeeded(record) = &r.outcome {
-//!         println!("{}: {}", r.custom_id, record.content().unwrap_or_default());
-//!     }
+//!     println!("{}: {}", r.custom_id(), r.content().unwrap_or_default());
 //! }
-//! # let contents: Vec<_> = handle.outcomes().map(|r| match &r.outcome {
-//! #     JobOutcome::Succeeded(record) => record.content().map(str::to_owned),
-//! #     _ => None,
-//! # }).collect();
+//! # let contents: Vec<_> = handle.outcomes().map(|r| r.content().map(str::to_owned)).collect();
 //! # assert_eq!(contents, [Some("4".to_owned())]);
 //! # Ok(())
 //! # }

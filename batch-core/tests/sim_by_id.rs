@@ -1,8 +1,9 @@
 //! A job for a batch known only by its id (`JobPlan::for_batch`), in the
 //! deterministic simulation: it starts at the poll phase, learns the
-//! `custom_id`s from the result files, reports each request once (output
-//! and error files merged), counts the requests without a result line as
-//! missing, cancels, polls once, and resumes after a crash.
+//! `custom_id`s from the batch's input file (or, when that cannot be read,
+//! from the result files), reports each request once (output and error
+//! files merged), names the requests without a result line, cancels, polls
+//! once, and resumes after a crash.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -113,7 +114,7 @@ fn a_batch_read_by_id_gives_the_outcomes_its_creator_gets() {
 }
 
 #[test]
-fn requests_without_a_result_line_are_counted_missing() {
+fn requests_without_a_result_line_are_named_from_the_input_file() {
     let sim = SimConfig {
         drop_ids: ["req-4".to_owned(), "req-7".to_owned()]
             .into_iter()
@@ -123,6 +124,49 @@ fn requests_without_a_result_line_are_counted_missing() {
     let (mut h, batch_id, cfg) = submitted(25, sim);
     let (mut job, _) = by_id(&cfg, &batch_id, h.now);
     let summary = h.run_with(&mut job, RunOpts::default()).done();
+    assert_eq!(h.durable.len(), 25);
+    // Numbered in input order: request i is `req-i` (or `req-i-fail`).
+    for (i, r) in &h.durable {
+        assert!(
+            r.custom_id == format!("req-{i}") || r.custom_id == format!("req-{i}-fail"),
+            "{i}: {}",
+            r.custom_id
+        );
+    }
+    assert_eq!(h.not_processed(4).code, "missing_result");
+    assert_eq!(h.not_processed(7).code, "missing_result");
+    assert_eq!(summary.requests, 25);
+    assert_eq!(summary.not_processed, 2);
+    assert!(summary.complete, "{summary:?}");
+}
+
+#[test]
+fn without_its_input_file_requests_without_a_result_line_are_counted_missing() {
+    let sim = SimConfig {
+        drop_ids: ["req-4".to_owned(), "req-7".to_owned()]
+            .into_iter()
+            .collect(),
+        ..SimConfig::default()
+    };
+    let (mut h, batch_id, cfg) = submitted(25, sim);
+    // The input file is gone (deleted, expired): every read of it is a 404.
+    let input = h.checkpoint.as_ref().expect("a checkpoint").shards[0]
+        .file_id
+        .clone()
+        .expect("an input file");
+    let (mut job, _) = by_id(&cfg, &batch_id, h.now);
+    let summary = h
+        .run_with(
+            &mut job,
+            RunOpts::faults(|_, req| {
+                if req.uri().path().contains(&input) {
+                    Fault::Status(404)
+                } else {
+                    Fault::None
+                }
+            }),
+        )
+        .done();
     assert_eq!(h.durable.len(), 23);
     assert!(!by_custom_id(&h).contains_key("req-4"));
     assert_eq!(summary.requests, 25, "the batch's total, not the ids seen");
@@ -132,9 +176,9 @@ fn requests_without_a_result_line_are_counted_missing() {
     );
     assert!(!summary.complete);
     assert!(
-        warnings(&h)
-            .iter()
-            .any(|w| w.contains("holds 25 requests but its files named 23: 2 have no outcome")),
+        warnings(&h).iter().any(|w| w.contains(
+            "holds 25 requests but its input and result files named 23: 2 have no outcome"
+        )),
         "{:?}",
         warnings(&h)
     );
@@ -170,7 +214,7 @@ fn a_request_in_both_files_is_reported_once() {
                 if !files_read.contains(&path) {
                     files_read.push(path.clone());
                 }
-                if files_read.len() == 2 && files_read[1] == path {
+                if files_read.len() == 3 && files_read[2] == path {
                     Fault::Reply {
                         status: 200,
                         headers: vec![("content-length", body.len().to_string())],
@@ -184,8 +228,8 @@ fn a_request_in_both_files_is_reported_once() {
         .done();
     assert_eq!(
         files_read.len(),
-        2,
-        "output and error files: {files_read:?}"
+        3,
+        "input, output and error files: {files_read:?}"
     );
     let outcomes = by_custom_id(&h);
     assert_eq!(outcomes.len(), 25);
@@ -295,8 +339,19 @@ fn a_batch_that_failed_validation_is_read_by_id_as_failed() {
     let (mut job, _) = by_id(&cfg, &batch_id, h.now);
     let summary = h.run_with(&mut job, RunOpts::default()).done();
     assert_eq!(summary.shards[0].status, Some(BatchStatus::Failed));
-    assert!(h.durable.is_empty(), "no file names a request");
-    assert!(!summary.complete);
+    // No result file names a request; the input file names all five, and
+    // the line that failed validation carries its own reason.
+    assert_eq!(h.durable.len(), 5);
+    assert_eq!(h.not_processed(2).code, "invalid_request");
+    assert!(
+        h.not_processed(2).message.contains("line 3"),
+        "{}",
+        h.not_processed(2).message
+    );
+    for i in [0, 1, 3, 4] {
+        assert_eq!(h.not_processed(i).code, "batch_failed");
+    }
+    assert!(summary.complete);
     let err = summary.verdict().expect_err("a failed batch");
     assert!(err.to_string().contains(&batch_id), "{err}");
 }

@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | `429-every=N` | every Nth API request answers 429 `rate_limit_exceeded` with `Retry-After` |
 //! | `500-every=N` (any 500..=599) | every Nth API request answers that 5xx with a `server_error` envelope |
+//! | `500-after=N` (429 or any 5xx) | every API request after the first N answers that status (with `@route`: a route that works N times, then stops) |
 //! | `429-prob=P`, `503-prob=P` | the same, with seeded probability `P` (0..=1) per request |
 //! | `retry-after=S` | the `Retry-After` seconds sent with 429 (default 1) |
 //! | `commit-then-500-every=N` | every Nth successful create (file upload, batch create, cancel) is committed, then answered with 500 |
@@ -121,6 +122,8 @@ pub enum Trigger {
     Every(u64),
     /// On each matching event with this probability, drawn from the seeded PRNG.
     Probability(f64),
+    /// On every matching event after the first N (N ≥ 0).
+    After(u64),
 }
 
 /// One fault of a [`FaultConfig`].
@@ -295,6 +298,7 @@ impl FaultConfig {
                     }
                     let trigger = match kind {
                         "every" => Trigger::Every(every(value)?),
+                        "after" => Trigger::After(int(value)?),
                         "prob" => {
                             let p: f64 = value
                                 .ok_or_else(|| err("needs a value"))?
@@ -348,6 +352,11 @@ impl fmt::Display for FaultConfig {
                     trigger: Trigger::Probability(p),
                     route,
                 } => format!("{status}-prob={p}{}", at(route)),
+                Fault::Status {
+                    status,
+                    trigger: Trigger::After(n),
+                    route,
+                } => format!("{status}-after={n}{}", at(route)),
                 Fault::RetryAfter(s) => format!("retry-after={s}"),
                 Fault::CommitThen500 { every, route } => {
                     format!("commit-then-500-every={every}{}", at(route))
@@ -466,11 +475,16 @@ impl FaultState {
                         self.seen[i] += 1;
                         self.rng.unit() < p
                     }
+                    Trigger::After(n) => {
+                        self.seen[i] += 1;
+                        self.seen[i] > n
+                    }
                 };
                 if hit && fired.is_none() {
                     let name = match trigger {
                         Trigger::Every(_) => format!("{status}-every"),
                         Trigger::Probability(_) => format!("{status}-prob"),
+                        Trigger::After(_) => format!("{status}-after"),
                     };
                     fired = Some(StatusFault {
                         status,
@@ -586,6 +600,18 @@ mod tests {
             .collect();
         assert_eq!(fired, [false, false, true, false, false, true]);
         assert!(st.on_request(Route::FilesGet).is_none());
+    }
+
+    #[test]
+    fn after_n_fires_on_every_later_request_of_its_route() {
+        let cfg = FaultConfig::parse("500-after=2@batches.create").expect("parses");
+        assert_eq!(cfg.to_string(), "500-after=2@batches.create");
+        let mut st = FaultState::new(cfg, 1);
+        let fired: Vec<bool> = (0..5)
+            .map(|_| st.on_request(Route::BatchesCreate).is_some())
+            .collect();
+        assert_eq!(fired, [false, false, true, true, true]);
+        assert!(st.on_request(Route::FilesCreate).is_none());
     }
 
     #[test]

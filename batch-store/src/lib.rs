@@ -1,11 +1,15 @@
 //! # batch-store
 //!
 //! [`FileStore`]: the file-backed [`JobStore`] for `batch-core` job handles.
-//! One directory, one `NAME.job.json` document per job, and beside it the
+//! One directory, one `NAME.job.json` document per job; beside it the
 //! job's shard files in `NAME.shards/` (a big job's requests are never
 //! copied into the document: it names each file with its length and hash,
-//! [`StoredSource::ShardFiles`]). Both transports use it
-//! the same way (its writes are small, so plain blocking file IO serves
+//! [`StoredSource::ShardFiles`]), and one `NAME.shard-NNNNN.outcomes.jsonl`
+//! per shard whose outcomes were collected (a head line, then one outcome
+//! per line, streamed both ways; a loaded job returns them without
+//! downloading its result files again). Both transports use it the same
+//! way (job files are small and outcome files are written once per shard,
+//! so plain blocking file IO serves
 //! async callers too, as a `JobIo` does):
 //!
 //! ```no_run
@@ -37,10 +41,10 @@
 #![warn(unreachable_pub)]
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub use batch_core::job::{JobStore, StoredJob};
+pub use batch_core::job::{JobStore, OutcomeReader, OutcomesHead, StoredJob, StoredOutcome};
 use batch_core::job::{StoredShardFile, StoredSource, is_plain_name};
 
 /// The suffix of a stored job's file.
@@ -59,7 +63,7 @@ impl FileStore {
     /// Fails if the directory cannot be created.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FileStore> {
         let dir = dir.as_ref().to_path_buf();
-        create_private_dir_all(&dir)?;
+        create_private_dir_all(&dir).map_err(|e| at(&dir, e))?;
         Ok(FileStore { dir })
     }
 
@@ -141,13 +145,29 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// The file of shard `shard`'s outcomes of job `name`.
+    ///
+    /// # Errors
+    /// As [`path_of`](Self::path_of).
+    pub fn outcomes_path(&self, name: &str, shard: u32) -> io::Result<PathBuf> {
+        self.path_of(name)?;
+        Ok(self
+            .dir
+            .join(format!("{name}.shard-{shard:05}{OUTCOMES_SUFFIX}")))
+    }
+}
+
+/// The suffix of a shard's stored outcomes.
+const OUTCOMES_SUFFIX: &str = ".outcomes.jsonl";
+
 impl JobStore for FileStore {
     fn save(&self, name: &str, job: &StoredJob) -> io::Result<()> {
         let path = self.path_of(name)?;
         let external = self.externalize(name, job)?;
         let bytes =
             serde_json::to_vec(external.as_ref().unwrap_or(job)).map_err(io::Error::other)?;
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes).map_err(|e| at(&path, e))
     }
 
     fn read_shard(&self, _name: &str, shard: &StoredShardFile) -> io::Result<Vec<u8>> {
@@ -161,12 +181,63 @@ impl JobStore for FileStore {
         Ok(bytes)
     }
 
+    fn save_outcomes(
+        &self,
+        name: &str,
+        head: &OutcomesHead,
+        outcomes: &mut dyn Iterator<Item = StoredOutcome>,
+    ) -> io::Result<()> {
+        let path = self.outcomes_path(name, head.shard)?;
+        let tmp = self.dir.join(format!(
+            ".{name}.shard-{:05}{OUTCOMES_SUFFIX}.tmp",
+            head.shard
+        ));
+        replace(&tmp, &path, |f| {
+            let mut w = BufWriter::with_capacity(64 * 1024, f);
+            serde_json::to_writer(&mut w, head).map_err(io::Error::other)?;
+            w.write_all(b"\n")?;
+            for o in outcomes {
+                serde_json::to_writer(&mut w, &o).map_err(io::Error::other)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()
+        })
+        .map_err(|e| at(&path, e))?;
+        sync_dir(&self.dir).map_err(|e| at(&self.dir, e))
+    }
+
+    fn load_outcomes(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> io::Result<Option<(OutcomesHead, OutcomeReader<'_>)>> {
+        let path = self.outcomes_path(name, shard)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(at(&path, e)),
+        };
+        let mut lines = BufReader::with_capacity(64 * 1024, file).lines();
+        let shown = path.display().to_string();
+        let invalid = move |n: usize, e: serde_json::Error| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{shown}:{n}: {e}"))
+        };
+        let head: OutcomesHead = match lines.next() {
+            Some(line) => serde_json::from_str(&line?).map_err(|e| invalid(1, e))?,
+            None => return Ok(None),
+        };
+        let reader = lines.enumerate().map(move |(k, line)| {
+            serde_json::from_str::<StoredOutcome>(&line?).map_err(|e| invalid(k + 2, e))
+        });
+        Ok(Some((head, Box::new(reader))))
+    }
+
     fn load(&self, name: &str) -> io::Result<Option<StoredJob>> {
         let path = self.path_of(name)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(at(&path, e)),
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
@@ -178,8 +249,8 @@ impl JobStore for FileStore {
 
     fn list(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let file_name = entry?.file_name();
+        for entry in fs::read_dir(&self.dir).map_err(|e| at(&self.dir, e))? {
+            let file_name = entry.map_err(|e| at(&self.dir, e))?.file_name();
             let Some(file_name) = file_name.to_str() else {
                 continue;
             };
@@ -205,11 +276,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(path.file_name().unwrap_or_default());
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
-    let result = write_new(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
+    replace(&tmp, path, |f| f.write_all(bytes))?;
     sync_dir(dir)
 }
 
@@ -225,8 +292,28 @@ fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
-/// Writes `bytes` to a fresh file at `path` (mode `0600` on Unix) and syncs it.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `e` with the path it concerns in its message (an OS error alone does not
+/// say which file), of the same kind.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes a fresh file at `tmp` (mode `0600` on Unix) with `write`, syncs
+/// it and renames it over `path`; removes `tmp` if anything fails.
+fn replace(
+    tmp: &Path,
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let result = write_new(tmp, write).and_then(|()| fs::rename(tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+/// Writes a fresh file at `path` (mode `0600` on Unix) with `write` and syncs it.
+fn write_new(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -235,7 +322,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         opts.mode(0o600);
     }
     let mut f: File = opts.open(path)?;
-    f.write_all(bytes)?;
+    write(&mut f)?;
     f.sync_all()
 }
 
@@ -356,12 +443,100 @@ mod tests {
     }
 
     #[test]
+    fn an_os_error_names_the_path_it_concerns() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        let err = FileStore::open(file.join("jobs")).expect_err("a file is in the way");
+        let shown = err.to_string();
+        assert!(shown.contains(&file.display().to_string()), "{shown}");
+    }
+
+    #[test]
     fn a_corrupt_file_is_an_error_not_a_missing_job() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path()).unwrap();
         fs::write(store.path_of("x").unwrap(), b"{not json").unwrap();
         let err = store.load("x").expect_err("corrupt");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    fn outcomes() -> Vec<batch_core::job::JobResult> {
+        use batch_core::job::{JobOutcome, JobResult, NotProcessed};
+        let line = r#"{"id":"batch_req_1","custom_id":"id-0","response":{"status_code":200,"request_id":"r","body":{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}},"error":null}"#;
+        let rec = batch_core::results::parse_result_line(4, line.as_bytes()).unwrap();
+        vec![
+            JobResult {
+                index: 0,
+                shard: 0,
+                batch_id: Some("batch_1".into()),
+                custom_id: "id-0".into(),
+                outcome: JobOutcome::Succeeded(Box::new(rec)),
+                server_line: None,
+            },
+            JobResult {
+                index: 1,
+                shard: 0,
+                batch_id: Some("batch_1".into()),
+                custom_id: "id-1".into(),
+                outcome: JobOutcome::NotProcessed(NotProcessed {
+                    code: "batch_expired".into(),
+                    message: "batch batch_1 expired".into(),
+                }),
+                server_line: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_shard_s_outcomes_round_trip_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        assert!(store.load_outcomes("a", 0).unwrap().is_none());
+        let results = outcomes();
+        let head = OutcomesHead::new("job-1", 0, 2);
+        store
+            .save_outcomes(
+                "a",
+                &head,
+                &mut results.iter().map(StoredOutcome::from_result),
+            )
+            .unwrap();
+        let (back, reader) = store.load_outcomes("a", 0).unwrap().unwrap();
+        assert_eq!(back, head);
+        let again: Vec<_> = reader.map(|o| o.unwrap().into_result().unwrap()).collect();
+        assert_eq!(again, results);
+        assert_eq!(again[0].content(), Some("hi"));
+        // One head line and one line per outcome; no temporary file left.
+        let text = fs::read_to_string(store.outcomes_path("a", 0).unwrap()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 1);
+        // The job list holds jobs only.
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_outcome_line_names_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let head = OutcomesHead::new("job-1", 3, 2);
+        let results = outcomes();
+        store
+            .save_outcomes(
+                "a",
+                &head,
+                &mut results.iter().map(StoredOutcome::from_result),
+            )
+            .unwrap();
+        let path = store.outcomes_path("a", 3).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace("batch_expired\"", "batch_expired")).unwrap();
+        let (_, reader) = store.load_outcomes("a", 3).unwrap().unwrap();
+        let errors: Vec<io::Error> = reader.filter_map(Result::err).collect();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].kind(), io::ErrorKind::InvalidData);
+        let shown = errors[0].to_string();
+        assert!(shown.contains("shard-00003.outcomes.jsonl:3:"), "{shown}");
     }
 
     #[cfg(unix)]

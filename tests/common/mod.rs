@@ -105,6 +105,8 @@ pub enum Fail {
     Ended {
         reason: Box<JobEndError>,
         results: Vec<JobResult>,
+        /// The handle a failed submit created.
+        handle: Option<Box<BatchJob>>,
         debug: String,
         display: String,
     },
@@ -129,9 +131,15 @@ macro_rules! fail_from {
             let debug = format!("{e:?}");
             let display = e.to_string();
             match e {
-                $krate::Error::Ended { reason, results } => Fail::Ended {
+                $krate::Error::Ended {
                     reason,
                     results,
+                    handle,
+                    ..
+                } => Fail::Ended {
+                    reason,
+                    results,
+                    handle,
                     debug,
                     display,
                 },

@@ -17,6 +17,12 @@ use crate::results::{BadLine, ResultRecord, parse_result_line, salvage_custom_id
 #[derive(Debug)]
 pub(super) enum DownloadEvent {
     Record(Box<ResultRecord>),
+    /// A line of a batch's input file, read for its `custom_id` only
+    /// ([`Download::names_only`]); `None` if it has none.
+    Name {
+        line: u64,
+        custom_id: Option<String>,
+    },
     BadLine {
         line: u64,
         custom_id: Option<String>,
@@ -43,6 +49,14 @@ pub(super) struct Download {
     declared: Option<u64>,
     /// The file offset of the current response's first byte.
     response_start: u64,
+    /// An input file: each line is read for its `custom_id` only.
+    names: bool,
+}
+
+/// The one field of an input line that a names-only download reads.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    custom_id: String,
 }
 
 impl Download {
@@ -59,7 +73,15 @@ impl Download {
             attempt_from: 0,
             declared,
             response_start: 0,
+            names: false,
         }
+    }
+
+    /// Reads the file as a batch's input file: each line yields its
+    /// `custom_id` ([`DownloadEvent::Name`]) instead of a result.
+    pub(super) fn names_only(mut self) -> Download {
+        self.names = true;
+        self
     }
 
     /// The file's declared size, if known.
@@ -154,7 +176,7 @@ impl Download {
         }
         let mut lines = self.decoder.feed(chunk);
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.names, out);
         }
         past
     }
@@ -169,7 +191,7 @@ impl Download {
         }
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.names, out);
         }
         true
     }
@@ -184,7 +206,7 @@ impl Download {
         // the server's choice, not a cut-off, so it is read as a line.
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.names, out);
         }
         true
     }
@@ -195,7 +217,23 @@ impl Download {
     }
 }
 
-fn push_line(ev: LineEvent<'_>, max: usize, out: &mut Vec<DownloadEvent>) {
+fn push_line(ev: LineEvent<'_>, max: usize, names: bool, out: &mut Vec<DownloadEvent>) {
+    if names {
+        let (line, custom_id) = match ev {
+            LineEvent::Line { line, bytes } => (
+                line,
+                serde_json::from_slice::<IdOnly>(bytes)
+                    .ok()
+                    .map(|l| l.custom_id)
+                    .or_else(|| salvage_custom_id(bytes)),
+            ),
+            LineEvent::Truncated { line, prefix, .. } | LineEvent::TooLong { line, prefix, .. } => {
+                (line, salvage_custom_id(prefix))
+            }
+        };
+        out.push(DownloadEvent::Name { line, custom_id });
+        return;
+    }
     match ev {
         LineEvent::Line { line, bytes } => out.push(match parse_result_line(line, bytes) {
             Ok(rec) => DownloadEvent::Record(Box::new(rec)),

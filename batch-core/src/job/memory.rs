@@ -263,13 +263,18 @@ impl BatchJob {
     /// at the poll phase, and `poll_status`, `get_results`,
     /// `stream_results` and `cancel` work on it as on a submitted handle.
     ///
-    /// Its plan is open ([`JobPlan::for_batch`]): outcomes are numbered in
-    /// the order their result lines arrive (output file, then error file;
-    /// a request is reported once), and `custom_id`s without a result line
-    /// cannot be named, so they are counted as missing in the summary
-    /// (`requests` is the batch's `request_counts.total`) instead of given
-    /// an outcome. The job's id is the batch's id. `options` gives the poll
-    /// interval and maximum wait; its model and batch settings are unused.
+    /// Its plan is open ([`JobPlan::for_batch`]): once the batch has ended,
+    /// the job reads the batch's input file for every request's
+    /// `custom_id`, so outcomes are numbered in input order and a request
+    /// without a result line (a batch cancelled while validating, a line
+    /// refused by validation, an expired batch) still gets one, not
+    /// processed with why. If the input file cannot be read (deleted,
+    /// expired, or refused by the provider), ids are learned from the
+    /// result lines instead (output file, then error file; a request is
+    /// reported once), and ids without one are counted as missing in the
+    /// summary (`requests` is the batch's `request_counts.total`). The
+    /// job's id is the batch's id. `options` gives the poll interval and
+    /// maximum wait; its model and batch settings are unused.
     pub fn for_batch(batch_id: &str, options: &BatchOptions, seed: u64) -> BatchJob {
         BatchJob {
             plan: JobPlan::for_batch(batch_id, batch_id),
@@ -324,6 +329,86 @@ impl BatchJob {
     /// stand-ins (see the type's docs).
     pub fn outcomes(&self) -> impl Iterator<Item = &JobResult> {
         self.outcomes.iter().flatten()
+    }
+
+    /// The outcomes the handle holds for shard `shard`, in input order.
+    pub(crate) fn shard_outcomes(&self, shard: u32) -> impl Iterator<Item = &JobResult> {
+        // A by-id handle's one shard holds every outcome (its plan learns
+        // ids in the job that reads them, not in the handle).
+        let open = self.plan.is_open().then_some(0..self.outcomes.len());
+        let range = self
+            .plan
+            .shards()
+            .get(usize::try_from(shard).unwrap_or(usize::MAX))
+            .filter(|_| open.is_none())
+            .map_or(open.unwrap_or(0..0), |s| {
+                let start = usize::try_from(s.start).unwrap_or(usize::MAX);
+                let end = usize::try_from(s.start + s.requests).unwrap_or(usize::MAX);
+                start.min(self.outcomes.len())..end.min(self.outcomes.len())
+            });
+        self.outcomes[range]
+            .iter()
+            .flatten()
+            .filter(move |r| r.shard == shard)
+    }
+
+    /// Takes `results` as the outcomes of shard `shard` (a handle being
+    /// loaded with its stored outcomes). A by-id handle learns their
+    /// `custom_id`s in index order. Returns `false`, changing nothing in a
+    /// planned handle, if they do not fit the plan: an index outside the
+    /// shard, a `custom_id` that differs from the plan's, or a gap.
+    pub(crate) fn restore_outcomes(&mut self, shard: u32, mut results: Vec<JobResult>) -> bool {
+        results.sort_by_key(|r| r.index);
+        let open = self.plan.is_open();
+        if open {
+            if shard != 0 || !self.plan.is_empty() {
+                return false;
+            }
+            for (k, r) in results.iter().enumerate() {
+                if r.index != k as u64 || r.shard != 0 {
+                    return false;
+                }
+            }
+            for r in &results {
+                let _ = self.plan.learn(&r.custom_id);
+            }
+        } else {
+            let Some(sp) = self
+                .plan
+                .shards()
+                .get(usize::try_from(shard).unwrap_or(usize::MAX))
+            else {
+                return false;
+            };
+            let fits = |r: &JobResult| {
+                r.shard == shard
+                    && sp.range().contains(&r.index)
+                    && self.plan.custom_id(r.index) == r.custom_id
+            };
+            if !results.iter().all(fits) {
+                return false;
+            }
+            let mut last = None;
+            if results
+                .iter()
+                .any(|r| last.replace(r.index) == Some(r.index))
+            {
+                return false;
+            }
+        }
+        let len = usize::try_from(self.plan.len()).unwrap_or(0);
+        if self.outcomes.len() < len {
+            self.outcomes.resize(len, None);
+        }
+        for r in results {
+            if let Some(slot) = usize::try_from(r.index)
+                .ok()
+                .and_then(|i| self.outcomes.get_mut(i))
+            {
+                *slot = Some(r);
+            }
+        }
+        true
     }
 
     /// Whether shard `shard` has ended for good in the last checkpoint, so

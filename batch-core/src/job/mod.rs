@@ -60,7 +60,10 @@ pub use settings::{
     MAX_USER_METADATA_PAIRS, RESERVED_METADATA_KEYS, SettingsError, check_window,
     parse_completion_window, validate_expires_after, validate_metadata,
 };
-pub use store::{JobStore, STORED_JOB_VERSION, StoreError, StoredJob, StoredSource, is_plain_name};
+pub use store::{
+    JobStore, OutcomeReader, OutcomesHead, STORED_JOB_VERSION, STORED_OUTCOMES_VERSION, StoreError,
+    StoredJob, StoredOutcome, StoredSource, is_plain_name,
+};
 pub use store::{ShardHash, StoredProvider, StoredShardFile};
 pub use types::{
     ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
@@ -1417,8 +1420,9 @@ impl Job {
             Op::Cancel => api::cancel_batch(api, sh.batch_id.as_deref().unwrap_or_default()),
             Op::FileInfo { file_id } => api::retrieve_file(api, file_id),
             Op::Download { file_id } => {
+                let names = self.plan.is_open() && sh.file_id.as_ref() == Some(file_id);
                 let dl = sh.download.get_or_insert_with(|| {
-                    Download::new(file_id.clone(), self.cfg.max_line_bytes, None)
+                    new_download(file_id.clone(), self.cfg.max_line_bytes, None, names)
                 });
                 dl.begin_attempt();
                 let (offset, etag) = dl.resume_point();
@@ -1609,13 +1613,15 @@ impl Job {
             },
             Op::FileInfo { file_id } => match api::parse_file(&head, body) {
                 Ok(file) => {
+                    let names = self.reads_names(i, &file_id);
                     let sh = &mut self.shards[i];
                     sh.attempts = 0;
                     sh.not_before = now;
-                    sh.download = Some(Download::new(
+                    sh.download = Some(new_download(
                         file_id,
                         self.cfg.max_line_bytes,
                         Some(file.bytes),
+                        names,
                     ));
                 }
                 Err(e) => self.retry_later(i, &Op::FileInfo { file_id }, describe(&e), None),
@@ -1743,10 +1749,22 @@ impl Job {
         if status == BatchStatus::Failed {
             sh.error = first_error_message(&batch).map(|m| self.cfg.api.redact(&m));
         }
-        sh.downloads = [batch.output_file_id.clone(), batch.error_file_id.clone()]
-            .into_iter()
-            .flatten()
-            .collect();
+        // A by-id job reads the batch's input file first, for the
+        // custom_ids of every request in input order: requests without a
+        // result line (a batch cancelled while validating, a line refused
+        // by validation) are named too.
+        let names = match self.plan.is_open() {
+            true => sh.file_id.clone(),
+            false => None,
+        };
+        sh.downloads = [
+            names,
+            batch.output_file_id.clone(),
+            batch.error_file_id.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         sh.batch = Some(batch);
         sh.not_before = now;
         self.dirty = true;
@@ -1768,7 +1786,7 @@ impl Job {
             if self.plan.is_open() && counts.total > learned {
                 let missing = counts.total - learned;
                 let msg = format!(
-                    "the batch holds {} requests but its files named {learned}: {missing} have no outcome (their custom_ids are unknown)",
+                    "the batch holds {} requests but its input and result files named {learned}: {missing} have no outcome (their custom_ids are unknown)",
                     counts.total
                 );
                 self.warn(i, msg);
@@ -1885,6 +1903,16 @@ impl Job {
         for ev in events {
             match ev {
                 DownloadEvent::Record(rec) => self.accept_record(i, *rec),
+                DownloadEvent::Name { line, custom_id } => match custom_id {
+                    Some(id) => self.learn_id(i, &id),
+                    None => {
+                        let file = self.shards[i].file_id.clone().unwrap_or_default();
+                        self.warn(
+                            i,
+                            format!("line {line} of input file {file} has no custom_id"),
+                        );
+                    }
+                },
                 DownloadEvent::BadLine {
                     line,
                     custom_id,
@@ -1929,6 +1957,12 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// Whether shard `i`'s download of `file_id` reads names: a by-id
+    /// job's read of its batch's input file.
+    fn reads_names(&self, i: usize, file_id: &str) -> bool {
+        self.plan.is_open() && self.shards[i].file_id.as_deref() == Some(file_id)
     }
 
     /// In a by-id job, learns `custom_id` from a result line (a new id
@@ -2250,12 +2284,14 @@ impl Job {
                     "the size of file {file_id} is unknown ({message}); it is downloaded without a size cap"
                 );
                 self.warn(i, msg);
+                let names = self.reads_names(i, file_id);
                 let sh = &mut self.shards[i];
                 sh.not_before = self.now;
-                sh.download = Some(Download::new(
+                sh.download = Some(new_download(
                     file_id.clone(),
                     self.cfg.max_line_bytes,
                     None,
+                    names,
                 ));
             }
             Op::Download { file_id } => {
@@ -2356,6 +2392,13 @@ fn effect_from(e: EffectState) -> Effect {
         EffectState::NotSent => Effect::Idle,
         EffectState::MaybeSent => Effect::Unknown,
     }
+}
+
+/// A download of `file_id`; with `names`, of a batch's input file, read
+/// for its `custom_id`s.
+fn new_download(file_id: String, max_line: usize, declared: Option<u64>, names: bool) -> Download {
+    let dl = Download::new(file_id, max_line, declared);
+    if names { dl.names_only() } else { dl }
 }
 
 /// The name a shard's file is uploaded under; reconciliation finds it by this name.

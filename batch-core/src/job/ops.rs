@@ -176,6 +176,48 @@ impl BatchJob {
         Ok(())
     }
 
+    /// As [`finish_submit`](Self::finish_submit), for a handle the
+    /// operation created (`submit_batch`): `Ok` gives the handle back, and
+    /// a [`ClientError::Ended`] carries it (see
+    /// [`ClientError::into_handle`]), with the batches created before the
+    /// stop, so the caller can still collect or cancel them.
+    ///
+    /// # Errors
+    /// As `finish_submit`.
+    pub fn into_submitted(self, summary: JobSummary) -> Result<BatchJob, ClientError> {
+        match self.finish_submit(summary) {
+            Ok(()) => Ok(self),
+            Err(e) => Err(self.kept_in(e)),
+        }
+    }
+
+    /// As [`finish_collect`](Self::finish_collect) of a [`JobOp::Collect`]
+    /// run, for a handle the operation created (`submit_and_wait`): a
+    /// [`ClientError::Ended`] carries the handle (see
+    /// [`ClientError::into_handle`]), so batches still running when the
+    /// job stopped (the maximum wait, an outage) can be collected later.
+    ///
+    /// # Errors
+    /// As `finish_collect`.
+    pub fn into_collected(self, summary: JobSummary) -> Result<Vec<JobResult>, ClientError> {
+        self.finish_collect(JobOp::Collect, summary, false)
+            .map_err(|e| self.kept_in(e))
+    }
+
+    /// `e` carrying this handle, when it is a [`ClientError::Ended`].
+    fn kept_in(self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Ended {
+                reason, results, ..
+            } => ClientError::Ended {
+                reason,
+                results,
+                handle: Some(Box::new(self)),
+            },
+            e => e,
+        }
+    }
+
     /// The end of a [`JobOp::Poll`] run: the job's status. A batch that
     /// failed, expired or was cancelled is a status here, not an error.
     ///
@@ -255,7 +297,11 @@ impl BatchJob {
             .filter(|r| provisional || self.shard_is_final(r.shard))
             .cloned()
             .collect();
-        ClientError::Ended { reason, results }
+        ClientError::Ended {
+            reason,
+            results,
+            handle: None,
+        }
     }
 }
 

@@ -314,9 +314,10 @@ impl JobPlan {
     /// already submitted as `batch_id`, whose job starts at the poll phase.
     ///
     /// The batch's `custom_id`s are not known in advance: each is learned
-    /// (and given the next index, from 0) when its first result line is
-    /// read, from the output file and then the error file, so a request is
-    /// reported once even if both files hold a line for it. The shard's
+    /// (and given the next index, from 0) when it is first read: from the
+    /// batch's input file (in input order), then from the output file and
+    /// the error file, so a request is reported once even if several files
+    /// hold a line for it. The shard's
     /// request count grows as ids are learned; the batch's
     /// `request_counts.total` says how many there should be (see
     /// [`Job::summary`](crate::job::Job::summary)). The endpoint is not

@@ -8,9 +8,14 @@
 //! and collects every outcome once. The core defines the data and the
 //! trait; the IO lives elsewhere (`batch-store` ships a file-backed store).
 //!
-//! Outcomes are not stored: the server's result files are their durable
-//! copy. A shard the saving process already collected is collected again by
-//! the loading one (see [`StoredJob::into_handle`]).
+//! The outcomes of the shards the saving process already collected are
+//! stored beside the job, one [`StoredOutcome`] line per request in a
+//! document per shard ([`JobStore::save_outcomes`]), written once when the
+//! shard has ended and streamed back on load: the loading process returns
+//! them without downloading the result files again (which may have expired
+//! or been deleted by then). A store that keeps no outcomes (the trait's
+//! default) still works: the loading process then collects such shards
+//! again from the server (see [`StoredJob::into_handle`]).
 //!
 //! A store may keep a big job's shards as files beside its document
 //! ([`StoredSource::ShardFiles`], each named with its length and hash; what
@@ -23,9 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 use crate::input::BatchRequest;
-use crate::job::checkpoint::Checkpoint;
+use crate::job::checkpoint::{Checkpoint, ShardCheckpoint};
 use crate::job::memory::{BatchJob, BatchOptions};
-use crate::job::types::ShardEnd;
+use crate::job::types::{JobOutcome, JobResult, NotProcessed, ShardEnd};
+use crate::results::{Outcome, parse_result_line};
 
 /// The format version of [`StoredJob`]; a store refuses any other.
 pub const STORED_JOB_VERSION: u32 = 1;
@@ -329,6 +335,154 @@ pub trait JobStore {
             format!("this store keeps no shard files ({})", shard.file),
         ))
     }
+
+    /// Stores the outcomes of one ended shard of the job stored under
+    /// `name`: `head`, then every outcome of `outcomes`, replacing what was
+    /// stored for that shard, atomically (a reader sees the old document or
+    /// the new one). Write them as they come: a shard holds up to 50,000
+    /// outcomes, each with its whole result line.
+    ///
+    /// The default stores nothing; a job loaded from such a store collects
+    /// its ended shards again from the server.
+    ///
+    /// # Errors
+    /// Fails if the store cannot be written.
+    fn save_outcomes(
+        &self,
+        name: &str,
+        head: &OutcomesHead,
+        outcomes: &mut dyn Iterator<Item = StoredOutcome>,
+    ) -> std::io::Result<()> {
+        let _ = (name, head, outcomes);
+        Ok(())
+    }
+
+    /// The outcomes stored for shard `shard` of the job under `name`: their
+    /// head, and a reader of the outcomes in the order they were saved.
+    /// `None` if none are stored (the default).
+    ///
+    /// # Errors
+    /// Fails if the store cannot be read; a line that is not a
+    /// [`StoredOutcome`] is an [`std::io::ErrorKind::InvalidData`] item of
+    /// the reader.
+    fn load_outcomes(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> std::io::Result<Option<(OutcomesHead, OutcomeReader<'_>)>> {
+        let _ = (name, shard);
+        Ok(None)
+    }
+}
+
+/// The stored outcomes of a shard, read one at a time.
+pub type OutcomeReader<'a> = Box<dyn Iterator<Item = std::io::Result<StoredOutcome>> + 'a>;
+
+/// The format version of stored outcomes; others are not loaded.
+pub const STORED_OUTCOMES_VERSION: u32 = 1;
+
+/// What a shard's stored outcomes are: whose, and how many.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OutcomesHead {
+    /// [`STORED_OUTCOMES_VERSION`] when written.
+    pub version: u32,
+    /// The job they belong to (a name reused by another job does not
+    /// lend it its outcomes).
+    pub job_id: String,
+    /// The shard.
+    pub shard: u32,
+    /// How many outcomes follow: one per request of the shard.
+    pub count: u64,
+}
+
+impl OutcomesHead {
+    /// The head of `count` outcomes of shard `shard` of job `job_id`.
+    pub fn new(job_id: impl Into<String>, shard: u32, count: u64) -> OutcomesHead {
+        OutcomesHead {
+            version: STORED_OUTCOMES_VERSION,
+            job_id: job_id.into(),
+            shard,
+            count,
+        }
+    }
+}
+
+/// One request's final outcome as stored: where it sits in the job, and
+/// either the server's result line (succeeded and failed requests, which
+/// are parsed again on load) or the reason it was not processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredOutcome {
+    /// The request's position in the input, from 0.
+    pub index: u64,
+    /// Its shard.
+    pub shard: u32,
+    /// The batch the outcome belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// Its `custom_id`.
+    pub custom_id: String,
+    /// Why it was not processed; `None` for a request that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_processed: Option<NotProcessed>,
+    /// The server's result line and its line number in its file, when the
+    /// outcome came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_line: Option<(u64, String)>,
+}
+
+impl StoredOutcome {
+    /// The stored form of `result`.
+    pub fn from_result(result: &JobResult) -> StoredOutcome {
+        let (not_processed, record) = match &result.outcome {
+            JobOutcome::Succeeded(rec) | JobOutcome::Failed(rec) => (None, Some(&**rec)),
+            JobOutcome::NotProcessed(np) => (Some(np.clone()), result.server_line.as_deref()),
+        };
+        StoredOutcome {
+            index: result.index,
+            shard: result.shard,
+            batch_id: result.batch_id.clone(),
+            custom_id: result.custom_id.clone(),
+            not_processed,
+            server_line: record.map(|r| (r.line, r.raw.to_string())),
+        }
+    }
+
+    /// The outcome again, its result line parsed as when it was collected.
+    ///
+    /// # Errors
+    /// Fails, saying why, if the stored line is not a result line, or a
+    /// request that ran has none.
+    pub fn into_result(self) -> Result<JobResult, String> {
+        let record = match &self.server_line {
+            Some((line, raw)) => Some(Box::new(
+                parse_result_line(*line, raw.as_bytes()).map_err(|e| e.error)?,
+            )),
+            None => None,
+        };
+        let (outcome, server_line) = match (self.not_processed, record) {
+            (Some(np), record) => (JobOutcome::NotProcessed(np), record),
+            (None, Some(rec)) => match rec.outcome {
+                Outcome::Succeeded(_) => (JobOutcome::Succeeded(rec), None),
+                Outcome::Failed(_) => (JobOutcome::Failed(rec), None),
+            },
+            (None, None) => {
+                return Err(format!(
+                    "the stored outcome of {:?} has neither a result line nor a reason",
+                    self.custom_id
+                ));
+            }
+        };
+        Ok(JobResult {
+            index: self.index,
+            shard: self.shard,
+            batch_id: self.batch_id,
+            custom_id: self.custom_id,
+            outcome,
+            server_line,
+        })
+    }
 }
 
 /// Whether `name` is a plain job name: 1 to 128 letters, digits, `-`, `_`
@@ -341,6 +495,11 @@ pub fn is_plain_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
+
+/// Gives the outcomes known for an ended shard (its number and
+/// checkpoint in), or `None`.
+type KnownOutcomes<'a> =
+    dyn FnMut(u32, &ShardCheckpoint) -> Result<Option<Vec<JobResult>>, StoreError> + 'a;
 
 impl StoredJob {
     /// The stored form of `handle`.
@@ -420,7 +579,8 @@ impl StoredJob {
     /// the stored checkpoint. Shards whose batches ended and were collected
     /// are reopened, so this process collects their outcomes again from the
     /// server (the handle holds none yet); shards never submitted stay
-    /// ended and have no outcome here.
+    /// ended and have no outcome here. [`BatchJob::load`] does the same
+    /// with the outcomes its store holds, and reopens nothing it has.
     ///
     /// # Errors
     /// [`StoreError::Version`] for another format version;
@@ -428,6 +588,14 @@ impl StoredJob {
     /// checkpoint's; [`StoreError::Input`] for a shard line that is not a
     /// request.
     pub fn into_handle(self) -> Result<BatchJob, StoreError> {
+        self.rebuild(&mut |_, _| Ok(None))
+    }
+
+    /// As [`into_handle`](Self::into_handle), with the outcomes of ended
+    /// shards from `outcomes` (shard number and checkpoint in, the shard's
+    /// outcomes out, `None` where none are known): a shard whose outcomes
+    /// are known stays ended and they are the handle's.
+    fn rebuild(self, outcomes: &mut KnownOutcomes<'_>) -> Result<BatchJob, StoreError> {
         if self.version != STORED_JOB_VERSION {
             return Err(StoreError::Version {
                 found: self.version,
@@ -478,8 +646,12 @@ impl StoredJob {
             if cp.plan != handle.plan().digest() {
                 return Err(mismatch("the checkpoint's plan digest differs".into()));
             }
-            for s in &mut cp.shards {
-                if s.end == Some(ShardEnd::Finished) && s.batch_id.is_some() {
+            for (k, s) in cp.shards.iter_mut().enumerate() {
+                let ended = matches!(s.end, Some(ShardEnd::Finished | ShardEnd::NotSubmitted));
+                let shard = u32::try_from(k).unwrap_or(u32::MAX);
+                let known = if ended { outcomes(shard, s)? } else { None };
+                let restored = known.is_some_and(|rs| handle.restore_outcomes(shard, rs));
+                if !restored && s.end == Some(ShardEnd::Finished) && s.batch_id.is_some() {
                     s.end = None;
                     s.tally = Default::default();
                 }
@@ -495,9 +667,36 @@ impl BatchJob {
     /// it after `submit_batch`, and again after any call that moved the job
     /// on, so another process can [`load`](Self::load) it.
     ///
+    /// The outcomes of shards that ended since the last save are stored
+    /// first ([`JobStore::save_outcomes`], once per shard), so the loading
+    /// process need not download them again.
+    ///
     /// # Errors
     /// [`StoreError::Io`] if the store fails.
     pub fn save(&self, store: &dyn JobStore, name: &str) -> Result<(), StoreError> {
+        if let Some(cp) = self.checkpoint() {
+            let job_id = self.plan().job_id();
+            for (k, s) in cp.shards.iter().enumerate() {
+                let shard = u32::try_from(k).unwrap_or(u32::MAX);
+                if !self.shard_is_final(shard) {
+                    continue;
+                }
+                let count = s.tally.succeeded + s.tally.failed + s.tally.not_processed;
+                if self.shard_outcomes(shard).count() as u64 != count {
+                    // Not every outcome is in this handle (a shard loaded
+                    // from a store that keeps none): nothing to store.
+                    continue;
+                }
+                let head = OutcomesHead::new(job_id, shard, count);
+                if let Some((stored, _)) = store.load_outcomes(name, shard)? {
+                    if stored == head {
+                        continue;
+                    }
+                }
+                let mut lines = self.shard_outcomes(shard).map(StoredOutcome::from_result);
+                store.save_outcomes(name, &head, &mut lines)?;
+            }
+        }
         store.save(name, &StoredJob::from_handle(self))?;
         Ok(())
     }
@@ -505,16 +704,47 @@ impl BatchJob {
     /// The handle stored under `name` in `store`, ready for `poll_status`,
     /// `get_results` or `cancel` in this process.
     ///
+    /// Shards whose outcomes the store holds keep them: `get_results`
+    /// returns them without downloading anything. Others that had ended are
+    /// collected again from the server.
+    ///
     /// # Errors
     /// [`StoreError::NotFound`] if nothing is stored under `name`; the
     /// errors of [`StoredJob::into_handle`]; [`StoreError::Io`] if the store
     /// fails.
     pub fn load(store: &dyn JobStore, name: &str) -> Result<BatchJob, StoreError> {
-        store
+        let stored = store
             .load(name)?
             .ok_or_else(|| StoreError::NotFound(name.to_owned()))?
-            .inline_shards(|f| store.read_shard(name, f))?
-            .into_handle()
+            .inline_shards(|f| store.read_shard(name, f))?;
+        let job_id = stored.job_id.clone();
+        stored.rebuild(&mut |shard, cp| {
+            let Some((head, reader)) = store.load_outcomes(name, shard)? else {
+                return Ok(None);
+            };
+            let t = &cp.tally;
+            let expected = OutcomesHead::new(
+                job_id.as_str(),
+                shard,
+                t.succeeded + t.failed + t.not_processed,
+            );
+            if head != expected {
+                return Ok(None);
+            }
+            let mut results = Vec::new();
+            for line in reader {
+                match line {
+                    Ok(stored) => match stored.into_result() {
+                        Ok(r) => results.push(r),
+                        Err(_) => return Ok(None),
+                    },
+                    // A damaged document: collect the shard again instead.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(None),
+                    Err(e) => return Err(StoreError::Io(e)),
+                }
+            }
+            Ok((results.len() as u64 == head.count).then_some(results))
+        })
     }
 }
 
