@@ -124,7 +124,7 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     Drive::from_args(&args.drive, args.api.emulator)?;
     let input = checked_input(&args.input)?;
     check_output(&args.output, &input)?;
-    let requested = job::requested_options(&args.plan)?;
+    let requested = job::requested_options(&args.plan, &args.api)?;
     crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.drive
@@ -344,7 +344,7 @@ fn short_list(items: &[String]) -> String {
 /// `openai-batch submit INPUT`.
 pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
-    let requested = job::requested_options(&args.plan)?;
+    let requested = job::requested_options(&args.plan, &args.api)?;
     crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.journal

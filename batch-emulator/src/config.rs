@@ -91,6 +91,13 @@ pub struct EmulatorConfig {
     /// Which service to answer as (paths, auth header, windows, expiry).
     /// Default OpenAI.
     pub provider: ProviderMode,
+    /// In Azure mode, also accept Microsoft Entra ID tokens
+    /// (`Authorization: Bearer`) the emulator issued, valid for this long
+    /// on its virtual clock; a token past its expiry is refused with `401`
+    /// in Azure's shape. Tokens come from
+    /// [`EmulatorHandle::entra_issuer`](crate::EmulatorHandle::entra_issuer)
+    /// or `POST /__emulator/entra-token`. Default: none (only `api-key`).
+    pub entra_token_ttl: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -114,6 +121,7 @@ impl Default for EmulatorConfig {
             tick: Duration::from_millis(10),
             webhook: None,
             provider: ProviderMode::OpenAi,
+            entra_token_ttl: None,
         }
     }
 }

@@ -150,6 +150,14 @@ impl EmulatorBuilder {
         self
     }
 
+    /// In Azure mode, accepts Microsoft Entra ID bearer tokens the emulator
+    /// issues, each valid for `ttl` of virtual time (see
+    /// [`EmulatorConfig::entra_token_ttl`]).
+    pub fn entra_tokens(mut self, ttl: Duration) -> Self {
+        self.config.entra_token_ttl = Some(ttl);
+        self
+    }
+
     /// Answers as `mode` (see [`ProviderMode`](crate::ProviderMode)), with
     /// its requests-per-file limit.
     pub fn provider(mut self, mode: crate::ProviderMode) -> Self {
@@ -312,6 +320,12 @@ impl RunningEmulator {
     /// The virtual clock, in Unix seconds.
     pub fn now(&self) -> i64 {
         crate::model::secs(self.shared.clock.now_ms())
+    }
+
+    /// Issues Microsoft Entra ID tokens this emulator accepts (see
+    /// [`EmulatorConfig::entra_token_ttl`]).
+    pub fn entra_issuer(&self) -> crate::EntraIssuer {
+        crate::EntraIssuer::new(self.shared.clone())
     }
 
     /// Jumps virtual time forward by `by` and applies every transition due.
@@ -478,6 +492,13 @@ impl EmulatorHandle {
     /// The virtual clock, in Unix seconds.
     pub fn now(&self) -> i64 {
         crate::model::secs(self.shared.clock.now_ms())
+    }
+
+    /// Issues Microsoft Entra ID tokens this emulator accepts (see
+    /// [`EmulatorConfig::entra_token_ttl`]); clone it into a credential
+    /// source.
+    pub fn entra_issuer(&self) -> crate::EntraIssuer {
+        crate::EntraIssuer::new(self.shared.clone())
     }
 
     /// Jumps virtual time forward and waits until every transition due has
