@@ -163,7 +163,10 @@ fn run(runs_for: u64, margin: Duration, source: impl Fn(usize) -> Source) -> Run
     let mut reasons = Vec::new();
     let mut outcomes = Vec::new();
     let mut io = handle.io(false, |r| outcomes.push(r.outcome), |_| {});
+    let mut polls = 0u32;
     let summary = loop {
+        polls += 1;
+        assert!(polls < 10_000, "the job did not end (livelock?)");
         match job.poll(now) {
             Step::Send { id, request } => {
                 let (head, body) = server.answer(&request, now);
