@@ -49,6 +49,11 @@ struct Args {
     /// file, batches never expire) or groq (`/openai/v1`, windows 24h to 7d).
     #[arg(long, default_value = "openai", value_parser = ["openai", "azure", "groq"])]
     provider: String,
+    /// With --provider azure: also accept Microsoft Entra ID bearer tokens
+    /// issued by `POST /__emulator/entra-token`, valid this many virtual
+    /// seconds; an expired one is refused with 401.
+    #[arg(long, value_name = "SECS")]
+    entra_token_ttl: Option<u64>,
     /// Largest batch input file in bytes [default: 209715200, the API's 200 MiB].
     #[arg(long)]
     max_batch_file_bytes: Option<u64>,
@@ -117,6 +122,9 @@ async fn main() -> ExitCode {
     }
     if let Some(mode) = batch_emulator::ProviderMode::parse(&args.provider) {
         builder = builder.provider(mode);
+    }
+    if let Some(secs) = args.entra_token_ttl {
+        builder = builder.entra_tokens(std::time::Duration::from_secs(secs));
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);
