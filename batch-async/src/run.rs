@@ -128,7 +128,10 @@ pub(crate) async fn drive(
                 io.event(&ev)?;
             }
             Step::Result(r) => io.result(r)?,
-            Step::RefreshCredential { reason } => refresh(job, client, clock, &reason).await,
+            Step::RefreshCredential { reason } => {
+                traced.credential(&reason);
+                refresh(job, client, clock, &reason).await;
+            }
             Step::Done(summary) => return Ok(summary),
             other => return Err(Error::Setup(format!("unsupported step {other:?}"))),
         }

@@ -131,7 +131,10 @@ pub(crate) fn drive(
                 io.event(&ev)?;
             }
             Step::Result(r) => io.result(r)?,
-            Step::RefreshCredential { reason } => refresh(job, client, clock, &reason),
+            Step::RefreshCredential { reason } => {
+                traced.credential(&reason);
+                refresh(job, client, clock, &reason);
+            }
             Step::Done(summary) => return Ok(summary),
             other => return Err(Error::Setup(format!("unsupported step {other:?}"))),
         }

@@ -448,6 +448,30 @@ fn azure_takes_entra_tokens_from_a_command_or_the_environment() {
         assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
         assert_eq!(succeeded(&out), 32, "{name}");
         assert!(!text(&o).contains(&token), "{name}: {}", text(&o));
+        // Nor is it in the journal or the results.
+        let journal = dir.path().join(format!("{name}.jsonl.journal"));
+        let mut stored = vec![out.clone()];
+        let mut folders = vec![journal];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    stored.push(path);
+                }
+            }
+        }
+        assert!(stored.len() > 2, "{stored:?}");
+        for path in stored {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("emu-entra."),
+                "{name}: a token in {}",
+                path.display()
+            );
+        }
         let counters = emu.counters();
         assert_eq!(counters.responses.get("401"), None, "{name}: {counters:?}");
     }
