@@ -58,7 +58,8 @@ async fn entra_tokens_are_accepted_until_they_expire() {
     assert_eq!(resp.status().as_u16(), 200, "the key still works");
 
     // A token the emulator did not issue, or one tampered with.
-    let forged = format!("{}0", &token[..token.len() - 1]);
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
     for t in ["eyJ-not-ours", forged.as_str()] {
         let resp = list(("authorization", format!("Bearer {t}")))
             .await
