@@ -5,6 +5,7 @@
 mod common;
 
 mod by_id;
+mod credentials;
 
 mod faults;
 mod fidelity;

@@ -336,3 +336,34 @@ fn now() -> batch_core::UnixMillis {
     use batch_blocking::Clock;
     batch_blocking::SystemClock.now()
 }
+
+#[test]
+fn dated_azure_jobs_write_request_lines_without_v1() {
+    // Azure's batch guide for dated API versions: `"url": "/chat/completions"`.
+    let items = items(6, |_| None);
+    let provider = batch_core::api::Provider::azure_dated("2024-10-21");
+    // The provider's url style; the suite's small shards.
+    let opts = options(3, 2)
+        .for_provider(&provider)
+        .limits(batch_core::job::ShardLimits::new(3, 200 * 1024 * 1024));
+    let handle = batch_core::job::BatchJob::from_items(&items, &prompt(), &opts, JOB_SEED)
+        .expect("valid items");
+    for shard in handle.shard_bytes() {
+        let text = String::from_utf8_lossy(shard);
+        assert_eq!(
+            text.matches("\"url\":\"/chat/completions\"").count(),
+            text.lines().count(),
+            "{text}"
+        );
+    }
+    for blocking in [true, false] {
+        let emu = start(Mode::AzureDated, "", 5000.0, Timings::default());
+        let api = Mode::AzureDated.config(&emu);
+        let mut job = Job::new(job_config(&api, 2), handle.plan().clone(), now());
+        let mut io = Recorder::new(handle.shard_bytes());
+        let summary = run(blocking, &api, &mut job, &mut io);
+        assert_each_once("dated", &io.results, &items);
+        assert_eq!(summary.succeeded, 6, "{summary:?}");
+        assert_eq!(emu.counters().batches_created, 2);
+    }
+}

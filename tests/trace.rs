@@ -1,6 +1,6 @@
 //! `tracing` spans and events from both transports' drive loops: a job span,
-//! exchange spans with their method, path, status and bytes, and the job's
-//! events, never the key or a body.
+//! exchange spans with their method, path, status and bytes, the job's
+//! events and its asks for credentials, never the key, a token or a body.
 //!
 //! A test binary of its own, with one test and a process-wide subscriber:
 //! `tracing` caches per call site whether anyone listens, and a call site
@@ -128,4 +128,59 @@ fn traces_show_job_shard_and_exchange_but_never_the_key() {
         assert_eq!(results.len(), 4);
     });
     check("async", &text);
+
+    // Microsoft Entra ID tokens that expire mid-job (Azure mode, a stepped
+    // clock: a token serves five requests): the asks are traced with their
+    // reason, and no token is.
+    let azure = batch_emulator::Emulator::builder()
+        .provider(batch_emulator::ProviderMode::Azure)
+        .api_key(KEY)
+        .entra_tokens(Duration::from_secs(120))
+        .step_per_request(Duration::from_secs(20))
+        .timings(common::Setup::default().timings)
+        .start_blocking()
+        .expect("emulator starts");
+    let issuer = azure.entra_issuer();
+    let source = batch_core::credential::CredentialSource::blocking(move || {
+        Ok(batch_core::credential::Credential::new(
+            issuer.issue().token,
+            None,
+        ))
+    });
+    let mut entra =
+        batch_core::job::ClientConfig::azure_entra(&format!("http://{}", azure.addr()), source);
+    entra.retry = common::fast_retry();
+    let check_entra = |name: &str, text: &str| {
+        assert!(
+            !text.contains("emu-entra."),
+            "{name}: a token is in the trace"
+        );
+        assert!(
+            text.contains("credential asked"),
+            "{name}: no ask in\n{text}"
+        );
+        assert!(
+            text.contains("reason=Refused"),
+            "{name}: no refusal in\n{text}"
+        );
+    };
+    let text = traced(|| {
+        let client = batch_blocking::Client::new(entra.clone()).expect("blocking client");
+        let results = client
+            .submit_and_wait(&items, &common::prompt(), &opts)
+            .expect("the job succeeds");
+        assert_eq!(results.len(), 4);
+    });
+    check_entra("blocking entra", &text);
+    let text = traced(|| {
+        let client = batch_async::Client::new(entra.clone()).expect("async client");
+        let results = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(client.submit_and_wait(&items, &common::prompt(), &opts))
+            .expect("the job succeeds");
+        assert_eq!(results.len(), 4);
+    });
+    check_entra("async entra", &text);
 }

@@ -4,6 +4,7 @@
 //! only drives the job in between.
 
 use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
+use batch_core::credential::{Credential, CredentialCache, CredentialError, CredentialSource};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
@@ -19,6 +20,8 @@ use crate::run::run;
 pub struct Client {
     http: reqwest::Client,
     settings: ClientSettings,
+    /// The last credential its source gave, for its next job.
+    credentials: std::sync::Arc<CredentialCache>,
 }
 
 impl Client {
@@ -110,6 +113,7 @@ impl Client {
         Ok(Client {
             http,
             settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
+            credentials: std::sync::Arc::default(),
         })
     }
 
@@ -127,9 +131,55 @@ impl Client {
         &self.http
     }
 
+    pub(crate) fn credential_source(&self) -> Option<&CredentialSource> {
+        self.settings.credential.as_ref()
+    }
+
+    pub(crate) fn credentials(&self) -> &CredentialCache {
+        &self.credentials
+    }
+
+    /// With a credential source, puts a valid credential into `headers`
+    /// (the last one the client got, else a new one from the source).
+    async fn authorize(&self, headers: &mut http::HeaderMap) -> Result<(), Error> {
+        let Some(source) = self.credential_source() else {
+            return Ok(());
+        };
+        let now = SystemClock.now();
+        let credential = match self
+            .credentials
+            .current(now, self.settings.credential_refresh.margin)
+        {
+            Some(c) => c,
+            None => {
+                let c = fetch_credential(source)
+                    .await
+                    .map_err(|e| Error::Setup(format!("the credential source failed: {e}")))?;
+                self.credentials.store(&c);
+                c
+            }
+        };
+        let mut api = self.settings.api.clone();
+        api.set_key(credential.token).map_err(|e| {
+            Error::Setup(format!(
+                "the credential source gave a token that cannot be sent: {e}"
+            ))
+        })?;
+        api.authorize(headers);
+        Ok(())
+    }
+
     /// The API settings, checked.
     pub fn api(&self) -> &ApiBase {
         &self.settings.api
+    }
+
+    /// A configuration for a [`Job`] this client runs: its API settings,
+    /// retry policy and exchange limits, and, with a credential source
+    /// ([`ClientConfig::credential`]), credential refresh on; the rest
+    /// defaults.
+    pub fn job_config(&self) -> batch_core::job::JobConfig {
+        self.settings.job_config()
     }
 
     /// Runs `job` to its end on the system clock. See [`run`].
@@ -340,7 +390,8 @@ impl Client {
         &self,
         request: http::Request<api::Outgoing>,
     ) -> Result<(http::response::Parts, Vec<u8>), Error> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        self.authorize(&mut parts.headers).await?;
         let body = match body {
             api::Outgoing::Empty => reqwest::Body::from(Vec::new()),
             api::Outgoing::Json(bytes) | api::Outgoing::Bytes(bytes) => reqwest::Body::from(bytes),
@@ -412,4 +463,25 @@ pub(crate) fn seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6f70_656e_6169);
     h.finish()
+}
+
+/// Calls `source`: an async one is awaited, a blocking one runs on tokio's
+/// blocking pool so it does not hold up the runtime.
+pub(crate) async fn fetch_credential(
+    source: &CredentialSource,
+) -> Result<Credential, CredentialError> {
+    match source {
+        CredentialSource::Async(f) => f().await,
+        CredentialSource::Blocking(f) => {
+            let f = std::sync::Arc::clone(f);
+            tokio::task::spawn_blocking(move || f())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(CredentialError::new(format!(
+                        "the credential source did not finish: {e}"
+                    )))
+                })
+        }
+        other => other.call_blocking(),
+    }
 }

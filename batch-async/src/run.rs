@@ -9,10 +9,16 @@
 //! The job also judges every exchange (deadline, stall, size) and asks for
 //! it to be dropped with `Step::Abort`: its task is aborted, which closes
 //! the connection. Reports of a dropped exchange are discarded.
+//!
+//! A job whose credential expires asks for a new one with
+//! `Step::RefreshCredential`: the loop calls the client's credential source
+//! (`ClientConfig::credential`; a blocking one on tokio's blocking pool)
+//! and hands the token back.
 
 use std::collections::HashMap;
 
 use batch_core::api::Outgoing;
+use batch_core::credential::{CredentialError, RefreshReason};
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
 use batch_core::trace;
 use bytes::Bytes;
@@ -122,9 +128,36 @@ pub(crate) async fn drive(
                 io.event(&ev)?;
             }
             Step::Result(r) => io.result(r)?,
+            Step::RefreshCredential { reason } => {
+                traced.credential(&reason);
+                refresh(job, client, clock, &reason).await;
+            }
             Step::Done(summary) => return Ok(summary),
             other => return Err(Error::Setup(format!("unsupported step {other:?}"))),
         }
+    }
+}
+
+/// Gets a credential from the client's source (or, for a job that holds
+/// none yet, the one the client's last job got) and hands it to the job;
+/// a failing source stops the job with its error. Exchanges in flight go
+/// on meanwhile; their reports queue up.
+async fn refresh(job: &mut Job, client: &Client, clock: &impl Clock, reason: &RefreshReason) {
+    let answer = match client.credential_source() {
+        None => Err(CredentialError::new(
+            "the job needs a credential, but the client has no credential source (ClientConfig::credential)",
+        )),
+        Some(source) => match client.credentials().reuse(reason) {
+            Some(c) => Ok(c),
+            None => crate::client::fetch_credential(source).await,
+        },
+    };
+    match answer {
+        Ok(c) => {
+            client.credentials().store(&c);
+            job.set_credential(c.token, c.expires_at, clock.now());
+        }
+        Err(e) => job.handle_credential_failure(&e, clock.now()),
     }
 }
 

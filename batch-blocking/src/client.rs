@@ -4,6 +4,7 @@
 //! only drives the job in between.
 
 use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
+use batch_core::credential::{CredentialCache, CredentialSource};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
@@ -19,6 +20,8 @@ use crate::run::run;
 pub struct Client {
     agent: ureq::Agent,
     settings: ClientSettings,
+    /// The last credential its source gave, for its next job.
+    credentials: std::sync::Arc<CredentialCache>,
 }
 
 impl Client {
@@ -109,6 +112,7 @@ impl Client {
         Ok(Client {
             agent,
             settings: ClientSettings::new(&config).map_err(|e| Error::Setup(e.to_string()))?,
+            credentials: std::sync::Arc::default(),
         })
     }
 
@@ -126,9 +130,55 @@ impl Client {
         &self.agent
     }
 
+    /// With a credential source, puts a valid credential into `headers`
+    /// (the last one the client got, else a new one from the source).
+    fn authorize(&self, headers: &mut http::HeaderMap) -> Result<(), Error> {
+        let Some(source) = self.credential_source() else {
+            return Ok(());
+        };
+        let now = SystemClock.now();
+        let credential = match self
+            .credentials
+            .current(now, self.settings.credential_refresh.margin)
+        {
+            Some(c) => c,
+            None => {
+                let c = source
+                    .call_blocking()
+                    .map_err(|e| Error::Setup(format!("the credential source failed: {e}")))?;
+                self.credentials.store(&c);
+                c
+            }
+        };
+        let mut api = self.settings.api.clone();
+        api.set_key(credential.token).map_err(|e| {
+            Error::Setup(format!(
+                "the credential source gave a token that cannot be sent: {e}"
+            ))
+        })?;
+        api.authorize(headers);
+        Ok(())
+    }
+
+    pub(crate) fn credential_source(&self) -> Option<&CredentialSource> {
+        self.settings.credential.as_ref()
+    }
+
+    pub(crate) fn credentials(&self) -> &CredentialCache {
+        &self.credentials
+    }
+
     /// The API settings, checked.
     pub fn api(&self) -> &ApiBase {
         &self.settings.api
+    }
+
+    /// A configuration for a [`Job`] this client runs: its API settings,
+    /// retry policy and exchange limits, and, with a credential source
+    /// ([`ClientConfig::credential`]), credential refresh on; the rest
+    /// defaults.
+    pub fn job_config(&self) -> batch_core::job::JobConfig {
+        self.settings.job_config()
     }
 
     /// Runs `job` to its end on the system clock. See [`run`].
@@ -323,7 +373,8 @@ impl Client {
         &self,
         request: http::Request<api::Outgoing>,
     ) -> Result<(http::response::Parts, Vec<u8>), Error> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        self.authorize(&mut parts.headers)?;
         let body = crate::convert::body(body, |_| {
             Err(std::io::Error::other(
                 "a request that streams a shard can only be executed by a job",

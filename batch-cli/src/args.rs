@@ -69,6 +69,15 @@ pub(crate) struct ApiArgs {
     /// it decides the provider, api-version and query parameters.
     #[arg(skip)]
     pub(crate) recorded: Option<batch_core::job::StoredProvider>,
+    /// With --provider azure: a command that prints a Microsoft Entra ID
+    /// token, e.g. `az account get-access-token --resource
+    /// https://cognitiveservices.azure.com`. It runs before the first
+    /// request, again before the token expires and after a 401. It prints
+    /// the token alone, or az's JSON (accessToken, expires_on). Without it,
+    /// $AZURE_OPENAI_AD_TOKEN is sent as a fixed token, else
+    /// $AZURE_OPENAI_API_KEY as the api-key header.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) azure_ad_token_cmd: Option<String>,
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,

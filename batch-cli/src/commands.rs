@@ -124,7 +124,6 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     Drive::from_args(&args.drive, args.api.emulator)?;
     let input = checked_input(&args.input)?;
     check_output(&args.output, &input)?;
-    let requested = job::requested_options(&args.plan)?;
     let journal = Journal::new(
         args.drive
             .journal
@@ -134,6 +133,7 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     let stored = journal.read_plan()?;
     let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
     crate::provider::check_window(&api_args, &args.plan)?;
+    let requested = job::requested_options(&args.plan, &api_args)?;
     job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let source = args.input.display().to_string();
@@ -369,7 +369,6 @@ fn short_list(items: &[String]) -> String {
 /// `openai-batch submit INPUT`.
 pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
-    let requested = job::requested_options(&args.plan)?;
     let journal = Journal::new(
         args.journal
             .clone()
@@ -378,6 +377,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let stored = journal.read_plan()?;
     let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
     crate::provider::check_window(&api_args, &args.plan)?;
+    let requested = job::requested_options(&args.plan, &api_args)?;
     job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let mut prepared = job::prepare(

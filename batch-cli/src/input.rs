@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use batch_core::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use batch_core::job::{JobPlan, PlanBuilder, ShardHash, ShardLimits, StoredShardFile};
+use batch_core::provider::UrlStyle;
 use batch_core::{Endpoint, InputError, Problem};
 use serde_json::{Map, Value};
 
@@ -33,6 +34,9 @@ pub(crate) struct PlanSpec {
     pub(crate) endpoint: Endpoint,
     /// Per-shard limits.
     pub(crate) limits: ShardLimits,
+    /// How the shard lines write their `url` (`/chat/completions` for
+    /// Azure OpenAI's dated API); input lines may use either form then.
+    pub(crate) url_style: UrlStyle,
 }
 
 /// A plan built from an input file.
@@ -90,7 +94,8 @@ pub(crate) fn build_plan_from(
 ) -> Result<Planned, CliError> {
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut parser = LineParser::new(source, spec);
-    let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source);
+    let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
+        .url_style(spec.url_style);
     let mut errors = InputErrors::default();
     let mut shards = shards_dir.map(ShardWriter::new);
     let mut hasher = Fnv64::new();
@@ -375,7 +380,13 @@ impl<'a> LineParser<'a> {
             .iter()
             .any(|k| map.contains_key(*k));
         if is_full {
-            return BatchRequest::parse_line(self.source, line_no, line);
+            let mut req = BatchRequest::parse_line(self.source, line_no, line)?;
+            // `/chat/completions`, as Azure's dated API writes it, is the
+            // plan's `/v1/chat/completions`.
+            if self.spec.url_style.apply(self.spec.endpoint.as_str()) == req.url.as_str() {
+                req.url = self.spec.endpoint.clone();
+            }
+            return Ok(req);
         }
         self.short(line_no, map)
     }
@@ -593,6 +604,7 @@ mod tests {
             system: system.map(str::to_owned),
             endpoint,
             limits: ShardLimits::default(),
+            url_style: UrlStyle::Versioned,
         }
     }
 

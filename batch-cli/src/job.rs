@@ -17,8 +17,8 @@ use std::time::Duration;
 use batch_blocking::{Client, ClientConfig, Clock, SystemClock};
 use batch_core::api::{ApiConfig, ShardRef};
 use batch_core::job::{
-    Checkpoint, ExchangeLimits, Job, JobConfig, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
-    ShardLimits, StopAfter, StoredJob, StoredProvider, StoredShardFile,
+    Checkpoint, ExchangeLimits, Job, JobEvent, JobIo, JobPlan, JobResult, JobSummary, ShardLimits,
+    StopAfter, StoredJob, StoredProvider, StoredShardFile,
 };
 use batch_emulator::{Emulator, EmulatorHandle, FaultConfig};
 
@@ -213,7 +213,10 @@ pub(crate) fn connect(
         let mut provider = StoredProvider::from_config(&cfg);
         // The emulator's port changes from run to run.
         provider.base_url = String::new();
-        let client = client(cfg)?;
+        if args.azure_ad_token_cmd.is_some() {
+            ctx.note("the built-in emulator takes no token: --azure-ad-token-cmd is not run");
+        }
+        let client = client(cfg, None)?;
         return Ok(Api {
             client,
             base_url,
@@ -234,15 +237,20 @@ pub(crate) fn connect(
     }
     let provider = StoredProvider::from_config(&cfg);
     Ok(Api {
-        client: client(cfg)?,
+        client: client(cfg, args.azure_ad_token_cmd.as_ref())?,
         base_url,
         emulator: None,
         provider,
     })
 }
 
-fn client(cfg: ApiConfig) -> Result<Client, CliError> {
-    Client::new(ClientConfig::new(cfg)).map_err(|e| CliError::usage(chain(&e)))
+/// A client for `cfg`, taking its tokens from `token_cmd` if given.
+fn client(cfg: ApiConfig, token_cmd: Option<&String>) -> Result<Client, CliError> {
+    let mut config = ClientConfig::new(cfg);
+    if let Some(cmd) = token_cmd {
+        config = config.with_credential(crate::token_cmd::source(cmd.clone()));
+    }
+    Client::new(config).map_err(|e| CliError::usage(chain(&e)))
 }
 
 /// A job's plan, new or rebuilt from the same input to resume.
@@ -283,8 +291,9 @@ fn read_system(path: &str) -> Result<String, CliError> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Checks the plan options the user asked for (reading `--system @FILE`).
-pub(crate) fn requested_options(args: &PlanArgs) -> Result<Requested, CliError> {
+/// Checks the plan options the user asked for (reading `--system @FILE`);
+/// `api` says how request lines write their url.
+pub(crate) fn requested_options(args: &PlanArgs, api: &ApiArgs) -> Result<Requested, CliError> {
     let system = match &args.system {
         Some(s) if s.starts_with('@') => Some(read_system(&s[1..])?),
         other => other.clone(),
@@ -313,6 +322,7 @@ pub(crate) fn requested_options(args: &PlanArgs) -> Result<Requested, CliError> 
             max_requests_per_batch: args.max_requests_per_batch,
             max_bytes_per_batch: args.max_bytes_per_batch,
             batch,
+            unversioned_urls: crate::provider::unversioned_urls(api),
         },
         endpoint_given: endpoint.is_some(),
     })
@@ -333,6 +343,11 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
         system: opts.system.clone(),
         endpoint: batch_core::Endpoint::parse(&opts.endpoint),
         limits: ShardLimits::new(opts.max_requests_per_batch, opts.max_bytes_per_batch),
+        url_style: if opts.unversioned_urls {
+            batch_core::provider::UrlStyle::Unversioned
+        } else {
+            batch_core::provider::UrlStyle::Versioned
+        },
     }
 }
 
@@ -889,7 +904,8 @@ fn run_round(
     store: &mut ResultStore,
     d: &Drive,
 ) -> Result<JobSummary, CliError> {
-    let mut cfg = JobConfig::new(api.client.api().clone());
+    // With --azure-ad-token-cmd, the job asks for its tokens.
+    let mut cfg = api.client.job_config();
     batch.apply(&mut cfg);
     // The service may not take the window (OpenAI and Azure take only 24h).
     batch_core::job::check_window(cfg.api.provider(), &cfg.completion_window)

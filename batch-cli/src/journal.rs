@@ -130,6 +130,10 @@ pub(crate) struct PlanOptions {
     /// Completion window, metadata and file expiries (defaults when absent).
     #[serde(default)]
     pub(crate) batch: crate::settings::BatchSettings,
+    /// Request lines say `/chat/completions`, not `/v1/chat/completions`
+    /// (Azure OpenAI's dated API versions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unversioned_urls: bool,
 }
 
 impl PlanOptions {

@@ -28,6 +28,7 @@ mod provider;
 mod render;
 mod settings;
 mod term;
+mod token_cmd;
 
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;

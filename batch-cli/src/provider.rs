@@ -142,6 +142,13 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
             kind.as_str()
         )));
     }
+    let token_cmd = args.azure_ad_token_cmd.is_some();
+    if token_cmd && kind != ProviderKind::Azure {
+        return Err(CliError::usage(format!(
+            "--azure-ad-token-cmd is for --provider azure, not {}",
+            kind.as_str()
+        )));
+    }
     let var = |k: &str| {
         // A job's recorded base URL stands in for the endpoint variable.
         let recorded_base = args
@@ -162,6 +169,14 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
             }
             if let Some(v) = &args.api_version {
                 return Some(v.clone());
+            }
+        }
+        if token_cmd {
+            // The command gives the tokens: no key is read or sent.
+            match k {
+                "AZURE_OPENAI_API_KEY" => return Some("from --azure-ad-token-cmd".to_owned()),
+                "AZURE_OPENAI_AD_TOKEN" => return None,
+                _ => {}
             }
         }
         std::env::var(k).ok()
@@ -199,6 +214,9 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
         && let Some(v) = &args.api_version
     {
         cfg.provider = cfg.provider.with_query("api-version", v.clone());
+    }
+    if token_cmd {
+        cfg.provider.auth = batch_core::api::AuthScheme::Bearer;
     }
     Ok(cfg)
 }
@@ -259,6 +277,18 @@ pub(crate) fn emulator_api(args: &ApiArgs, origin: &str, key: &str) -> ApiConfig
         ProviderKind::Custom => ApiConfig::custom(format!("{origin}/v1"), key),
         _ => ApiConfig::new(key).with_base_url(format!("{origin}/v1")),
     }
+}
+
+/// Whether request lines go without `/v1` (`/chat/completions`): for
+/// `--provider azure` with a dated API version (`--api-version` or
+/// `OPENAI_API_VERSION`), as Azure's batch guide writes them.
+pub(crate) fn unversioned_urls(args: &ApiArgs) -> bool {
+    kind(args) == ProviderKind::Azure
+        && args
+            .api_version
+            .clone()
+            .or_else(|| std::env::var("OPENAI_API_VERSION").ok())
+            .is_some_and(|v| is_dated_version(&v))
 }
 
 /// Refuses, before a journal is made, a `--completion-window` the

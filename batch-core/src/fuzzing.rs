@@ -197,7 +197,9 @@ pub fn api_json(data: &[u8]) {
 ///
 /// The first bytes shape the job (1 to 12 requests, 1 to 4 to a shard, up
 /// to 3 shards in flight, poll interval, retry and requeue limits, a maximum
-/// wait, small body and line caps); the rest is a script of driver actions:
+/// wait, small body and line caps, and a credential that expires, whose
+/// source answers as the input says: a token valid for a while, one whose
+/// expiry is unknown, or a failure); the rest is a script of driver actions:
 /// report the next event of an open exchange, poll the job, crash, cancel,
 /// or move the clock. Each request the job sends is answered as the input
 /// says: a transport failure of any kind, or any status (2xx with garbage,

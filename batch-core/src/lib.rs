@@ -58,6 +58,13 @@
 //!   result delivered so far durable, then store the checkpoint
 //!   ([`JobIo::persist`](job::JobIo::persist)); a crashed job resumes from
 //!   it with [`Job::resume`](job::Job::resume) without paying twice.
+//! - **Credentials.** A job whose credential expires
+//!   ([`JobConfig::credential`](job::JobConfig::credential)) returns
+//!   [`Step::RefreshCredential`](job::Step::RefreshCredential) when it needs
+//!   a token: get one from the user's source and hand it over with
+//!   [`Job::set_credential`](job::Job::set_credential) (or the failure with
+//!   [`Job::handle_credential_failure`](job::Job::handle_credential_failure))
+//!   before calling `poll` again (see [`credential`]).
 //! - **Uploads.** A shard upload's body is
 //!   [`Outgoing::Multipart`](api::Outgoing::Multipart): stream the shard's
 //!   bytes from [`JobIo::open_shard`](job::JobIo::open_shard) between its
@@ -163,6 +170,7 @@
 pub use http;
 
 pub mod api;
+pub mod credential;
 mod error;
 pub mod input;
 pub mod job;

@@ -89,6 +89,34 @@ pub struct Provider {
     /// Seconds after upload an input file expires when the caller sets no
     /// expiry of its own (sent as `expires_after`); `None` sends none.
     pub file_expires_after: Option<u64>,
+    /// How request lines' `url` and a batch's `endpoint` are written.
+    pub url_style: UrlStyle,
+}
+
+/// How request lines' `url` and a batch's `endpoint` name the endpoint.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UrlStyle {
+    /// `/v1/chat/completions`: OpenAI, Azure OpenAI's v1 API, Groq.
+    #[default]
+    Versioned,
+    /// `/chat/completions`: Azure OpenAI's dated API versions, whose batch
+    /// guide writes input lines and the batch's `endpoint` without `/v1`.
+    Unversioned,
+}
+
+impl UrlStyle {
+    /// `url` (`/v1/chat/completions`) as this style writes it.
+    pub fn apply(self, url: &str) -> &str {
+        match self {
+            UrlStyle::Versioned => url,
+            UrlStyle::Unversioned => url
+                .strip_prefix("/v1")
+                .filter(|rest| rest.starts_with('/'))
+                .unwrap_or(url),
+        }
+    }
 }
 
 impl fmt::Debug for Provider {
@@ -114,6 +142,7 @@ impl fmt::Debug for Provider {
             .field("max_bytes_per_file", &self.max_bytes_per_file)
             .field("windows", &self.windows)
             .field("file_expires_after", &self.file_expires_after)
+            .field("url_style", &self.url_style)
             .finish()
     }
 }
@@ -146,6 +175,7 @@ impl Provider {
             max_bytes_per_file: MAX_FILE_BYTES,
             windows: Windows::Only(vec![CompletionWindow::Hours24]),
             file_expires_after: None,
+            url_style: UrlStyle::Versioned,
         }
     }
 
@@ -165,11 +195,13 @@ impl Provider {
 
     /// Azure OpenAI's dated API (base URL `https://RESOURCE.openai.azure.com/openai`):
     /// as [`azure`](Self::azure), plus `api-version=<api_version>` on every
-    /// request.
+    /// request, and endpoints without `/v1` in request lines and in the
+    /// batch's `endpoint` (`/chat/completions`, [`UrlStyle::Unversioned`]).
     pub fn azure_dated(api_version: impl Into<String>) -> Provider {
         let mut p = Provider::azure();
         p.query
             .push((Self::API_VERSION.to_owned(), api_version.into()));
+        p.url_style = UrlStyle::Unversioned;
         p
     }
 
@@ -352,7 +384,7 @@ pub enum EnvError {
 /// | provider | key | base URL | other |
 /// |---|---|---|---|
 /// | `openai` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` | `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID` |
-/// | `azure` | `AZURE_OPENAI_API_KEY` | `AZURE_OPENAI_ENDPOINT` (required) | `OPENAI_API_VERSION`: a dated version (`2024-10-21`) selects the dated API; unset, `v1`, `latest` or `preview` the v1 API |
+/// | `azure` | `AZURE_OPENAI_API_KEY` (`api-key` header), or `AZURE_OPENAI_AD_TOKEN`, a Microsoft Entra ID token sent as Bearer (it wins when both are set; it is not refreshed: see [`crate::credential`] for tokens that expire) | `AZURE_OPENAI_ENDPOINT` (required) | `OPENAI_API_VERSION`: a dated version (`2024-10-21`) selects the dated API; unset, `v1`, `latest` or `preview` the v1 API |
 /// | `groq` | `GROQ_API_KEY` | `GROQ_BASE_URL` (default [`GROQ_BASE_URL`]) | |
 /// | `custom` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` | |
 ///
@@ -371,12 +403,21 @@ pub fn api_config_for(
             })?
         }
         ProviderKind::Azure => {
-            let key = need("AZURE_OPENAI_API_KEY")?;
+            // A Microsoft Entra ID token wins over a key, as in openai-python.
+            let token = get("AZURE_OPENAI_AD_TOKEN");
+            let key = match &token {
+                Some(t) => t.clone(),
+                None => need("AZURE_OPENAI_API_KEY")?,
+            };
             let endpoint = need("AZURE_OPENAI_ENDPOINT")?;
-            match get("OPENAI_API_VERSION") {
+            let mut cfg = match get("OPENAI_API_VERSION") {
                 Some(v) if is_dated_version(&v) => ApiConfig::azure_dated(&endpoint, key, v),
                 _ => ApiConfig::azure(&endpoint, key),
+            };
+            if token.is_some() {
+                cfg.provider.auth = AuthScheme::Bearer;
             }
+            cfg
         }
         ProviderKind::Groq => {
             let cfg = ApiConfig::groq(need("GROQ_API_KEY")?);
@@ -528,6 +569,17 @@ mod tests {
         )
         .expect("azure v1");
         assert_eq!(latest.base_url, "https://r.openai.azure.com/openai/v1");
+        let entra = api_config_for(
+            ProviderKind::Azure,
+            env(&[
+                ("AZURE_OPENAI_API_KEY", "az"),
+                ("AZURE_OPENAI_AD_TOKEN", "eyJ-token"),
+                ("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com"),
+            ]),
+        )
+        .expect("azure entra");
+        assert_eq!(entra.provider.auth, AuthScheme::Bearer);
+        assert_eq!(entra.api_key.expose_secret(), "eyJ-token");
         assert_eq!(
             api_config_for(ProviderKind::Azure, env(&[("AZURE_OPENAI_API_KEY", "az")])).err(),
             Some(EnvError::Missing {

@@ -6,7 +6,9 @@
 //!   `id`, `shard`, `op`, `attempt`, `method`, `path`, then `status`,
 //!   `bytes_sent` and `bytes_received` as they become known, closed with an
 //!   `exchange ended`, `exchange failed` or `exchange dropped` event;
-//! - a `job event` event for every [`JobEvent`] (its `Debug` form).
+//! - a `job event` event for every [`JobEvent`] (its `Debug` form);
+//! - a `credential asked` event when the job asks for a fresh credential,
+//!   with its reason (never the token).
 //!
 //! The key never appears: no header is recorded, the path is recorded
 //! without its query, no body and no transport message is recorded (a
@@ -17,13 +19,14 @@
 //! [`Job`] of one's own can too.
 
 use crate::api::Outgoing;
+use crate::credential::RefreshReason;
 use crate::job::{ExchangeId, Job, JobEvent, TransportFailure};
 
 #[cfg(feature = "tracing")]
 mod on {
     use std::collections::HashMap;
 
-    use super::{ExchangeId, Job, JobEvent, Outgoing, TransportFailure};
+    use super::{ExchangeId, Job, JobEvent, Outgoing, RefreshReason, TransportFailure};
     use tracing::field::Empty;
 
     /// One exchange's span and byte counts.
@@ -58,6 +61,11 @@ mod on {
         /// Records one of the job's events.
         pub fn event(&self, ev: &JobEvent) {
             tracing::info!(parent: &self.job, event = ?ev, "job event");
+        }
+
+        /// Records that the job asked for a fresh credential, and why.
+        pub fn credential(&self, reason: &RefreshReason) {
+            tracing::info!(parent: &self.job, reason = ?reason, "credential asked");
         }
 
         /// Opens the span of exchange `id`, about to be sent.
@@ -139,7 +147,7 @@ mod on {
 
 #[cfg(not(feature = "tracing"))]
 mod on {
-    use super::{ExchangeId, Job, JobEvent, Outgoing, TransportFailure};
+    use super::{ExchangeId, Job, JobEvent, Outgoing, RefreshReason, TransportFailure};
 
     /// Nothing, without the `tracing` feature.
     #[derive(Debug)]
@@ -152,6 +160,8 @@ mod on {
         }
         /// Records one of the job's events.
         pub fn event(&self, _: &JobEvent) {}
+        /// Records that the job asked for a fresh credential, and why.
+        pub fn credential(&self, _: &RefreshReason) {}
         /// Opens the span of an exchange, about to be sent.
         pub fn start(&mut self, _: &Job, _: ExchangeId, _: &http::Request<Outgoing>) {}
         /// More bytes of the request body went out.

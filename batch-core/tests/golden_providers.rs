@@ -10,7 +10,8 @@ use batch_core::api::{
     upload_file, upload_file_bytes,
 };
 use batch_core::http::Request;
-use batch_core::job::{JobConfig, SettingsError};
+use batch_core::input::BatchRequest;
+use batch_core::job::{JobConfig, PlanBuilder, SettingsError, ShardLimits};
 
 const KEY: &str = "azure-GOLDEN-key-0123456789abcdef";
 
@@ -268,4 +269,58 @@ fn limits_feed_the_planner() {
     assert_eq!(Provider::openai().shard_limits().max_requests, 50_000);
     assert_eq!(Provider::azure().shard_limits().max_requests, 100_000);
     assert_eq!(Provider::groq().shard_limits().max_bytes, 200 * 1024 * 1024);
+}
+
+#[test]
+fn azure_dated_names_the_endpoint_without_v1_in_create_and_in_request_lines() {
+    // Azure OpenAI's batch guide for the dated API versions writes
+    // `"url": "/chat/completions"` in input lines and creates the batch with
+    // `endpoint="/chat/completions"`; its v1 API takes OpenAI's `/v1/...`.
+    let endpoint_sent = |api: &ApiBase| {
+        let req = create_batch(api, &CreateBatch::new("file-1", Endpoint::ChatCompletions))
+            .expect("create");
+        let Outgoing::Json(body) = req.body() else {
+            panic!("a JSON body");
+        };
+        let v: serde_json::Value = serde_json::from_slice(body).expect("json");
+        v["endpoint"].as_str().expect("endpoint").to_owned()
+    };
+    let dated = api(
+        "https://res.openai.azure.com/openai",
+        Provider::azure_dated("2024-10-21"),
+    );
+    assert_eq!(endpoint_sent(&dated), "/chat/completions");
+    let v1 = api("https://res.openai.azure.com/openai/v1", Provider::azure());
+    assert_eq!(endpoint_sent(&v1), "/v1/chat/completions");
+
+    // The planner writes the lines the same way, and counts their bytes as
+    // written. A custom_id that spells out a url does not fool it.
+    let line_of = |style| {
+        let mut builder = PlanBuilder::new(
+            "job",
+            Endpoint::ChatCompletions,
+            ShardLimits::new(10, 1 << 20),
+            "in.jsonl",
+        )
+        .url_style(style);
+        let req = BatchRequest::parse_line(
+            "in.jsonl",
+            1,
+            br#"{"custom_id":"a\",\"method\":\"POST\",\"url\":\"/v1/x","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}"#,
+        )
+        .expect("a line");
+        let mut line = Vec::new();
+        builder.push(1, &req, &mut line).expect("placed");
+        let plan = builder.finish().expect("a plan");
+        assert_eq!(plan.shards()[0].bytes, line.len() as u64);
+        String::from_utf8(line).expect("utf-8")
+    };
+    assert_eq!(
+        line_of(Provider::azure_dated("2024-10-21").url_style),
+        "{\"custom_id\":\"a\\\",\\\"method\\\":\\\"POST\\\",\\\"url\\\":\\\"/v1/x\",\"method\":\"POST\",\"url\":\"/chat/completions\",\"body\":{\"messages\":[],\"model\":\"m\"}}\n"
+    );
+    assert_eq!(
+        line_of(Provider::azure().url_style),
+        "{\"custom_id\":\"a\\\",\\\"method\\\":\\\"POST\\\",\\\"url\\\":\\\"/v1/x\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"messages\":[],\"model\":\"m\"}}\n"
+    );
 }

@@ -99,6 +99,13 @@ pub struct EmulatorConfig {
     /// [`EmulatorBuilder::provider`](crate::EmulatorBuilder::provider) sets
     /// them to the mode's own.
     pub provider: ProviderMode,
+    /// In Azure mode, also accept Microsoft Entra ID tokens
+    /// (`Authorization: Bearer`) the emulator issued, valid for this long
+    /// on its virtual clock; a token past its expiry is refused with `401`
+    /// in Azure's shape. Tokens come from
+    /// [`EmulatorHandle::entra_issuer`](crate::EmulatorHandle::entra_issuer)
+    /// or `POST /__emulator/entra-token`. Default: none (only `api-key`).
+    pub entra_token_ttl: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -122,6 +129,7 @@ impl Default for EmulatorConfig {
             tick: Duration::from_millis(10),
             webhook: None,
             provider: ProviderMode::OpenAi,
+            entra_token_ttl: None,
         }
     }
 }

@@ -42,6 +42,13 @@ pub struct Counters {
     /// Webhook deliveries the receiver answered with a 2xx.
     #[serde(default)]
     pub webhooks_delivered: u64,
+    /// Microsoft Entra ID tokens issued (Azure mode with
+    /// `entra_token_ttl`).
+    #[serde(default)]
+    pub entra_tokens_issued: u64,
+    /// Requests refused with `401` because their Entra ID token had expired.
+    #[serde(default)]
+    pub entra_tokens_expired: u64,
 }
 
 impl Counters {

@@ -104,6 +104,7 @@ mod anthropic;
 mod clock;
 mod config;
 mod counters;
+mod entra;
 mod error;
 mod faults;
 mod lifecycle;
@@ -120,6 +121,7 @@ mod webhooks;
 
 pub use config::{EmulatorConfig, Timings};
 pub use counters::Counters;
+pub use entra::{EntraIssuer, EntraToken};
 pub use faults::{Fault, FaultConfig, FaultSpecError, Route, Trigger};
 pub use provider::ProviderMode;
 pub use running::{Emulator, EmulatorBuilder, EmulatorHandle, RunningEmulator, StartError};

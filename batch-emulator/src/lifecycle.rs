@@ -286,6 +286,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
                 max_requests: shared.cfg.max_requests_per_batch,
                 max_embedding_inputs: shared.cfg.max_embedding_inputs,
                 any_model: shared.cfg.accept_any_model,
+                unversioned_urls: shared.cfg.provider.unversioned_urls(),
             };
             let result =
                 tokio::task::spawn_blocking(move || validate_input(&input, &endpoint, limits))

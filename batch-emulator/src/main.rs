@@ -52,6 +52,11 @@ struct Args {
     /// `x-api-key` and `anthropic-version`; the base URL is the bare root).
     #[arg(long, default_value = "openai", value_parser = ["openai", "azure", "groq", "anthropic"])]
     provider: String,
+    /// With --provider azure: also accept Microsoft Entra ID bearer tokens
+    /// issued by `POST /__emulator/entra-token`, valid this many virtual
+    /// seconds; an expired one is refused with 401.
+    #[arg(long, value_name = "SECS")]
+    entra_token_ttl: Option<u64>,
     /// Largest batch input file in bytes [default: 209715200, the API's 200
     /// MiB; 256000000 with `--provider anthropic`, the largest create body].
     #[arg(long)]
@@ -122,6 +127,9 @@ async fn main() -> ExitCode {
     }
     if let Some(mode) = batch_emulator::ProviderMode::parse(&args.provider) {
         builder = builder.provider(mode);
+    }
+    if let Some(secs) = args.entra_token_ttl {
+        builder = builder.entra_tokens(std::time::Duration::from_secs(secs));
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);

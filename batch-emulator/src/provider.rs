@@ -100,6 +100,13 @@ impl ProviderMode {
         }
     }
 
+    /// Whether endpoints may be written without `/v1` (`/chat/completions`)
+    /// in request lines and in a create, as Azure OpenAI's dated API
+    /// versions document them.
+    pub(crate) fn unversioned_urls(self) -> bool {
+        self == ProviderMode::Azure
+    }
+
     /// Whether batches expire when they pass their window.
     pub(crate) fn expires(self) -> bool {
         self != ProviderMode::Azure

@@ -150,6 +150,14 @@ impl EmulatorBuilder {
         self
     }
 
+    /// In Azure mode, accepts Microsoft Entra ID bearer tokens the emulator
+    /// issues, each valid for `ttl` of virtual time (see
+    /// [`EmulatorConfig::entra_token_ttl`]).
+    pub fn entra_tokens(mut self, ttl: Duration) -> Self {
+        self.config.entra_token_ttl = Some(ttl);
+        self
+    }
+
     /// Answers as `mode` (see [`ProviderMode`](crate::ProviderMode)), with
     /// its requests-per-batch and bytes-per-batch limits (call
     /// [`max_requests_per_batch`](Self::max_requests_per_batch) or
@@ -327,6 +335,12 @@ impl RunningEmulator {
         crate::model::secs(self.shared.clock.now_ms())
     }
 
+    /// Issues Microsoft Entra ID tokens this emulator accepts (see
+    /// [`EmulatorConfig::entra_token_ttl`]).
+    pub fn entra_issuer(&self) -> crate::EntraIssuer {
+        crate::EntraIssuer::new(self.shared.clone())
+    }
+
     /// Jumps virtual time forward by `by` and applies every transition due.
     pub async fn advance(&self, by: Duration) {
         self.shared
@@ -492,6 +506,13 @@ impl EmulatorHandle {
     /// The virtual clock, in Unix seconds.
     pub fn now(&self) -> i64 {
         crate::model::secs(self.shared.clock.now_ms())
+    }
+
+    /// Issues Microsoft Entra ID tokens this emulator accepts (see
+    /// [`EmulatorConfig::entra_token_ttl`]); clone it into a credential
+    /// source.
+    pub fn entra_issuer(&self) -> crate::EntraIssuer {
+        crate::EntraIssuer::new(self.shared.clone())
     }
 
     /// Jumps virtual time forward and waits until every transition due has

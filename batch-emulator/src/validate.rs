@@ -35,6 +35,9 @@ pub(crate) struct Limits {
     pub(crate) max_embedding_inputs: u64,
     /// Accept models the emulator does not know.
     pub(crate) any_model: bool,
+    /// Accept request urls without `/v1` (`/chat/completions`), as Azure
+    /// OpenAI's dated API versions write them.
+    pub(crate) unversioned_urls: bool,
 }
 
 /// What a valid input file holds.
@@ -229,7 +232,11 @@ pub(crate) fn validate_input(
         }
         match obj.get("url") {
             None | Some(Value::Null) => push(&mut errors, missing("url", line)),
-            Some(Value::String(u)) if u == endpoint => {}
+            Some(Value::String(u))
+                if u == endpoint
+                    || (limits.unversioned_urls
+                        && u.starts_with('/')
+                        && endpoint.strip_prefix("/v1") == Some(u.as_str())) => {}
             Some(Value::String(u)) => push(
                 &mut errors,
                 item(
@@ -349,6 +356,7 @@ mod tests {
         max_requests: 10,
         max_embedding_inputs: 50_000,
         any_model: false,
+        unversioned_urls: false,
     };
 
     fn run_at(

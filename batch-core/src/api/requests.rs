@@ -155,6 +155,8 @@ pub struct ApiBase {
     key: ApiKey,
     /// Values of extra headers that are credentials, redacted like the key.
     secrets: Vec<ApiKey>,
+    /// Keys replaced by [`ApiBase::set_key`], newest last, redacted too.
+    retired: Vec<ApiKey>,
     provider: Provider,
 }
 
@@ -232,26 +234,31 @@ impl ApiBase {
     /// - [`ConfigError::EmptyQueryName`] if a provider query parameter has
     ///   no name.
     pub fn new(config: &ApiConfig) -> Result<ApiBase, ConfigError> {
-        let (base, base_query) = normalise_base_url(&config.base_url)?;
-        let provider = &config.provider;
-
-        let key = config.api_key.expose_secret();
-        if key.is_empty() {
+        if config.api_key.expose_secret().is_empty() {
             return Err(ConfigError::EmptyApiKey);
         }
-        let (auth_name, auth_value) = match &provider.auth {
-            AuthScheme::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
-            AuthScheme::Header(name) => (
-                HeaderName::try_from(name.as_str())
-                    .map_err(|_| ConfigError::InvalidExtraHeader { name: name.clone() })?,
-                key.to_owned(),
-            ),
-        };
-        let mut auth = HeaderValue::try_from(auth_value).map_err(|_| ConfigError::InvalidApiKey)?;
-        auth.set_sensitive(true);
+        let mut api = ApiBase::without_key(config)?;
+        api.set_key(config.api_key.clone())?;
+        Ok(api)
+    }
+
+    /// Checks `config` like [`new`](Self::new), except its key: requests
+    /// carry no credential until [`set_key`](Self::set_key) gives one. For
+    /// a credential that comes later from a
+    /// [`CredentialSource`](crate::credential::CredentialSource) (the
+    /// [`Job`](crate::job::Job) asks for it before its first request).
+    ///
+    /// # Errors
+    /// As `new`, except for the key's errors.
+    pub fn without_key(config: &ApiConfig) -> Result<ApiBase, ConfigError> {
+        let (base, base_query) = normalise_base_url(&config.base_url)?;
+        let provider = &config.provider;
+        if let AuthScheme::Header(name) = &provider.auth {
+            HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::InvalidExtraHeader { name: name.clone() })?;
+        }
 
         let mut headers = HeaderMap::new();
-        headers.insert(auth_name, auth);
         headers.insert(USER_AGENT, header_value(&config.user_agent, "User-Agent")?);
         if let Some(org) = &config.organization {
             headers.insert(ORGANIZATION, header_value(org, "OpenAI-Organization")?);
@@ -288,11 +295,65 @@ impl ApiBase {
             base,
             query,
             headers,
-            key: config.api_key.clone(),
+            key: ApiKey::new(""),
             secrets,
+            retired: Vec::new(),
             provider: provider.clone(),
         })
     }
+
+    /// Sends `key` from now on, in the header the provider's
+    /// [`AuthScheme`] names (a fresh token replacing one that expires).
+    /// The keys it replaces are still redacted from text (the last
+    /// [`RETIRED_KEYS`](Self::RETIRED_KEYS) of them).
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyApiKey`] or [`ConfigError::InvalidApiKey`] if
+    /// `key` is empty or cannot be a header value; the key in use is kept.
+    pub fn set_key(&mut self, key: ApiKey) -> Result<(), ConfigError> {
+        let secret = key.expose_secret();
+        if secret.is_empty() {
+            return Err(ConfigError::EmptyApiKey);
+        }
+        let (name, value) = match &self.provider.auth {
+            AuthScheme::Bearer => (AUTHORIZATION, format!("Bearer {secret}")),
+            AuthScheme::Header(name) => (
+                HeaderName::try_from(name.as_str())
+                    .map_err(|_| ConfigError::InvalidExtraHeader { name: name.clone() })?,
+                secret.to_owned(),
+            ),
+        };
+        let mut value = HeaderValue::try_from(value).map_err(|_| ConfigError::InvalidApiKey)?;
+        value.set_sensitive(true);
+        self.headers.insert(name, value);
+        let old = std::mem::replace(&mut self.key, key);
+        if !old.expose_secret().is_empty() && old.expose_secret() != self.key.expose_secret() {
+            if self.retired.len() == Self::RETIRED_KEYS {
+                self.retired.remove(0);
+            }
+            self.retired.push(old);
+        }
+        Ok(())
+    }
+
+    /// Puts this base's credential header (the key, in the header the
+    /// provider's [`AuthScheme`] names) into `headers`, replacing any
+    /// there: a request built before [`set_key`](Self::set_key) gets the
+    /// current key.
+    pub fn authorize(&self, headers: &mut HeaderMap) {
+        let name = match &self.provider.auth {
+            AuthScheme::Bearer => Some(AUTHORIZATION),
+            AuthScheme::Header(name) => HeaderName::try_from(name.as_str()).ok(),
+        };
+        if let Some(name) = name {
+            if let Some(value) = self.headers.get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+    }
+
+    /// How many replaced keys [`redact`](Self::redact) still removes.
+    pub const RETIRED_KEYS: usize = 4;
 
     /// The provider settings the requests follow.
     pub fn provider(&self) -> &Provider {
@@ -323,7 +384,10 @@ impl ApiBase {
     /// [`Provider::headers`]).
     pub fn redact(&self, text: &str) -> String {
         let mut out = None::<String>;
-        for secret in std::iter::once(&self.key).chain(&self.secrets) {
+        for secret in std::iter::once(&self.key)
+            .chain(&self.secrets)
+            .chain(&self.retired)
+        {
             let s = secret.expose_secret();
             let current = out.as_deref().unwrap_or(text);
             if !s.is_empty() && current.contains(s) {
@@ -941,7 +1005,16 @@ pub fn create_batch(api: &ApiBase, body: &CreateBatch) -> Result<Request<Outgoin
             allowed: api.provider.allowed_windows(),
         });
     }
-    let json = serde_json::to_vec(body).map_err(|e| RequestError::Build {
+    let styled = api.provider.url_style.apply(body.endpoint.as_str());
+    let json = if styled == body.endpoint.as_str() {
+        serde_json::to_vec(body)
+    } else {
+        // Azure's dated API names the endpoint without `/v1`.
+        let mut body = body.clone();
+        body.endpoint = super::Endpoint::parse(styled);
+        serde_json::to_vec(&body)
+    }
+    .map_err(|e| RequestError::Build {
         detail: format!("json: {e}"),
     })?;
     let mut req = request(

@@ -35,7 +35,8 @@ use serde_json::{Value, json};
 
 use super::input::Input;
 use crate::Endpoint;
-use crate::api::{self, ApiBase, ApiConfig, Outgoing};
+use crate::api::{self, ApiBase, ApiConfig, ApiKey, Outgoing};
+use crate::credential::{CredentialError, CredentialRefresh};
 use crate::input::BatchRequest;
 use crate::job::{
     Checkpoint, EffectState, ExchangeId, FailureKind, Job, JobConfig, JobOutcome, JobPlan,
@@ -121,6 +122,11 @@ impl Setup {
         }
         if flags & 0b110_0000 == 0b110_0000 {
             cfg.max_line_bytes = 16 + input.pick(2048);
+        }
+        if flags & 0b1000_0000 != 0 {
+            // A credential that expires: the job asks for it, and the
+            // input decides what the source answers (see `fuzzed_step`).
+            cfg.credential = Some(CredentialRefresh::default());
         }
         Setup {
             plan,
@@ -465,6 +471,20 @@ impl World {
                 }
             }
             Step::Done(summary) => self.done(&summary, |_| {}),
+            Step::RefreshCredential { .. } => {
+                let b = input.byte();
+                if b < 8 {
+                    let failure = CredentialError::new("fuzzed credential source failure");
+                    self.job.handle_credential_failure(&failure, self.now);
+                } else {
+                    // Anything from already expired to hours ahead, or unknown.
+                    let expires =
+                        (b & 1 == 0).then(|| self.now.plus_millis(u64::from(input.u16()) * 1_000));
+                    self.serial += 1;
+                    let token = ApiKey::new(format!("fuzz-token-{}", self.serial));
+                    self.job.set_credential(token, expires, self.now);
+                }
+            }
             other => self.common_step(other),
         }
     }
@@ -479,6 +499,13 @@ impl World {
             // The job dropped an exchange (over its deadline, stalled or
             // past its declared size): nothing more of it is reported.
             Step::Abort(id) => self.open.retain(|o| o.id != id),
+            // A well-behaved credential source: a token valid for a day.
+            Step::RefreshCredential { .. } => {
+                self.serial += 1;
+                let token = ApiKey::new(format!("fuzz-token-{}", self.serial));
+                let expires = self.now.plus_millis(24 * 3_600_000);
+                self.job.set_credential(token, Some(expires), self.now);
+            }
             // A step this driver does not know: it cannot honour the
             // contract, so it must be taught the new step.
             other => panic!("the fuzz driver does not handle {other:?}"),

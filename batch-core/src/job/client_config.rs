@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::api::{ApiBase, ApiConfig, ConfigError};
+use crate::credential::{CredentialRefresh, CredentialSource};
 use crate::job::types::{ExchangeLimits, JobConfig};
 use crate::retry::RetryPolicy;
 use crate::time::UnixMillis;
@@ -61,6 +62,18 @@ pub struct ClientConfig {
     /// ([`ApiConfig::user_agent`], `openai-batch/VERSION` by default), to
     /// name your application in the provider's logs. Default: none.
     pub user_agent_suffix: Option<String>,
+    /// Where fresh credentials come from, for a credential that expires
+    /// during a job (a Microsoft Entra ID token for Azure OpenAI). Default:
+    /// none, and the key in [`api`](Self::api) is used throughout. With a
+    /// source, `api`'s key is not used: each job asks the source before its
+    /// first request, before the token expires and after a `401` (see
+    /// [`crate::credential`]); the token goes in the header
+    /// [`Provider::auth`](crate::provider::Provider::auth) names (Bearer
+    /// for Entra ID).
+    pub credential: Option<CredentialSource>,
+    /// When a job asks [`credential`](Self::credential) for a new token
+    /// (default: 5 minutes before it expires; 3 refused in a row stop).
+    pub credential_refresh: CredentialRefresh,
 }
 
 /// Which HTTP proxy a client uses.
@@ -114,28 +127,44 @@ pub struct ClientSettings {
     pub retry: RetryPolicy,
     /// The bounds of every exchange.
     pub exchange: ExchangeLimits,
+    /// Where fresh credentials come from ([`ClientConfig::credential`]).
+    pub credential: Option<CredentialSource>,
+    /// When a job asks for one.
+    pub credential_refresh: CredentialRefresh,
 }
 
 impl ClientSettings {
     /// The settings of `config`.
     ///
     /// # Errors
-    /// Fails if the base URL is not usable.
+    /// Fails if the base URL is not usable, or the key (without a
+    /// credential source) is empty or cannot be a header value.
     pub fn new(config: &ClientConfig) -> Result<ClientSettings, ConfigError> {
         let mut api = config.api.clone();
         api.user_agent = config.user_agent();
+        let api = match &config.credential {
+            // The token comes from the source when a job asks for it.
+            Some(_) => ApiBase::without_key(&api)?,
+            None => ApiBase::new(&api)?,
+        };
         Ok(ClientSettings {
-            api: ApiBase::new(&api)?,
+            api,
             retry: config.retry.clone(),
             exchange: config.exchange.clone(),
+            credential: config.credential.clone(),
+            credential_refresh: config.credential_refresh.clone(),
         })
     }
 
-    /// A job configuration with these settings and the other defaults.
+    /// A job configuration with these settings and the other defaults
+    /// (with a credential source, the job asks for its credentials).
     pub fn job_config(&self) -> JobConfig {
         let mut cfg = JobConfig::new(self.api.clone());
         cfg.retry = self.retry.clone();
         cfg.exchange = self.exchange.clone();
+        if self.credential.is_some() {
+            cfg.credential = Some(self.credential_refresh.clone());
+        }
         cfg
     }
 }
@@ -155,7 +184,16 @@ impl ClientConfig {
             platform_roots: true,
             extra_root_certificates: Vec::new(),
             user_agent_suffix: None,
+            credential: None,
+            credential_refresh: CredentialRefresh::default(),
         }
+    }
+
+    /// Takes its credentials from `source` (see [`credential`](Self::credential)).
+    #[must_use]
+    pub fn with_credential(mut self, source: CredentialSource) -> Self {
+        self.credential = Some(source);
+        self
     }
 
     /// The `User-Agent` requests carry: the API settings' one, then the
@@ -191,6 +229,37 @@ impl ClientConfig {
         api_version: impl Into<String>,
     ) -> Self {
         ClientConfig::new(ApiConfig::azure_dated(endpoint, api_key, api_version))
+    }
+
+    /// Azure OpenAI's v1 API on the resource `endpoint` with Microsoft
+    /// Entra ID: `Authorization: Bearer <token>`, each token from `source`,
+    /// refreshed before it expires and after a `401` (see
+    /// [`crate::credential`]).
+    ///
+    /// ```
+    /// use batch_core::credential::{Credential, CredentialSource};
+    /// use batch_core::job::ClientConfig;
+    ///
+    /// let source = CredentialSource::blocking(|| Ok(Credential::new("token-from-your-identity-library", None)));
+    /// let config = ClientConfig::azure_entra("https://RESOURCE.openai.azure.com", source);
+    /// assert_eq!(config.api.base_url, "https://RESOURCE.openai.azure.com/openai/v1");
+    /// ```
+    pub fn azure_entra(endpoint: &str, source: CredentialSource) -> Self {
+        let mut api = ApiConfig::azure(endpoint, "");
+        api.provider.auth = crate::provider::AuthScheme::Bearer;
+        ClientConfig::new(api).with_credential(source)
+    }
+
+    /// As [`azure_entra`](Self::azure_entra) on Azure OpenAI's dated API
+    /// (`api-version=<api_version>`).
+    pub fn azure_dated_entra(
+        endpoint: &str,
+        api_version: impl Into<String>,
+        source: CredentialSource,
+    ) -> Self {
+        let mut api = ApiConfig::azure_dated(endpoint, "", api_version);
+        api.provider.auth = crate::provider::AuthScheme::Bearer;
+        ClientConfig::new(api).with_credential(source)
     }
 
     /// Groq's API, see [`ApiConfig::groq`].

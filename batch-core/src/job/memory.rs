@@ -59,6 +59,11 @@ pub struct BatchOptions {
     /// (3600..=2592000; default: the provider's, 30 days at OpenAI).
     #[serde(default)]
     pub file_expires_after: Option<u64>,
+    /// How request lines write their `url` (default `/v1/chat/completions`;
+    /// Azure OpenAI's dated API versions take `/chat/completions`, see
+    /// [`for_provider`](Self::for_provider)).
+    #[serde(default)]
+    pub url_style: crate::provider::UrlStyle,
 }
 
 impl BatchOptions {
@@ -76,7 +81,20 @@ impl BatchOptions {
             completion_window: CompletionWindow::default(),
             output_expires_after: None,
             file_expires_after: None,
+            url_style: crate::provider::UrlStyle::Versioned,
         }
+    }
+
+    /// Takes `provider`'s per-file limits and url style: give it the
+    /// provider of the client that runs the job (Azure OpenAI allows
+    /// 100,000 requests per file, and its dated API versions want
+    /// `/chat/completions` in request lines). Limits set before this call
+    /// are replaced.
+    #[must_use]
+    pub fn for_provider(mut self, provider: &crate::provider::Provider) -> Self {
+        self.limits = provider.shard_limits();
+        self.url_style = provider.url_style;
+        self
     }
 
     /// Sets the completion window (see [`parse_completion_window`](crate::job::parse_completion_window)).
@@ -233,7 +251,8 @@ impl BatchJob {
             options.endpoint.clone(),
             options.limits.clone(),
             "items",
-        );
+        )
+        .url_style(options.url_style);
         let mut shards: Vec<Vec<u8>> = Vec::new();
         let mut line = Vec::new();
         for (i, req) in requests.enumerate() {

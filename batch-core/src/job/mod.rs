@@ -76,6 +76,7 @@ use crate::api::{
     self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches,
     ListFiles, Outgoing, RequestCounts, ShardRef, UploadFile,
 };
+use crate::credential::RefreshReason;
 use crate::results::{Failure, Outcome, ResultRecord};
 use crate::retry::{JitterRng, StatusClass, classify_status, retry_after};
 use crate::time::UnixMillis;
@@ -112,6 +113,9 @@ const MAX_RECONCILE_PAGES: u32 = 50;
 ///   out of `poll` as [`Step::Result`], so nothing is lost either way).
 /// - `now` must not go backwards; if it does, the job clamps it. Waking up
 ///   early or late is harmless.
+/// - On `Step::RefreshCredential`, answer with [`set_credential`](Self::set_credential)
+///   or [`handle_credential_failure`](Self::handle_credential_failure)
+///   before the next `poll` (see [`crate::credential`]).
 /// - On `Step::Persist`, first make every result delivered so far durable,
 ///   then store the checkpoint. Results are keyed by request index, so a
 ///   resumed job that delivers a shard's results again overwrites them.
@@ -144,6 +148,29 @@ pub struct Job {
     /// non-terminal answer is followed by a poll at once. Bounded by
     /// [`MAX_PENDING_HINTS`], oldest dropped.
     hints: VecDeque<String>,
+    /// The credential, when it expires ([`JobConfig::credential`]).
+    credential: CredentialState,
+}
+
+/// What the job knows of a credential that expires ([`JobConfig::credential`]).
+#[derive(Debug, Default)]
+struct CredentialState {
+    /// Whether [`Job::set_credential`] gave one.
+    set: bool,
+    /// Counts the credentials given: an exchange remembers the one it was
+    /// sent with, so a `401` on an older one is simply sent again.
+    generation: u64,
+    /// When to ask for the next one, before it expires.
+    refresh_at: Option<UnixMillis>,
+    expires_at: Option<UnixMillis>,
+    /// A `401` on the current one: ask at the next poll.
+    refused: bool,
+    /// Asked for with [`Step::RefreshCredential`], not answered yet.
+    asking: Option<RefreshReason>,
+    /// The current one came after a `401`, and no answer has accepted it yet.
+    after_refusal: bool,
+    /// Asked for in a row without an answer accepting one in between.
+    in_row: u32,
 }
 
 /// How many hints for batches the job does not know (yet) it remembers.
@@ -271,6 +298,8 @@ struct Inflight {
     /// The current stall window began here and has seen this many bytes.
     window_start: UnixMillis,
     window_bytes: u64,
+    /// The credential it was sent with ([`CredentialState::generation`]).
+    credential: u64,
 }
 
 /// Why the job cut an exchange.
@@ -413,6 +442,7 @@ impl Job {
             cursor: 0,
             done: false,
             hints: VecDeque::new(),
+            credential: CredentialState::default(),
         }
     }
 
@@ -696,6 +726,20 @@ impl Job {
         if self.stop_point_reached() {
             return self.finish_job();
         }
+        if let Some(step) = self.credential_step() {
+            return step;
+        }
+        if self.credential.asking.is_some() {
+            // Nothing new goes out before the credential comes.
+            let until = self
+                .next_judgement()
+                .unwrap_or(UnixMillis(u64::MAX))
+                .min(self.now.saturating_add(self.cfg.poll_interval));
+            return Step::Wait {
+                until: until.max(self.now),
+                reason: WaitReason::InFlight,
+            };
+        }
         self.start_shards();
         let n = self.shards.len();
         for k in 0..n {
@@ -902,8 +946,12 @@ impl Job {
             op,
             body,
             too_large,
+            credential,
             ..
         } = ex;
+        if self.credential_refused(shard, &op, head.status, credential) {
+            return Ok(());
+        }
         self.complete(shard, op, head, &body, too_large);
         Ok(())
     }
@@ -934,6 +982,144 @@ impl Job {
         let detail = self.redact(&failure.detail);
         self.transport_failed(ex.shard, ex.op, kind, &detail, ex.head.as_ref());
         Ok(())
+    }
+
+    /// The credential to send from now on, valid until `expires_at` (if
+    /// known), in answer to [`Step::RefreshCredential`] (or before the
+    /// first `poll`, to start with one). A request refused with `401` is
+    /// sent again with it. A token that cannot be sent in a header stops
+    /// the job, as a failing source does.
+    pub fn set_credential(
+        &mut self,
+        token: crate::api::ApiKey,
+        expires_at: Option<UnixMillis>,
+        now: UnixMillis,
+    ) {
+        self.tick(now);
+        let now = self.now;
+        let reason = self.credential.asking.take();
+        if let Err(e) = self.cfg.api.set_key(token) {
+            self.stop_for_credential(format!(
+                "the credential source gave a token that cannot be sent: {e}"
+            ));
+            return;
+        }
+        let margin = self
+            .cfg
+            .credential
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.margin);
+        let c = &mut self.credential;
+        c.set = true;
+        c.refused = false;
+        c.generation += 1;
+        c.expires_at = expires_at;
+        c.after_refusal = reason == Some(RefreshReason::Refused);
+        c.refresh_at = expires_at.map(|t| {
+            let early = UnixMillis(
+                t.as_millis()
+                    .saturating_sub(u64::try_from(margin.as_millis()).unwrap_or(u64::MAX)),
+            );
+            if early > now {
+                early
+            } else {
+                // Already within the margin: replace it half way to its expiry.
+                UnixMillis(now.as_millis() + t.as_millis().saturating_sub(now.as_millis()) / 2)
+            }
+        });
+    }
+
+    /// The credential source failed: the job stops, as it does when a key
+    /// is refused (every request still gets one outcome; a later run can
+    /// resume it).
+    pub fn handle_credential_failure(
+        &mut self,
+        error: &crate::credential::CredentialError,
+        now: UnixMillis,
+    ) {
+        self.tick(now);
+        self.credential.asking = None;
+        self.stop_for_credential(format!("the credential source failed: {error}"));
+    }
+
+    // ----- internals: credentials -----
+
+    fn stop_for_credential(&mut self, message: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(self.redact(&message));
+        }
+        self.dirty = true;
+    }
+
+    /// Asks for a credential when the job has none, when the one it has
+    /// nears its expiry, or after a `401`.
+    fn credential_step(&mut self) -> Option<Step> {
+        let max_in_row = self.cfg.credential.as_ref()?.max_in_row;
+        if self.fatal.is_some() || self.credential.asking.is_some() {
+            return None;
+        }
+        let now = self.now;
+        let c = &mut self.credential;
+        let reason = if !c.set {
+            RefreshReason::Initial
+        } else if c.refused {
+            RefreshReason::Refused
+        } else if c.refresh_at.is_some_and(|t| now >= t) {
+            RefreshReason::Expiring {
+                expires_at: c.expires_at.unwrap_or(now),
+            }
+        } else {
+            return None;
+        };
+        c.refused = false;
+        c.in_row += 1;
+        if c.in_row > max_in_row {
+            let n = c.in_row - 1;
+            self.stop_for_credential(format!(
+                "gave up on the credential: {n} credentials in a row were refused or about to expire"
+            ));
+            return None;
+        }
+        c.asking = Some(reason.clone());
+        Some(Step::RefreshCredential { reason })
+    }
+
+    /// A `401` on a request sent with a credential the job can replace:
+    /// the request is sent again (with a new credential, asked for unless
+    /// it already changed), and `true` is returned. A `401` on a credential
+    /// that came after a `401` is final, as is one without
+    /// [`JobConfig::credential`]: `false`, and the answer is read as usual.
+    fn credential_refused(
+        &mut self,
+        i: usize,
+        op: &Op,
+        status: http::StatusCode,
+        sent_with: u64,
+    ) -> bool {
+        if self.cfg.credential.is_none() {
+            return false;
+        }
+        let c = &mut self.credential;
+        if status != http::StatusCode::UNAUTHORIZED {
+            if sent_with == c.generation {
+                c.after_refusal = false;
+                c.in_row = 0;
+            }
+            return false;
+        }
+        if sent_with == c.generation && c.asking.is_none() {
+            if c.after_refusal {
+                return false;
+            }
+            c.refused = true;
+        }
+        // The server did not act: the same request goes again, not counted
+        // as a failed attempt.
+        self.restore_effect(i, op);
+        let sh = &mut self.shards[i];
+        sh.not_before = self.now;
+        sh.wait_reason = None;
+        true
     }
 
     // ----- internals: time, misuse, persistence -----
@@ -1358,6 +1544,7 @@ impl Job {
                 window_bytes: 0,
                 to_send,
                 sent: 0,
+                credential: self.credential.generation,
             },
         );
         Step::Send { id, request }

@@ -16,6 +16,32 @@ use crate::api::Endpoint;
 use crate::error::{InputError, Problem};
 use crate::input::BatchRequest;
 use crate::jsonl::{EncodeConfig, Push, ShardEncoder, ShardLimit};
+use crate::provider::UrlStyle;
+
+/// Rewrites the `url` of the encoded request line in `line` to `style`, and
+/// returns how many bytes shorter the line became. The line format puts
+/// `,"method":"POST","url":"` right after the `custom_id` string, whose own
+/// quotes are escaped, so the first such run is the url.
+fn restyle_url(style: UrlStyle, line: &mut Vec<u8>) -> u64 {
+    const KEY: &[u8] = b",\"method\":\"POST\",\"url\":\"";
+    if style == UrlStyle::Versioned {
+        return 0;
+    }
+    let Some(at) = line.windows(KEY.len()).position(|w| w == KEY) else {
+        return 0;
+    };
+    let start = at + KEY.len();
+    let Some(len) = line[start..].iter().position(|b| *b == b'"') else {
+        return 0;
+    };
+    let url = String::from_utf8_lossy(&line[start..start + len]).into_owned();
+    let styled = style.apply(&url);
+    let cut = url.len() - styled.len();
+    if cut > 0 {
+        line.drain(start..start + cut);
+    }
+    cut as u64
+}
 
 /// Limits for splitting input into shards (API notes §2 and §4: at most
 /// 50,000 requests and 200 MB per batch input file, and at most 50,000
@@ -120,6 +146,7 @@ pub struct PlanBuilder {
     ends: Vec<u64>,
     lines: Vec<u64>,
     shards: Vec<ShardPlan>,
+    url_style: UrlStyle,
 }
 
 impl PlanBuilder {
@@ -148,7 +175,18 @@ impl PlanBuilder {
             ends: Vec::new(),
             lines: Vec::new(),
             shards: Vec::new(),
+            url_style: UrlStyle::Versioned,
         }
+    }
+
+    /// Writes each request line's `url` in `style`: Azure OpenAI's dated
+    /// API versions take `/chat/completions` where OpenAI takes
+    /// `/v1/chat/completions` (see [`Provider::url_style`](crate::provider::Provider::url_style)).
+    /// The plan's endpoint stays the same; only the lines' bytes change.
+    #[must_use]
+    pub fn url_style(mut self, style: UrlStyle) -> Self {
+        self.url_style = style;
+        self
     }
 
     /// Validates `req` (read from input line `line`), encodes it into
@@ -170,7 +208,7 @@ impl PlanBuilder {
     ) -> Result<Placement, InputError> {
         line_out.clear();
         let mut new_shard = self.shards.is_empty();
-        let bytes = match self.encoder.try_push(line, req, line_out)? {
+        let written = match self.encoder.try_push(line, req, line_out)? {
             Push::Written { bytes } => bytes,
             Push::Full(_) => {
                 self.encoder.finish_shard();
@@ -196,6 +234,7 @@ impl PlanBuilder {
                 }
             }
         };
+        let bytes = written - restyle_url(self.url_style, line_out);
         let inputs = self.encoder.inputs();
         Ok(self.place(&req.custom_id, line, bytes, inputs, new_shard))
     }

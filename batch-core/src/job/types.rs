@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::{ApiBase, BatchStatus, CompletionWindow, Outgoing, RequestCounts};
+use crate::credential::{CredentialRefresh, RefreshReason};
 use crate::job::checkpoint::Checkpoint;
 use crate::results::{FinishReason, ResultRecord, Success, ToolCall, Usage, strip_fences};
 use crate::retry::RetryPolicy;
@@ -61,6 +62,12 @@ pub struct JobConfig {
     pub stop_after: StopAfter,
     /// How long and how slowly one exchange may run before the job cuts it.
     pub exchange: ExchangeLimits,
+    /// Set when the credential expires and comes from a
+    /// [`CredentialSource`](crate::credential::CredentialSource): the job
+    /// asks for one with [`Step::RefreshCredential`] before its first
+    /// request, near its expiry, and after a `401` (default `None`: the
+    /// key in `api` is used throughout, and a `401` is final).
+    pub credential: Option<CredentialRefresh>,
 }
 
 impl JobConfig {
@@ -84,6 +91,7 @@ impl JobConfig {
             max_requeues: 48,
             stop_after: StopAfter::Finished,
             exchange: ExchangeLimits::default(),
+            credential: None,
         }
     }
 }
@@ -241,6 +249,18 @@ pub enum Step {
     /// Terminal: every request has exactly one outcome (unless the job was
     /// configured to stop earlier, see [`StopAfter`]).
     Done(JobSummary),
+    /// Get a fresh credential from the user's
+    /// [`CredentialSource`](crate::credential::CredentialSource) and hand it
+    /// over with [`Job::set_credential`](super::Job::set_credential) (or the
+    /// source's failure with
+    /// [`Job::handle_credential_failure`](super::Job::handle_credential_failure))
+    /// before calling `poll` again. Only with [`JobConfig::credential`] set.
+    /// Exchanges in flight go on meanwhile; nothing new is sent until the
+    /// answer.
+    RefreshCredential {
+        /// Why: for logs.
+        reason: RefreshReason,
+    },
 }
 
 /// Why the job waits.

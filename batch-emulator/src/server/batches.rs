@@ -55,8 +55,16 @@ fn parse_create(body: &[u8], provider: ProviderMode) -> Result<CreateBatch, ApiE
         }
     };
     let input_file_id = string("input_file_id")?;
-    let endpoint = string("endpoint")?;
+    let sent = string("endpoint")?;
+    // Azure OpenAI's batch guide names endpoints without `/v1` on its dated
+    // API versions (`/chat/completions`); the batch keeps the `/v1` form.
+    let endpoint = if provider.unversioned_urls() && !sent.starts_with("/v1/") {
+        format!("/v1{sent}")
+    } else {
+        sent.clone()
+    };
     if !Endpoint::parse(&endpoint).is_known() {
+        let endpoint = sent;
         return Err(ApiError::invalid(format!(
             "Invalid value: '{endpoint}'. Supported values are: {}.",
             Endpoint::KNOWN

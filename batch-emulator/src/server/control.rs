@@ -6,6 +6,7 @@
 //! * `POST /__emulator/faults` with a spec string, or `{"spec": "...", "seed": N}`
 //! * `POST /__emulator/advance` with `{"seconds": N}`: jumps the virtual clock
 //! * `GET  /__emulator/clock` → `{"now": secs, "speed": x}`
+//! * `POST /__emulator/entra-token` → `{"accessToken": "...", "tokenType": "Bearer", "expires_on": secs}`
 
 use axum::Router;
 use axum::body::Body;
@@ -27,6 +28,18 @@ pub(super) fn router() -> Router<AppState> {
         .route("/faults", get(get_faults).post(set_faults))
         .route("/advance", post(advance))
         .route("/clock", get(clock))
+        .route("/entra-token", post(entra_token))
+}
+
+/// A Microsoft Entra ID token the Azure mode accepts, in the shape of
+/// `az account get-access-token` (`accessToken`, `expires_on`).
+async fn entra_token(State(shared): State<AppState>) -> Response {
+    let t = crate::entra::issue(&shared);
+    ok_json(&json!({
+        "accessToken": t.token,
+        "tokenType": "Bearer",
+        "expires_on": t.expires_on,
+    }))
 }
 
 async fn counters(State(shared): State<AppState>) -> Response {

@@ -111,22 +111,57 @@ async fn unknown_route(State(shared): State<AppState>, req: Request) -> Response
     ApiError::invalid_url(req.method().as_str(), &path).into_response()
 }
 
-/// Checks Azure OpenAI's `api-key` header, and `api-version` on the dated
-/// API's paths (those under `/openai/` but not `/openai/v1/`); `Err` is the
-/// answer.
-fn check_azure(shared: &Shared, req: &Request, matched: &str) -> Result<(), ApiError> {
+/// Azure's answer to a bearer token it does not accept (missing, invalid
+/// or expired): its gateway's shape, not the OpenAI error envelope.
+fn entra_refused() -> Response {
+    let body = serde_json::json!({
+        "statusCode": 401,
+        "message": "Unauthorized. Access token is missing, invalid, audience is incorrect \
+                    (https://cognitiveservices.azure.com), or have expired.",
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Checks Azure OpenAI's `api-key` header (or, with Entra ID tokens on,
+/// `Authorization: Bearer` with a token the emulator issued), and
+/// `api-version` on the dated API's paths (those under `/openai/` but not
+/// `/openai/v1/`); `Some` is the answer that refuses it.
+fn check_azure(shared: &Shared, req: &Request, matched: &str) -> Option<Response> {
     let dated = matched.starts_with("/openai/") && !matched.starts_with("/openai/v1/");
     let has_version = req.uri().query().unwrap_or_default().split('&').any(|p| {
         p.split_once('=')
             .is_some_and(|(k, v)| k == "api-version" && !v.is_empty())
     });
     if dated && !has_version {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "Resource not found: the api-version query parameter is required on this path.",
-        )
-        .code("404"));
+        return Some(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "Resource not found: the api-version query parameter is required on this path.",
+            )
+            .code("404")
+            .into_response(),
+        );
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let (Some(token), Some(_)) = (bearer, shared.cfg.entra_token_ttl) {
+        return match crate::entra::check(shared, token.trim()) {
+            crate::entra::Verdict::Valid => None,
+            crate::entra::Verdict::Expired => {
+                shared.count(|c| c.entra_tokens_expired += 1);
+                Some(entra_refused())
+            }
+            crate::entra::Verdict::Unknown => Some(entra_refused()),
+        };
     }
     let key = req
         .headers()
@@ -138,16 +173,19 @@ fn check_azure(shared: &Shared, req: &Request, matched: &str) -> Result<(), ApiE
         None => key.is_empty(),
     };
     if wrong {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to \
+        return Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "Access denied due to invalid subscription key or wrong API endpoint. Make sure to \
              provide a valid key for an active subscription and use a correct regional API \
              endpoint for your resource.",
-        )
-        .code("401"));
+            )
+            .code("401")
+            .into_response(),
+        );
     }
-    Ok(())
+    None
 }
 
 /// Checks the bearer token; `Err` is the 401 answer.
@@ -215,17 +253,19 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         *c.requests.entry(route_name.to_owned()).or_default() += 1;
         c.requests_total
     };
-    let auth = if shared.cfg.provider == ProviderMode::Azure {
+    let refused = if shared.cfg.provider == ProviderMode::Azure {
         check_azure(&shared, &req, &path)
     } else {
         check_auth(&shared, &req)
+            .err()
+            .map(IntoResponse::into_response)
     };
-    let mut resp = match auth {
-        Err(e) => {
+    let mut resp = match refused {
+        Some(refused) => {
             drain(req.into_body()).await;
-            e.into_response()
+            refused
         }
-        Ok(()) => {
+        None => {
             let fault = route.and_then(|r| lock(&shared.faults).on_request(r));
             match fault {
                 Some(f) => {
