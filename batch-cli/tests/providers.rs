@@ -333,7 +333,7 @@ fn killed_and_resumed(name: &str, mode: ProviderMode, flags: &[&str]) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let checkpoint = dir.path().join("out.jsonl.journal/checkpoint.json");
+    let checkpoint = dir.path().join("out.jsonl.journal/round-0.job.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
