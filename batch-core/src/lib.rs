@@ -167,6 +167,7 @@
 
 pub use http;
 
+pub mod anthropic;
 pub mod api;
 mod error;
 pub mod input;

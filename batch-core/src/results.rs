@@ -224,6 +224,7 @@ impl Derived {
             }
             BodyKind::Responses => responses_text(&body),
             BodyKind::Completion => (str_at(&body, "/choices/0/text"), None),
+            BodyKind::Message => (message_text(&body), None),
             BodyKind::Embeddings | BodyKind::Other => (None, None),
         };
         let json = content
@@ -271,7 +272,7 @@ impl Success {
     }
 
     /// A success whose body was already parsed.
-    fn from_body(
+    pub(crate) fn from_body(
         status_code: Option<u16>,
         request_id: Option<String>,
         body: Value,
@@ -482,6 +483,11 @@ pub enum BodyKind {
     Completion,
     /// `/v1/embeddings` (`object: "list"` of `embedding`s).
     Embeddings,
+    /// An Anthropic Messages API message (`type: "message"`), the body of a
+    /// succeeded Message Batches result: its text is the `text` content
+    /// blocks joined, its tool calls the `tool_use` blocks, its finish
+    /// reason the `stop_reason`.
+    Message,
     /// Anything else (moderations, images, ...); only the raw body is kept.
     Other,
 }
@@ -501,6 +507,11 @@ impl BodyKind {
             Some("text_completion") => return BodyKind::Completion,
             Some("list") if is_embeddings() => return BodyKind::Embeddings,
             _ => {}
+        }
+        if body.get("type").and_then(Value::as_str) == Some("message")
+            && body.get("content").is_some_and(Value::is_array)
+        {
+            return BodyKind::Message;
         }
         if let Some(first) = body.pointer("/choices/0") {
             if first.get("message").is_some() {
@@ -584,6 +595,10 @@ pub struct Usage {
     pub cached_tokens: Option<u64>,
     /// `output_tokens_details.reasoning_tokens` or `completion_tokens_details.reasoning_tokens`.
     pub reasoning_tokens: Option<u64>,
+    /// Anthropic's `cache_creation_input_tokens`: input tokens written to
+    /// the prompt cache (Anthropic's `cache_read_input_tokens` are in
+    /// [`cached_tokens`](Self::cached_tokens)).
+    pub cache_creation_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -598,11 +613,13 @@ impl Usage {
             cached_tokens: first(&[
                 "/input_tokens_details/cached_tokens",
                 "/prompt_tokens_details/cached_tokens",
+                "/cache_read_input_tokens",
             ]),
             reasoning_tokens: first(&[
                 "/output_tokens_details/reasoning_tokens",
                 "/completion_tokens_details/reasoning_tokens",
             ]),
+            cache_creation_tokens: first(&["/cache_creation_input_tokens"]),
         })
     }
 }
@@ -631,6 +648,10 @@ impl Usage {
             output_tokens_details: Option<&'a RawValue>,
             #[serde(borrow)]
             completion_tokens_details: Option<&'a RawValue>,
+            #[serde(borrow)]
+            cache_read_input_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            cache_creation_input_tokens: Option<&'a RawValue>,
         }
         #[derive(Deserialize)]
         struct Details<'a> {
@@ -673,9 +694,11 @@ impl Usage {
                 output_tokens: count(u.output_tokens).or_else(|| count(u.completion_tokens)),
                 total_tokens: count(u.total_tokens),
                 cached_tokens: count(input.and_then(|d| d.cached_tokens))
-                    .or_else(|| count(prompt.and_then(|d| d.cached_tokens))),
+                    .or_else(|| count(prompt.and_then(|d| d.cached_tokens)))
+                    .or_else(|| count(u.cache_read_input_tokens)),
                 reasoning_tokens: count(output.and_then(|d| d.reasoning_tokens))
                     .or_else(|| count(completion.and_then(|d| d.reasoning_tokens))),
+                cache_creation_tokens: count(u.cache_creation_input_tokens),
             })
         };
         // Repeated keys and the like: the tree reading decides.
@@ -1313,8 +1336,46 @@ fn finish_reason(kind: BodyKind, body: &Value) -> Option<FinishReason> {
                 other => FinishReason::Other(other.to_owned()),
             })
         }
+        BodyKind::Message => {
+            let reason = body.get("stop_reason")?.as_str()?;
+            Some(match reason {
+                "end_turn" | "stop_sequence" => FinishReason::Stop,
+                "max_tokens" => FinishReason::Length,
+                "tool_use" => FinishReason::ToolCalls(message_tool_calls(body)),
+                "refusal" => FinishReason::ContentFilter,
+                other => FinishReason::Other(other.to_owned()),
+            })
+        }
         BodyKind::Embeddings | BodyKind::Other => None,
     }
+}
+
+/// The `text` blocks of an Anthropic message's `content`, joined; `None`
+/// when it has none.
+fn message_text(body: &Value) -> Option<String> {
+    let blocks = body.get("content")?.as_array()?;
+    let texts: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    (!texts.is_empty()).then(|| texts.concat())
+}
+
+/// The `tool_use` blocks of an Anthropic message: id, name, and the
+/// `input` object as JSON text.
+fn message_tool_calls(body: &Value) -> Vec<ToolCall> {
+    body.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .map(|b| ToolCall {
+            id: str_at(b, "/id"),
+            name: str_at(b, "/name").unwrap_or_default(),
+            arguments: b.get("input").map(Value::to_string).unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// A tool call from an object with `name` and an arguments field.

@@ -43,7 +43,12 @@ pub(super) struct Download {
     declared: Option<u64>,
     /// The file offset of the current response's first byte.
     response_start: u64,
+    /// Reads one result line (OpenAI's, or a Message Batch's).
+    parse: LineParser,
 }
+
+/// Reads one result line into a record.
+pub(super) type LineParser = fn(u64, &[u8]) -> Result<ResultRecord, BadLine>;
 
 impl Download {
     pub(super) fn new(file_id: String, max_line_bytes: usize, declared: Option<u64>) -> Download {
@@ -59,7 +64,15 @@ impl Download {
             attempt_from: 0,
             declared,
             response_start: 0,
+            parse: parse_result_line,
         }
+    }
+
+    /// The same download, its lines read by `parse` (a Message Batch's
+    /// results: [`crate::anthropic::parse_result_line`]).
+    pub(super) fn with_parser(mut self, parse: LineParser) -> Download {
+        self.parse = parse;
+        self
     }
 
     /// The file's declared size, if known.
@@ -154,7 +167,7 @@ impl Download {
         }
         let mut lines = self.decoder.feed(chunk);
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.parse, out);
         }
         past
     }
@@ -169,7 +182,7 @@ impl Download {
         }
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.parse, out);
         }
         true
     }
@@ -184,7 +197,7 @@ impl Download {
         // the server's choice, not a cut-off, so it is read as a line.
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, out);
+            push_line(ev, self.max_line_bytes, self.parse, out);
         }
         true
     }
@@ -195,16 +208,16 @@ impl Download {
     }
 }
 
-fn push_line(ev: LineEvent<'_>, max: usize, out: &mut Vec<DownloadEvent>) {
+fn push_line(ev: LineEvent<'_>, max: usize, parse: LineParser, out: &mut Vec<DownloadEvent>) {
     match ev {
-        LineEvent::Line { line, bytes } => out.push(match parse_result_line(line, bytes) {
+        LineEvent::Line { line, bytes } => out.push(match parse(line, bytes) {
             Ok(rec) => DownloadEvent::Record(Box::new(rec)),
             Err(bad) => bad_line(bad),
         }),
         LineEvent::Truncated { line, len, prefix }
             if usize::try_from(len).is_ok_and(|l| l == prefix.len()) =>
         {
-            out.push(match parse_result_line(line, prefix) {
+            out.push(match parse(line, prefix) {
                 Ok(rec) => DownloadEvent::Record(Box::new(rec)),
                 Err(bad) => bad_line(bad),
             });
