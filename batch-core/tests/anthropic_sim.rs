@@ -435,3 +435,31 @@ fn a_results_url_on_another_host_is_refused_and_the_key_stays_home() {
         .count();
     assert!(progress >= 3);
 }
+
+#[test]
+fn the_library_handle_plans_message_batches_from_items() {
+    use batch_core::input::{Item, SystemPrompt};
+    use batch_core::job::{BatchJob, BatchOptions, StopAfter};
+    let items: Vec<Item> = (0..12)
+        .map(|i| Item::new(format!("item-{i}"), format!("question {i}")))
+        .collect();
+    let options = BatchOptions::new("claude-sim");
+    let prompt = SystemPrompt::Text("be brief".into());
+    // Anthropic requires max_tokens: the item is named.
+    let err = BatchJob::from_anthropic_items(&items, &prompt, None, &options, 7).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (1, "max_tokens"));
+    let handle = BatchJob::from_anthropic_items(&items, &prompt, Some(32), &options, 7).unwrap();
+    assert_eq!(handle.shard_bytes().len(), 1, "one batch holds them all");
+    let mut h = Harness::new(
+        SimApi::new(SimConfig::default()),
+        handle.shard_bytes().to_vec(),
+    );
+    let mut job = handle
+        .job(api(), StopAfter::Finished, UnixMillis(T0))
+        .unwrap();
+    let summary = h.run(&mut job);
+    assert!(summary.complete);
+    assert_eq!(h.counts(), (12, 0, 0));
+    assert_every_request_once(&h, handle.plan());
+    assert_eq!(h.sim.counters.creates, 1);
+}
