@@ -463,3 +463,42 @@ fn the_library_handle_plans_message_batches_from_items() {
     assert_every_request_once(&h, handle.plan());
     assert_eq!(h.sim.counters.creates, 1);
 }
+
+#[test]
+fn submit_then_collect_in_a_later_run_and_read_a_batch_by_its_id() {
+    use batch_core::job::{JobPlan, StopAfter};
+    let (mut job_plan, shards) = plan(10, Some(5), 10);
+    let mut h = Harness::new(SimApi::new(SimConfig::default()), shards);
+    let mut submit = config();
+    submit.stop_after = StopAfter::Submitted;
+    let mut job = Job::new(submit, job_plan.clone(), UnixMillis(T0));
+    let summary = h.run(&mut job);
+    assert!(!summary.complete);
+    assert_eq!(h.durable.len(), 0, "nothing collected at submit");
+    let batch_id = summary.shards[0].batch_id.clone().unwrap();
+    // A later run collects from the checkpoint, without creating again.
+    let cp = h.checkpoint.clone().unwrap();
+    h.now = UnixMillis(T0 + 2 * HOUR);
+    let mut job = Job::resume(config(), job_plan.clone(), cp, h.now).unwrap();
+    let summary = h.run(&mut job);
+    assert!(summary.complete);
+    assert_every_request_once(&h, &job_plan);
+    assert_eq!(h.counts(), (8, 2, 0));
+    assert_eq!(h.sim.counters.creates, 1);
+    // The same batch read by its id alone: ids are learned from its results.
+    job_plan = JobPlan::for_batch("by-id", batch_id.clone());
+    let mut by_id = Harness::new(SimApi::default(), Vec::new());
+    std::mem::swap(&mut by_id.sim, &mut h.sim);
+    by_id.now = h.now;
+    let mut job = Job::new(config(), job_plan, by_id.now);
+    let summary = by_id.run(&mut job);
+    assert_eq!(summary.requests, 10);
+    assert_eq!((summary.succeeded, summary.failed), (8, 2));
+    assert!(summary.complete);
+    assert!(
+        by_id
+            .durable
+            .values()
+            .all(|r| r.batch_id.as_deref() == Some(batch_id.as_str()))
+    );
+}

@@ -2517,6 +2517,7 @@ impl Job {
     /// Schedules another attempt, or gives up after the policy's limit.
     fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
         let now = self.now;
+        let anthropic = self.anthropic();
         let sh = &mut self.shards[i];
         if sh.attempts == 0 {
             sh.failing_since = now;
@@ -2527,9 +2528,10 @@ impl Job {
                 .cfg
                 .retry
                 .retry_at(sh.attempts, floor, &mut self.rng, now);
-            if *op == Op::Upload {
-                // A whole shard is not sent again at a second's interval: the
-                // next attempt waits at least a second per MiB of it.
+            if *op == Op::Upload || (*op == Op::Create && anthropic) {
+                // A whole shard (an upload, a Message Batch's create) is not
+                // sent again at a second's interval: the next attempt waits
+                // at least a second per MiB of it.
                 let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
                 at = at.max(now.saturating_add(pause));
             }
