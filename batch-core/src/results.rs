@@ -118,6 +118,16 @@ impl ResultRecord {
             response: Option<&'a RawValue>,
             #[serde(borrow, default)]
             error: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            result: Option<&'a RawValue>,
+        }
+        /// A Message Batch's `result`: `message`, or `error.error`.
+        #[derive(Deserialize)]
+        struct MessageResult<'a> {
+            #[serde(borrow, default)]
+            message: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
         }
         #[derive(Deserialize)]
         struct Response<'a> {
@@ -135,6 +145,22 @@ impl ResultRecord {
         let Ok(line) = serde_json::from_str::<Line<'_>>(&self.raw) else {
             return RawParts::default();
         };
+        if let Some(result) = present(line.result) {
+            let Ok(r) = serde_json::from_str::<MessageResult<'_>>(result.get()) else {
+                return RawParts::default();
+            };
+            let error = present(r.error).map(|e| {
+                serde_json::from_str::<Body<'_>>(e.get())
+                    .ok()
+                    .and_then(|b| present(b.error))
+                    .unwrap_or(e)
+            });
+            return RawParts {
+                response: None,
+                error,
+                message: present(r.message),
+            };
+        }
         let response = present(line.response);
         // The same precedence as the outcome: the line's own error first,
         // then the error in the response body.
@@ -144,7 +170,11 @@ impl ResultRecord {
                 .body?;
             present(serde_json::from_str::<Body<'_>>(body.get()).ok()?.error)
         });
-        RawParts { response, error }
+        RawParts {
+            response,
+            error,
+            message: None,
+        }
     }
 }
 
@@ -160,8 +190,14 @@ pub struct RawParts<'a> {
     /// has one, else `response.body.error`. For a failure, this is the
     /// server's error object with all its keys (`code`, `message`, and
     /// whatever else it sent), in the server's key order. It is the value as
-    /// sent, so it may be a string rather than an object.
+    /// sent, so it may be a string rather than an object. For a Message
+    /// Batch's line, the error inside `result.error`
+    /// (`{"type":..,"message":..}`).
     pub error: Option<&'a RawValue>,
+    /// A Message Batch's line only: `result.message`, the Messages API
+    /// response of a succeeded request (`response` is `None` for these
+    /// lines).
+    pub message: Option<&'a RawValue>,
 }
 
 /// What happened to one request.

@@ -168,8 +168,21 @@ mod tests {
         assert_eq!(calls[0].id.as_deref(), Some("toolu_1"));
         assert_eq!(calls[0].arguments, r#"{"city":"Paris"}"#);
 
+        let parts = parse_result_line(1, ok).expect("parses");
+        let parts = parts.raw_parts();
+        assert!(parts.response.is_none() && parts.error.is_none());
+        assert!(
+            parts
+                .message
+                .is_some_and(|m| m.get().starts_with(r#"{"id":"msg_1","type":"message""#))
+        );
+
         let err = br#"{"custom_id":"c","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}}}"#;
         let f = parse_result_line(3, err).expect("parses");
+        assert_eq!(
+            f.raw_parts().error.map(|e| e.get()),
+            Some(r#"{"type":"invalid_request_error","message":"max_tokens: Field required"}"#)
+        );
         let f = f.failure().expect("failure");
         assert_eq!(f.error_type.as_deref(), Some("invalid_request_error"));
         assert_eq!(f.message.as_deref(), Some("max_tokens: Field required"));

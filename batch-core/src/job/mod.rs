@@ -14,7 +14,8 @@
 //! 4. Every operation with an outside effect (upload, create) is armed and
 //!    persisted before it is sent. An armed effect found in a checkpoint
 //!    means "may have happened": the job looks for its result (files by name,
-//!    batches by metadata) before it would do it again.
+//!    batches by metadata, Message Batches by size and then by their
+//!    results: see [`crate::anthropic`]) before it would do it again.
 //! 5. Every exchange is bounded, and the job is the judge: an attempt cap
 //!    that counts any answer not read as what was asked for (an HTML 200
 //!    too), a deadline and a stall rule per exchange, and a cap on a body
@@ -32,6 +33,11 @@
 //!  (unknown     (unknown                                                     outcomes for
 //!   outcome)     outcome)                                                    every id unseen
 //! ```
+//!
+//! A job whose provider speaks Anthropic's Message Batches
+//! ([`Protocol::AnthropicMessageBatches`]) has no upload: its shards go
+//! create ──► poll ──► download results ──► finish, the create's body
+//! streamed from the shard (see [`crate::anthropic`]).
 
 mod by_id;
 mod checkpoint;
