@@ -502,3 +502,28 @@ fn submit_then_collect_in_a_later_run_and_read_a_batch_by_its_id() {
             .all(|r| r.batch_id.as_deref() == Some(batch_id.as_str()))
     );
 }
+
+#[test]
+fn a_create_that_never_answers_is_cut_by_its_deadline_and_then_found() {
+    let (mut job, plan, mut h) = three_shards(SimConfig::default());
+    let mut first = true;
+    let faults = Box::new(move |_, r: &batch_core::http::Request<_>| {
+        if first && r.method() == Method::POST && r.uri().path() == "/v1/messages/batches" {
+            first = false;
+            Fault::SilentAfterAct
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, faults, None, |_, _| false).done();
+    assert_every_request_once(&h, &plan);
+    assert!(summary.complete);
+    assert_eq!(h.aborted.len(), 1, "the silent create was cut");
+    // Cut at its deadline: the exchange limits' time for a body of its size.
+    let (_, at) = h.aborted[0];
+    assert!(
+        at.as_millis() > T0 && at.as_millis() <= T0 + 10 * MIN,
+        "{at:?}"
+    );
+    assert_eq!(h.sim.counters.creates, 3, "found, not created again");
+}

@@ -444,6 +444,8 @@ pub enum Fault {
     CutBody(f64),
     /// Nothing reaches the server.
     NotSent,
+    /// The server acts and never answers (the job must cut the exchange).
+    SilentAfterAct,
 }
 
 /// Chooses the fault of exchange `n` (1-based over the harness's life).
@@ -482,6 +484,8 @@ pub struct Harness {
     /// Indexes delivered twice in one run.
     pub duplicates_in_run: Vec<u64>,
     delivered: BTreeSet<u64>,
+    /// The exchanges the job cut, and when.
+    pub aborted: Vec<(batch_core::job::ExchangeId, UnixMillis)>,
 }
 
 impl Harness {
@@ -498,6 +502,7 @@ impl Harness {
             log: Vec::new(),
             duplicates_in_run: Vec::new(),
             delivered: BTreeSet::new(),
+            aborted: Vec::new(),
         }
     }
 
@@ -555,7 +560,7 @@ impl Harness {
                     }
                     self.volatile.insert(r.index, r);
                 }
-                Step::Abort(_) => {}
+                Step::Abort(id) => self.aborted.push((id, self.now)),
                 Step::Done(summary) => {
                     let v = std::mem::take(&mut self.volatile);
                     self.durable.extend(v);
@@ -626,6 +631,9 @@ impl Harness {
                     self.now,
                 )
                 .unwrap();
+            }
+            Fault::SilentAfterAct => {
+                let _ = self.sim.handle(request, &self.shards, self.now);
             }
             Fault::CutBody(frac) => {
                 let r = self.sim.handle(request, &self.shards, self.now);
