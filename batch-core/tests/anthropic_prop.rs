@@ -2,12 +2,15 @@
 //!
 //! Each case plans a random job, scripts a fault for every exchange
 //! (mostly none; 429, 529, 5xx with or without the server having acted,
-//! not sent, lost after send, cut body), crashes the driver at random
+//! an answer that never comes, not sent, lost after send, cut body),
+//! crashes the driver at random
 //! points after the server acted on an exchange, and resumes from the last
 //! persisted checkpoint until the job is done. Whatever happened:
 //! - every request ends in exactly one durable outcome, the one the
 //!   server's behaviour decides (no faults: the same outcomes);
 //! - no result is delivered twice within one run;
+//! - someone else's batches of the same size are never taken for the
+//!   job's (their results are never delivered);
 //! - no request is in two batches: a create is never repeated while the
 //!   batch it may have made could exist;
 //! - the summary's counts are the durable outcomes' counts.
@@ -30,6 +33,7 @@ fn fault_of(code: u8) -> Fault {
         4 => Fault::NotSent,
         5 => Fault::LostAfterSend,
         6 => Fault::CutBody(0.3),
+        7 => Fault::SilentAfterAct,
         _ => Fault::None,
     }
 }
@@ -54,9 +58,17 @@ proptest! {
         faults in proptest::collection::vec(0u8..20, 0..120),
         // Crash after the server acted on the k-th exchange of a run.
         crashes in proptest::collection::vec(1u64..25, 0..3),
+        // Someone else's batches of a shard's size, created just before.
+        foreign in 0usize..3,
     ) {
         let (plan, shards) = plan(n, Some(7), per_shard);
-        let mut h = Harness::new(SimApi::new(SimConfig::default()), shards);
+        let mut sim = SimApi::new(SimConfig::default());
+        for k in 0..foreign {
+            let size = plan.shards()[0].requests;
+            let ids = (0..size).map(|i| format!("other{k}-{i}")).collect();
+            sim.add_foreign_batch(ids, T0 - MIN);
+        }
+        let mut h = Harness::new(sim, shards);
         let mut job = Job::new(config(), plan.clone(), UnixMillis(T0));
         let mut faults = faults.into_iter();
         let mut crashes = crashes.into_iter();
@@ -104,6 +116,7 @@ proptest! {
         for i in 0..plan.len() {
             prop_assert!(h.sim.batches_holding(plan.custom_id(i)) <= 1, "request {i} is in two batches");
             let r = &h.durable[&i];
+            prop_assert!(r.batch_id.as_deref().is_some_and(|b| h.sim.batch_holds(b, plan.custom_id(i))));
             let want = if plan.custom_id(i).contains("fail") { "failed" } else { "succeeded" };
             prop_assert_eq!(outcome_kind(&r.outcome), want, "request {}", i);
         }

@@ -166,6 +166,13 @@ impl SimApi {
             .count()
     }
 
+    /// Whether batch `id` holds request `custom_id`.
+    pub fn batch_holds(&self, id: &str, custom_id: &str) -> bool {
+        self.batches
+            .iter()
+            .any(|b| b.id == id && b.ids.iter().any(|i| i == custom_id))
+    }
+
     pub fn batch_count(&self) -> usize {
         self.batches.len()
     }
