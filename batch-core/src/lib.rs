@@ -169,6 +169,7 @@
 
 pub use http;
 
+pub mod anthropic;
 pub mod api;
 pub mod credential;
 mod error;

@@ -42,6 +42,24 @@ pub enum ProviderKind {
     Groq,
     /// Any other OpenAI-compatible service, set up by hand.
     Custom,
+    /// Anthropic's Message Batches API (`https://api.anthropic.com`), a
+    /// protocol of its own ([`Protocol::AnthropicMessageBatches`]).
+    Anthropic,
+}
+
+/// Which wire protocol a service speaks for batches. The job's phases
+/// follow it: OpenAI's uploads a file and creates a batch from it;
+/// Anthropic's sends the requests inline in the create body (see
+/// [`crate::anthropic`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OpenAI's Files and Batches API (OpenAI, Azure OpenAI, Groq, and
+    /// OpenAI-compatible services).
+    #[default]
+    OpenAiFiles,
+    /// Anthropic's Message Batches API.
+    AnthropicMessageBatches,
 }
 
 impl ProviderKind {
@@ -53,6 +71,7 @@ impl ProviderKind {
             ProviderKind::Azure => "azure",
             ProviderKind::Groq => "groq",
             ProviderKind::Custom => "custom",
+            ProviderKind::Anthropic => "anthropic",
         }
     }
 }
@@ -89,6 +108,8 @@ pub struct Provider {
     /// Seconds after upload an input file expires when the caller sets no
     /// expiry of its own (sent as `expires_after`); `None` sends none.
     pub file_expires_after: Option<u64>,
+    /// The batch protocol the service speaks.
+    pub protocol: Protocol,
     /// How request lines' `url` and a batch's `endpoint` are written.
     pub url_style: UrlStyle,
 }
@@ -143,6 +164,7 @@ impl fmt::Debug for Provider {
             .field("windows", &self.windows)
             .field("file_expires_after", &self.file_expires_after)
             .field("url_style", &self.url_style)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -176,7 +198,47 @@ impl Provider {
             windows: Windows::Only(vec![CompletionWindow::Hours24]),
             file_expires_after: None,
             url_style: UrlStyle::Versioned,
+            protocol: Protocol::OpenAiFiles,
         }
+    }
+
+    /// The header Anthropic reads the key from.
+    pub const ANTHROPIC_KEY_HEADER: &'static str = "x-api-key";
+    /// The header naming Anthropic's API version.
+    pub const ANTHROPIC_VERSION_HEADER: &'static str = "anthropic-version";
+    /// The header naming Anthropic beta features (optional; add it with
+    /// [`with_header`](Self::with_header)).
+    pub const ANTHROPIC_BETA_HEADER: &'static str = "anthropic-beta";
+
+    /// Anthropic's Message Batches API (base URL `https://api.anthropic.com`,
+    /// without `/v1`): the key in `x-api-key`, `anthropic-version: 2023-06-01`
+    /// on every request, 100,000 requests and 256 MB of create body per
+    /// batch, no completion window to choose (a batch ends within 24 hours)
+    /// and no files (<https://docs.anthropic.com/en/api/creating-message-batches>).
+    /// Add `anthropic-beta` with [`with_header`](Self::with_header).
+    pub fn anthropic() -> Provider {
+        Provider {
+            kind: ProviderKind::Anthropic,
+            auth: AuthScheme::Header(Self::ANTHROPIC_KEY_HEADER.to_owned()),
+            headers: vec![(
+                Self::ANTHROPIC_VERSION_HEADER.to_owned(),
+                crate::anthropic::DEFAULT_VERSION.to_owned(),
+            )],
+            max_requests_per_file: crate::anthropic::MAX_REQUESTS,
+            max_bytes_per_file: crate::anthropic::MAX_BODY_BYTES,
+            protocol: Protocol::AnthropicMessageBatches,
+            ..Provider::openai()
+        }
+    }
+
+    /// Sets the `anthropic-version` header (replacing the default).
+    #[must_use]
+    pub fn with_anthropic_version(mut self, version: impl Into<String>) -> Provider {
+        self.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(Self::ANTHROPIC_VERSION_HEADER));
+        self.headers
+            .push((Self::ANTHROPIC_VERSION_HEADER.to_owned(), version.into()));
+        self
     }
 
     /// Azure OpenAI's v1 API (base URL `https://RESOURCE.openai.azure.com/openai/v1`):
@@ -293,13 +355,14 @@ impl Provider {
 // ---- presets ------------------------------------------------------------------
 
 impl ProviderKind {
-    /// Reads `openai`, `azure`, `groq` or `custom` (any case).
+    /// Reads `openai`, `azure`, `groq`, `custom` or `anthropic` (any case).
     pub fn parse(name: &str) -> Option<ProviderKind> {
         [
             ProviderKind::OpenAi,
             ProviderKind::Azure,
             ProviderKind::Groq,
             ProviderKind::Custom,
+            ProviderKind::Anthropic,
         ]
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(name.trim()))
@@ -337,6 +400,15 @@ impl ApiConfig {
         ApiConfig::new(api_key)
             .with_base_url(GROQ_BASE_URL)
             .with_provider(Provider::groq())
+    }
+
+    /// Anthropic's Message Batches API ([`crate::anthropic::DEFAULT_BASE_URL`],
+    /// [`Provider::anthropic`]). Set another base (without `/v1`) with
+    /// [`with_base_url`](Self::with_base_url).
+    pub fn anthropic(api_key: impl Into<crate::api::ApiKey>) -> ApiConfig {
+        ApiConfig::new(api_key)
+            .with_base_url(crate::anthropic::DEFAULT_BASE_URL)
+            .with_provider(Provider::anthropic())
     }
 
     /// Any other OpenAI-compatible service at `base_url` (including its
@@ -387,6 +459,7 @@ pub enum EnvError {
 /// | `azure` | `AZURE_OPENAI_API_KEY` (`api-key` header), or `AZURE_OPENAI_AD_TOKEN`, a Microsoft Entra ID token sent as Bearer (it wins when both are set; it is not refreshed: see [`crate::credential`] for tokens that expire) | `AZURE_OPENAI_ENDPOINT` (required) | `OPENAI_API_VERSION`: a dated version (`2024-10-21`) selects the dated API; unset, `v1`, `latest` or `preview` the v1 API |
 /// | `groq` | `GROQ_API_KEY` | `GROQ_BASE_URL` (default [`GROQ_BASE_URL`]) | |
 /// | `custom` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` | |
+/// | `anthropic` | `ANTHROPIC_API_KEY` | `ANTHROPIC_BASE_URL` (default [`crate::anthropic::DEFAULT_BASE_URL`]) | |
 ///
 /// # Errors
 /// [`EnvError::Missing`] naming the first required variable that is unset.
@@ -430,6 +503,13 @@ pub fn api_config_for(
             let key = need("OPENAI_API_KEY")?;
             let base = need("OPENAI_BASE_URL")?;
             ApiConfig::custom(base, key)
+        }
+        ProviderKind::Anthropic => {
+            let cfg = ApiConfig::anthropic(need("ANTHROPIC_API_KEY")?);
+            match get("ANTHROPIC_BASE_URL") {
+                Some(base) => cfg.with_base_url(base),
+                None => cfg,
+            }
         }
     })
 }

@@ -118,6 +118,16 @@ impl ResultRecord {
             response: Option<&'a RawValue>,
             #[serde(borrow, default)]
             error: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            result: Option<&'a RawValue>,
+        }
+        /// A Message Batch's `result`: `message`, or `error.error`.
+        #[derive(Deserialize)]
+        struct MessageResult<'a> {
+            #[serde(borrow, default)]
+            message: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
         }
         #[derive(Deserialize)]
         struct Response<'a> {
@@ -135,6 +145,22 @@ impl ResultRecord {
         let Ok(line) = serde_json::from_str::<Line<'_>>(&self.raw) else {
             return RawParts::default();
         };
+        if let Some(result) = present(line.result) {
+            let Ok(r) = serde_json::from_str::<MessageResult<'_>>(result.get()) else {
+                return RawParts::default();
+            };
+            let error = present(r.error).map(|e| {
+                serde_json::from_str::<Body<'_>>(e.get())
+                    .ok()
+                    .and_then(|b| present(b.error))
+                    .unwrap_or(e)
+            });
+            return RawParts {
+                response: None,
+                error,
+                message: present(r.message),
+            };
+        }
         let response = present(line.response);
         // The same precedence as the outcome: the line's own error first,
         // then the error in the response body.
@@ -144,7 +170,11 @@ impl ResultRecord {
                 .body?;
             present(serde_json::from_str::<Body<'_>>(body.get()).ok()?.error)
         });
-        RawParts { response, error }
+        RawParts {
+            response,
+            error,
+            message: None,
+        }
     }
 }
 
@@ -160,8 +190,14 @@ pub struct RawParts<'a> {
     /// has one, else `response.body.error`. For a failure, this is the
     /// server's error object with all its keys (`code`, `message`, and
     /// whatever else it sent), in the server's key order. It is the value as
-    /// sent, so it may be a string rather than an object.
+    /// sent, so it may be a string rather than an object. For a Message
+    /// Batch's line, the error inside `result.error`
+    /// (`{"type":..,"message":..}`).
     pub error: Option<&'a RawValue>,
+    /// A Message Batch's line only: `result.message`, the Messages API
+    /// response of a succeeded request (`response` is `None` for these
+    /// lines).
+    pub message: Option<&'a RawValue>,
 }
 
 /// What happened to one request.
@@ -224,6 +260,7 @@ impl Derived {
             }
             BodyKind::Responses => responses_text(&body),
             BodyKind::Completion => (str_at(&body, "/choices/0/text"), None),
+            BodyKind::Message => (message_text(&body), None),
             BodyKind::Embeddings | BodyKind::Other => (None, None),
         };
         let json = content
@@ -271,7 +308,7 @@ impl Success {
     }
 
     /// A success whose body was already parsed.
-    fn from_body(
+    pub(crate) fn from_body(
         status_code: Option<u16>,
         request_id: Option<String>,
         body: Value,
@@ -482,6 +519,11 @@ pub enum BodyKind {
     Completion,
     /// `/v1/embeddings` (`object: "list"` of `embedding`s).
     Embeddings,
+    /// An Anthropic Messages API message (`type: "message"`), the body of a
+    /// succeeded Message Batches result: its text is the `text` content
+    /// blocks joined, its tool calls the `tool_use` blocks, its finish
+    /// reason the `stop_reason`.
+    Message,
     /// Anything else (moderations, images, ...); only the raw body is kept.
     Other,
 }
@@ -501,6 +543,11 @@ impl BodyKind {
             Some("text_completion") => return BodyKind::Completion,
             Some("list") if is_embeddings() => return BodyKind::Embeddings,
             _ => {}
+        }
+        if body.get("type").and_then(Value::as_str) == Some("message")
+            && body.get("content").is_some_and(Value::is_array)
+        {
+            return BodyKind::Message;
         }
         if let Some(first) = body.pointer("/choices/0") {
             if first.get("message").is_some() {
@@ -584,6 +631,10 @@ pub struct Usage {
     pub cached_tokens: Option<u64>,
     /// `output_tokens_details.reasoning_tokens` or `completion_tokens_details.reasoning_tokens`.
     pub reasoning_tokens: Option<u64>,
+    /// Anthropic's `cache_creation_input_tokens`: input tokens written to
+    /// the prompt cache (Anthropic's `cache_read_input_tokens` are in
+    /// [`cached_tokens`](Self::cached_tokens)).
+    pub cache_creation_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -598,11 +649,13 @@ impl Usage {
             cached_tokens: first(&[
                 "/input_tokens_details/cached_tokens",
                 "/prompt_tokens_details/cached_tokens",
+                "/cache_read_input_tokens",
             ]),
             reasoning_tokens: first(&[
                 "/output_tokens_details/reasoning_tokens",
                 "/completion_tokens_details/reasoning_tokens",
             ]),
+            cache_creation_tokens: first(&["/cache_creation_input_tokens"]),
         })
     }
 }
@@ -631,6 +684,10 @@ impl Usage {
             output_tokens_details: Option<&'a RawValue>,
             #[serde(borrow)]
             completion_tokens_details: Option<&'a RawValue>,
+            #[serde(borrow)]
+            cache_read_input_tokens: Option<&'a RawValue>,
+            #[serde(borrow)]
+            cache_creation_input_tokens: Option<&'a RawValue>,
         }
         #[derive(Deserialize)]
         struct Details<'a> {
@@ -673,9 +730,11 @@ impl Usage {
                 output_tokens: count(u.output_tokens).or_else(|| count(u.completion_tokens)),
                 total_tokens: count(u.total_tokens),
                 cached_tokens: count(input.and_then(|d| d.cached_tokens))
-                    .or_else(|| count(prompt.and_then(|d| d.cached_tokens))),
+                    .or_else(|| count(prompt.and_then(|d| d.cached_tokens)))
+                    .or_else(|| count(u.cache_read_input_tokens)),
                 reasoning_tokens: count(output.and_then(|d| d.reasoning_tokens))
                     .or_else(|| count(completion.and_then(|d| d.reasoning_tokens))),
+                cache_creation_tokens: count(u.cache_creation_input_tokens),
             })
         };
         // Repeated keys and the like: the tree reading decides.
@@ -1313,8 +1372,46 @@ fn finish_reason(kind: BodyKind, body: &Value) -> Option<FinishReason> {
                 other => FinishReason::Other(other.to_owned()),
             })
         }
+        BodyKind::Message => {
+            let reason = body.get("stop_reason")?.as_str()?;
+            Some(match reason {
+                "end_turn" | "stop_sequence" => FinishReason::Stop,
+                "max_tokens" => FinishReason::Length,
+                "tool_use" => FinishReason::ToolCalls(message_tool_calls(body)),
+                "refusal" => FinishReason::ContentFilter,
+                other => FinishReason::Other(other.to_owned()),
+            })
+        }
         BodyKind::Embeddings | BodyKind::Other => None,
     }
+}
+
+/// The `text` blocks of an Anthropic message's `content`, joined; `None`
+/// when it has none.
+fn message_text(body: &Value) -> Option<String> {
+    let blocks = body.get("content")?.as_array()?;
+    let texts: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    (!texts.is_empty()).then(|| texts.concat())
+}
+
+/// The `tool_use` blocks of an Anthropic message: id, name, and the
+/// `input` object as JSON text.
+fn message_tool_calls(body: &Value) -> Vec<ToolCall> {
+    body.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .map(|b| ToolCall {
+            id: str_at(b, "/id"),
+            name: str_at(b, "/name").unwrap_or_default(),
+            arguments: b.get("input").map(Value::to_string).unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// A tool call from an object with `name` and an arguments field.

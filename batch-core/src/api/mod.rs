@@ -2,10 +2,10 @@
 
 mod endpoint;
 mod error_body;
-mod requests;
+pub(crate) mod requests;
 mod responses;
 mod status;
-mod types;
+pub(crate) mod types;
 
 pub use crate::provider::{AuthScheme, Provider, ProviderKind, Windows, api_config_for};
 pub use endpoint::Endpoint;

@@ -678,6 +678,15 @@ pub enum RequestError {
         /// The windows the provider accepts, in words.
         allowed: String,
     },
+    /// A URL the server named (Anthropic's `results_url`) is not on the
+    /// configured base URL's origin: the key is never sent elsewhere.
+    #[error("refused to send the key to {url:?}: it is not on the configured origin {origin:?}")]
+    ForeignOrigin {
+        /// The URL as the server sent it.
+        url: String,
+        /// The configured base URL's scheme, host and port.
+        origin: String,
+    },
     /// Encoding failed although the inputs were checked; not expected.
     #[error("cannot build the request: {detail}")]
     Build {
@@ -718,10 +727,10 @@ fn is_segment_char(c: char) -> bool {
 
 // ---- builders -------------------------------------------------------------------
 
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Builds a request to `base + path_and_query` with the common headers.
-fn request(
+pub(crate) fn request(
     api: &ApiBase,
     method: Method,
     path_and_query: &str,
@@ -769,7 +778,7 @@ fn push_encoded(out: &mut String, value: &str) {
     }
 }
 
-fn push_param(out: &mut String, key: &str, value: &str) {
+pub(crate) fn push_param(out: &mut String, key: &str, value: &str) {
     out.push(if out.contains('?') { '&' } else { '?' });
     out.push_str(key);
     out.push('=');

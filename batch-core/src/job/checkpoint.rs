@@ -80,6 +80,19 @@ pub struct ShardCheckpoint {
     pub error: Option<String>,
     /// Its tallies, once ended.
     pub tally: Tally,
+    /// When the last create was armed: a Message Batch whose create answer
+    /// was lost is looked for among the batches created since (see
+    /// [`crate::anthropic`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_armed_at: Option<UnixMillis>,
+    /// The batch was found after a lost create answer and is not yet
+    /// confirmed as this shard's by its results (Message Batches only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
+    /// Batches found after a lost create answer whose results showed they
+    /// are not this shard's (Message Batches only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refuted: Vec<String>,
 }
 
 /// Per-shard counts of outcomes.

@@ -272,6 +272,13 @@ impl ClientConfig {
         ClientConfig::new(ApiConfig::custom(base_url, api_key))
     }
 
+    /// Anthropic's Message Batches API, see [`ApiConfig::anthropic`]
+    /// (`from_env` with [`ProviderKind::Anthropic`](crate::provider::ProviderKind::Anthropic)
+    /// reads `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`).
+    pub fn anthropic(api_key: impl Into<crate::api::ApiKey>) -> Self {
+        ClientConfig::new(ApiConfig::anthropic(api_key))
+    }
+
     /// The preset `kind` from the environment variables its ecosystem uses
     /// (see [`api_config_for`](crate::provider::api_config_for)), read
     /// through `var`, e.g. `|k| std::env::var(k).ok()`.

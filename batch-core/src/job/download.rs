@@ -49,6 +49,8 @@ pub(super) struct Download {
     declared: Option<u64>,
     /// The file offset of the current response's first byte.
     response_start: u64,
+    /// Reads one result line (OpenAI's, or a Message Batch's).
+    parse: LineParser,
     /// An input file: each line is read for its `custom_id` only.
     names: bool,
 }
@@ -58,6 +60,9 @@ pub(super) struct Download {
 struct IdOnly {
     custom_id: String,
 }
+
+/// Reads one result line into a record.
+pub(super) type LineParser = fn(u64, &[u8]) -> Result<ResultRecord, BadLine>;
 
 impl Download {
     pub(super) fn new(file_id: String, max_line_bytes: usize, declared: Option<u64>) -> Download {
@@ -74,6 +79,7 @@ impl Download {
             declared,
             response_start: 0,
             names: false,
+            parse: parse_result_line,
         }
     }
 
@@ -81,6 +87,13 @@ impl Download {
     /// `custom_id` ([`DownloadEvent::Name`]) instead of a result.
     pub(super) fn names_only(mut self) -> Download {
         self.names = true;
+        self
+    }
+
+    /// The same download, its lines read by `parse` (a Message Batch's
+    /// results: [`crate::anthropic::parse_result_line`]).
+    pub(super) fn with_parser(mut self, parse: LineParser) -> Download {
+        self.parse = parse;
         self
     }
 
@@ -176,7 +189,7 @@ impl Download {
         }
         let mut lines = self.decoder.feed(chunk);
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, self.names, out);
+            push_line(ev, self.max_line_bytes, self.names, self.parse, out);
         }
         past
     }
@@ -191,7 +204,7 @@ impl Download {
         }
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, self.names, out);
+            push_line(ev, self.max_line_bytes, self.names, self.parse, out);
         }
         true
     }
@@ -206,7 +219,7 @@ impl Download {
         // the server's choice, not a cut-off, so it is read as a line.
         let mut lines = self.decoder.finish();
         while let Some(ev) = lines.next_line() {
-            push_line(ev, self.max_line_bytes, self.names, out);
+            push_line(ev, self.max_line_bytes, self.names, self.parse, out);
         }
         true
     }
@@ -217,7 +230,13 @@ impl Download {
     }
 }
 
-fn push_line(ev: LineEvent<'_>, max: usize, names: bool, out: &mut Vec<DownloadEvent>) {
+fn push_line(
+    ev: LineEvent<'_>,
+    max: usize,
+    names: bool,
+    parse: LineParser,
+    out: &mut Vec<DownloadEvent>,
+) {
     if names {
         let (line, custom_id) = match ev {
             LineEvent::Line { line, bytes } => (
@@ -235,14 +254,14 @@ fn push_line(ev: LineEvent<'_>, max: usize, names: bool, out: &mut Vec<DownloadE
         return;
     }
     match ev {
-        LineEvent::Line { line, bytes } => out.push(match parse_result_line(line, bytes) {
+        LineEvent::Line { line, bytes } => out.push(match parse(line, bytes) {
             Ok(rec) => DownloadEvent::Record(Box::new(rec)),
             Err(bad) => bad_line(bad),
         }),
         LineEvent::Truncated { line, len, prefix }
             if usize::try_from(len).is_ok_and(|l| l == prefix.len()) =>
         {
-            out.push(match parse_result_line(line, prefix) {
+            out.push(match parse(line, prefix) {
                 Ok(rec) => DownloadEvent::Record(Box::new(rec)),
                 Err(bad) => bad_line(bad),
             });

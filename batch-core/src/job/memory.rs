@@ -236,6 +236,63 @@ impl BatchJob {
         Self::build(requests.iter().cloned().map(Ok), options, seed)
     }
 
+    /// Encodes `items` as requests of Anthropic's Message Batches: each
+    /// item's `params` hold `options.model`, `prompt` as `system`, the
+    /// item's message, and `max_tokens` (the item's, else `max_tokens`;
+    /// Anthropic requires one). Run the handle's jobs with an
+    /// [`ApiConfig::anthropic`](crate::api::ApiConfig::anthropic) client.
+    /// With the default limits, a shard is one batch of at most 100,000
+    /// requests and 256 MB.
+    ///
+    /// # Errors
+    /// As [`from_items`](Self::from_items), plus an item without a token
+    /// limit (field `max_tokens`) or a `custom_id` Anthropic does not take
+    /// (`^[a-zA-Z0-9_-]{1,64}$`).
+    pub fn from_anthropic_items(
+        items: &[Item],
+        prompt: &SystemPrompt,
+        max_tokens: Option<u32>,
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
+        let template =
+            crate::anthropic::MessagesTemplate::new(options.model.clone(), prompt, max_tokens);
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| template.request("items", i as u64 + 1, item));
+        Self::build(requests, &Self::anthropic_options(options), seed)
+    }
+
+    /// Encodes Anthropic request lines (read by
+    /// [`parse_request_line`](crate::anthropic::parse_request_line)) into
+    /// Message Batches shards, as [`from_anthropic_items`](Self::from_anthropic_items).
+    ///
+    /// # Errors
+    /// As `from_anthropic_items`.
+    pub fn from_anthropic_requests(
+        requests: &[BatchRequest],
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
+        Self::build(
+            requests.iter().cloned().map(Ok),
+            &Self::anthropic_options(options),
+            seed,
+        )
+    }
+
+    /// `options` for Message Batches: the `/v1/messages` endpoint, and
+    /// Anthropic's limits unless others were set.
+    fn anthropic_options(options: &BatchOptions) -> BatchOptions {
+        let mut o = options.clone();
+        o.endpoint = crate::anthropic::messages_endpoint();
+        if o.limits == ShardLimits::default() {
+            o.limits = crate::provider::Provider::anthropic().shard_limits();
+        }
+        o
+    }
+
     fn build(
         requests: impl Iterator<Item = Result<BatchRequest, InputError>>,
         options: &BatchOptions,
@@ -246,13 +303,17 @@ impl BatchJob {
             InputError::new("options", 0, e.setting(), Problem::Invalid(e.to_string()))
         })?;
         let job_id = format!("job-{seed:016x}");
-        let mut builder = PlanBuilder::new(
-            job_id,
-            options.endpoint.clone(),
-            options.limits.clone(),
-            "items",
-        )
-        .url_style(options.url_style);
+        let mut builder = if options.endpoint == crate::anthropic::messages_endpoint() {
+            PlanBuilder::anthropic(job_id, options.limits.clone(), "items")
+        } else {
+            PlanBuilder::new(
+                job_id,
+                options.endpoint.clone(),
+                options.limits.clone(),
+                "items",
+            )
+            .url_style(options.url_style)
+        };
         let mut shards: Vec<Vec<u8>> = Vec::new();
         let mut line = Vec::new();
         for (i, req) in requests.enumerate() {

@@ -14,7 +14,8 @@
 //! 4. Every operation with an outside effect (upload, create) is armed and
 //!    persisted before it is sent. An armed effect found in a checkpoint
 //!    means "may have happened": the job looks for its result (files by name,
-//!    batches by metadata) before it would do it again.
+//!    batches by metadata, Message Batches by size and then by their
+//!    results: see [`crate::anthropic`]) before it would do it again.
 //! 5. Every exchange is bounded, and the job is the judge: an attempt cap
 //!    that counts any answer not read as what was asked for (an HTML 200
 //!    too), a deadline and a stall rule per exchange, and a cap on a body
@@ -32,6 +33,11 @@
 //!  (unknown     (unknown                                                     outcomes for
 //!   outcome)     outcome)                                                    every id unseen
 //! ```
+//!
+//! A job whose provider speaks Anthropic's Message Batches
+//! ([`Protocol::AnthropicMessageBatches`]) has no upload: its shards go
+//! create ──► poll ──► download results ──► finish, the create's body
+//! streamed from the shard (see [`crate::anthropic`]).
 
 mod by_id;
 mod checkpoint;
@@ -72,11 +78,13 @@ pub use types::{
 };
 pub use types::{ParseError, ParseErrorKind, ResultError, ResultStatus};
 
+use crate::anthropic;
 use crate::api::{
     self, ApiError, Batch, BatchStatus, CreateBatch, ExpiresAfter, FilePurpose, ListBatches,
     ListFiles, Outgoing, RequestCounts, ShardRef, UploadFile,
 };
 use crate::credential::RefreshReason;
+use crate::provider::Protocol;
 use crate::results::{Failure, Outcome, ResultRecord};
 use crate::retry::{JitterRng, StatusClass, classify_status, retry_after};
 use crate::time::UnixMillis;
@@ -92,6 +100,14 @@ pub const META_ATTEMPT: &str = "openai_batch_attempt";
 /// How many pages of `GET /batches` or `GET /files` are searched when
 /// looking for the result of a create or upload whose outcome is unknown.
 const MAX_RECONCILE_PAGES: u32 = 50;
+
+/// How far before a lost create's arming a Message Batch may say it was
+/// created and still be a candidate (the server's clock is not ours).
+const RECONCILE_SKEW_SECS: i64 = 15 * 60;
+
+/// How many found batches a shard reads and refutes before it stops and
+/// asks the user (each costs a read of that batch's results).
+const MAX_REFUTED: usize = 32;
 
 /// A whole batch job as a state machine.
 ///
@@ -214,6 +230,30 @@ struct Shard {
     error: Option<String>,
     end: Option<ShardEnd>,
     started: bool,
+    /// When the last create was armed (checkpointed: a Message Batch is
+    /// looked for among the batches created since).
+    create_armed_at: Option<UnixMillis>,
+    /// Message Batches: `batch_id` was found, not created, and is not yet
+    /// confirmed as this shard's by its results (checkpointed).
+    unconfirmed: bool,
+    /// Message Batches: the candidates of a search in progress.
+    candidates: Vec<anthropic::MessageBatch>,
+    /// Message Batches: batches found after a lost create answer whose
+    /// results showed they are not this shard's (checkpointed).
+    refuted: Vec<String>,
+    /// Message Batches: what the confirming read of an unconfirmed batch's
+    /// results found so far.
+    confirm: Option<Confirm>,
+}
+
+/// The confirming read of a found Message Batch's results.
+#[derive(Debug)]
+struct Confirm {
+    /// The shard's requests that have a line.
+    seen: BitSet,
+    matched: u64,
+    /// The first `custom_id` that is not the shard's, if any.
+    foreign: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,6 +530,7 @@ impl Job {
         job.cancel_requested = cp.cancel_requested;
         // A status poll reads every batch now, not at its next scheduled poll.
         let poll_now = job.cfg.stop_after == StopAfter::Polled;
+        let anthropic = job.anthropic();
         for (shard, saved) in job.shards.iter_mut().zip(cp.shards) {
             shard.file_id = saved.file_id;
             shard.upload = effect_from(saved.upload);
@@ -511,7 +552,12 @@ impl Job {
                 }
             }
             shard.error = saved.error;
-            shard.started = shard.file_id.is_some() || shard.upload != Effect::Idle;
+            shard.create_armed_at = saved.create_armed_at;
+            shard.unconfirmed = saved.unconfirmed;
+            shard.refuted = saved.refuted;
+            shard.started = shard.file_id.is_some()
+                || shard.upload != Effect::Idle
+                || (anthropic && (shard.batch_id.is_some() || shard.create != Effect::Idle));
             match saved.end {
                 Some(ShardEnd::Stopped) | None => {
                     // Resumed: if the batch had reached a terminal status, polling
@@ -676,6 +722,9 @@ impl Job {
             u.reasoning_tokens = u
                 .reasoning_tokens
                 .saturating_add(sh.tally.usage.reasoning_tokens);
+            u.cache_creation_tokens = u
+                .cache_creation_tokens
+                .saturating_add(sh.tally.usage.cache_creation_tokens);
             s.shards.push(sh.summary());
         }
         if self.plan.is_open() {
@@ -1124,6 +1173,11 @@ impl Job {
 
     // ----- internals: time, misuse, persistence -----
 
+    /// Whether the job speaks Anthropic's Message Batches protocol.
+    fn anthropic(&self) -> bool {
+        self.cfg.api.provider().protocol == Protocol::AnthropicMessageBatches
+    }
+
     fn tick(&mut self, now: UnixMillis) {
         self.now = self.now.max(now);
     }
@@ -1379,6 +1433,7 @@ impl Job {
         if self.shard_busy(i) {
             return None;
         }
+        let anthropic = self.anthropic();
         let now = self.now;
         let cancel = self.cancel_requested;
         let stopping = self.timed_out && self.cfg.on_timeout == OnTimeout::LeaveRunning;
@@ -1419,6 +1474,15 @@ impl Job {
             self.begin_finishing(i, "timed_out", message, ShardEnd::Stopped);
             return None;
         }
+        if cancel && sh.unconfirmed {
+            // A found batch may be someone else's: it is never cancelled.
+            let message = format!(
+                "the job was cancelled while batch {} was not yet confirmed as this shard's (a create's answer was lost, and it was found by its size); it was not cancelled: check its results and cancel it yourself if it is this job's",
+                sh.batch_id.as_deref().unwrap_or_default()
+            );
+            self.begin_finishing(i, "batch_unconfirmed", message, ShardEnd::Stopped);
+            return None;
+        }
         if cancel && sh.batch_id.is_none() && !effect_unknown {
             self.begin_finishing(
                 i,
@@ -1441,7 +1505,7 @@ impl Job {
         if now < sh.not_before && !cancel_now {
             return None;
         }
-        let op = if sh.file_id.is_none() && sh.batch_id.is_none() {
+        let op = if !anthropic && sh.file_id.is_none() && sh.batch_id.is_none() {
             if sh.upload == Effect::Unknown {
                 Op::FindUpload
             } else {
@@ -1484,6 +1548,7 @@ impl Job {
                 *effect = Effect::Armed;
                 if op == Op::Create {
                     sh.create_attempt = sh.create_attempt.saturating_add(1);
+                    sh.create_armed_at = Some(now);
                 }
                 self.dirty = false;
                 return Some(Step::Persist(self.checkpoint()));
@@ -1502,9 +1567,12 @@ impl Job {
             }
         };
         let limits = &self.cfg.exchange;
+        // A body streamed from the shard (an upload, a Message Batch's
+        // create) is given time to go out, and its answer to begin.
+        let streamed = matches!(request.body(), Outgoing::Multipart { .. });
         let sh = &mut self.shards[i];
         let allowed = match &op {
-            Op::Upload => limits.transfer_time(sh.plan.bytes),
+            _ if streamed => limits.transfer_time(sh.plan.bytes),
             Op::Download { .. } => {
                 let (size, from) = sh
                     .download
@@ -1533,7 +1601,7 @@ impl Job {
             Inflight {
                 shard: i,
                 // The stall rule waits for an upload's answer to begin.
-                watch_stall: op != Op::Upload,
+                watch_stall: op != Op::Upload && !streamed,
                 op,
                 head: None,
                 body: Vec::new(),
@@ -1551,6 +1619,9 @@ impl Job {
     }
 
     fn build(&mut self, i: usize, op: &Op) -> Result<http::Request<Outgoing>, String> {
+        if self.anthropic() {
+            return self.build_anthropic(i, op);
+        }
         let api = &self.cfg.api;
         let seed = self.rng.next_u64();
         let sh = &mut self.shards[i];
@@ -1625,6 +1696,240 @@ impl Job {
         built.map_err(|e| e.to_string())
     }
 
+    /// The request of `op` in Anthropic's Message Batches protocol.
+    fn build_anthropic(&mut self, i: usize, op: &Op) -> Result<http::Request<Outgoing>, String> {
+        let api = &self.cfg.api;
+        let max_line = self.cfg.max_line_bytes;
+        let sh = &mut self.shards[i];
+        let batch_id = sh.batch_id.as_deref().unwrap_or_default();
+        let built = match op {
+            Op::Create => anthropic::create_batch(
+                api,
+                ShardRef {
+                    index: sh.plan.index,
+                    len: sh.plan.bytes,
+                },
+            ),
+            Op::FindBatch => anthropic::list_batches(
+                api,
+                &anthropic::ListMessageBatches {
+                    limit: Some(100),
+                    before_id: None,
+                    after_id: sh.search_after.clone(),
+                },
+            ),
+            Op::Poll => anthropic::retrieve_batch(api, batch_id),
+            Op::Cancel => anthropic::cancel_batch(api, batch_id),
+            Op::Download { file_id } => {
+                let dl = sh
+                    .download
+                    .get_or_insert_with(|| results_download(file_id, max_line));
+                dl.begin_attempt();
+                let (offset, etag) = dl.resume_point();
+                let etag = etag.map(str::to_owned);
+                let url = file_id.contains("://").then_some(file_id.as_str());
+                anthropic::batch_results(api, batch_id, url, Some(offset)).map(|mut req| {
+                    if let Some(v) = etag.and_then(|e| http::HeaderValue::from_str(&e).ok()) {
+                        req.headers_mut().insert(http::header::IF_RANGE, v);
+                    }
+                    req
+                })
+            }
+            Op::Upload | Op::FindUpload | Op::FileInfo { .. } => {
+                return Err(format!(
+                    "{} is not part of the Message Batches protocol",
+                    op.name()
+                ));
+            }
+        };
+        built.map_err(|e| e.to_string())
+    }
+
+    /// A page of the search for a Message Batch whose create answer was
+    /// lost (see the reconcile in [`crate::anthropic`]).
+    fn search_page(&mut self, i: usize, page: anthropic::MessageBatchPage) {
+        // Batches other shards hold as confirmed are theirs; one another
+        // shard follows unconfirmed may still be this shard's.
+        let held: BTreeSet<String> = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(k, s)| *k != i && !s.unconfirmed)
+            .filter_map(|(_, s)| s.batch_id.clone())
+            .collect();
+        let sh = &mut self.shards[i];
+        let armed = sh.create_armed_at.unwrap_or(self.created_at);
+        let floor = i64::try_from(armed.as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_sub(RECONCILE_SKEW_SECS);
+        let mut older = false;
+        for b in &page.data {
+            if b.created_at_secs().is_some_and(|c| c < floor) {
+                // Newest first: the rest are older too.
+                older = true;
+                break;
+            }
+            if b.request_counts.total() == sh.plan.requests
+                && !held.contains(&b.id)
+                && !sh.refuted.contains(&b.id)
+                && !sh.candidates.iter().any(|c| c.id == b.id)
+            {
+                sh.candidates.push(b.clone());
+            }
+        }
+        let more = page.has_more && !older && !page.data.is_empty();
+        if more && sh.search_pages + 1 < MAX_RECONCILE_PAGES {
+            sh.search_pages += 1;
+            sh.search_after = page
+                .last_id
+                .clone()
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+            return;
+        }
+        let candidates = std::mem::take(&mut sh.candidates);
+        sh.search_after = None;
+        sh.search_pages = 0;
+        let since = anthropic::format_rfc3339(floor);
+        let first = self.plan.custom_id(sh.plan.start).to_owned();
+        let last = self
+            .plan
+            .custom_id(sh.plan.start + sh.plan.requests.saturating_sub(1))
+            .to_owned();
+        let ids = || {
+            candidates
+                .iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let requests = sh.plan.requests;
+        if more {
+            let message = format!(
+                "the answer to this shard's create was lost, and {MAX_RECONCILE_PAGES} pages of batches did not reach those created before {since}; batches of {requests} requests among them: [{}]. Check whether one holds this shard's requests (its first custom_id is {first:?}, its last {last:?}); resuming the job searches again",
+                ids()
+            );
+            self.begin_finishing(i, "create_unknown", message, ShardEnd::Stopped);
+            return;
+        }
+        if candidates.is_empty() {
+            // The create never landed: it is sent again.
+            sh.create = Effect::Idle;
+            sh.refuted.clear();
+            self.dirty = true;
+            return;
+        }
+        if sh.refuted.len() >= MAX_REFUTED {
+            let message = format!(
+                "the answer to this shard's create was lost; {} batches of {requests} requests created since {since} were read and are not this shard's, and more are left: [{}]. Check whether one holds this shard's requests (its first custom_id is {first:?}, its last {last:?}); resuming the job searches again",
+                sh.refuted.len(),
+                ids()
+            );
+            self.begin_finishing(i, "create_unknown", message, ShardEnd::Stopped);
+            return;
+        }
+        // The oldest candidate was created nearest the create: it is
+        // followed first; a refuted one sends the job back to the search.
+        let others = ids();
+        let found = candidates.into_iter().last().expect("a candidate");
+        sh.create = Effect::Idle;
+        sh.attempts = 0;
+        sh.unconfirmed = true;
+        let id = found.id.clone();
+        self.warn(
+            i,
+            format!(
+                "the answer to this shard's create was lost; batch {id} (created since {since}, {requests} requests; candidates: [{others}]) may be it: it is followed, and confirmed by its results before any is delivered"
+            ),
+        );
+        self.dirty = true;
+        self.adopt_batch(i, found.to_batch());
+    }
+
+    /// A line of a found batch's results names `custom_id`.
+    fn confirm_record(&mut self, i: usize, custom_id: &str) {
+        let index = self.plan.index_of(custom_id);
+        let sh = &mut self.shards[i];
+        let range = sh.plan.range();
+        let start = sh.plan.start;
+        let Some(c) = sh.confirm.as_mut() else {
+            return;
+        };
+        match index.filter(|ix| range.contains(ix)) {
+            Some(ix) => {
+                if !c.seen.get(ix - start) {
+                    c.seen.set(ix - start);
+                    c.matched += 1;
+                }
+            }
+            None => {
+                if c.foreign.is_none() {
+                    c.foreign = Some(custom_id.to_owned());
+                }
+            }
+        }
+    }
+
+    /// The confirming read of a found batch's results is over: confirm it
+    /// (read its results again, delivering them), refute it (create
+    /// again), or stop the shard when the results say neither.
+    fn conclude_confirmation(&mut self, i: usize) {
+        let now = self.now;
+        let max_line = self.cfg.max_line_bytes;
+        let sh = &mut self.shards[i];
+        let Some(c) = sh.confirm.take() else {
+            return;
+        };
+        let batch_id = sh.batch_id.clone().unwrap_or_default();
+        self.dirty = true;
+        if let Some(foreign) = c.foreign {
+            sh.batch_id = None;
+            sh.status = None;
+            sh.counts = None;
+            sh.batch = None;
+            sh.unconfirmed = false;
+            // Back to the search, without this batch: another candidate
+            // may be the shard's; none left means the create never landed.
+            sh.refuted.push(batch_id.clone());
+            sh.create = Effect::Unknown;
+            sh.downloads.clear();
+            sh.download = None;
+            sh.not_before = now;
+            sh.wait_reason = None;
+            self.warn(
+                i,
+                format!(
+                    "batch {batch_id} is not this shard's: its results name {foreign:?}, which is not one of the shard's requests; the search for the shard's batch goes on"
+                ),
+            );
+            return;
+        }
+        if c.matched == sh.plan.requests {
+            sh.unconfirmed = false;
+            sh.refuted.clear();
+            let marker = results_marker(sh.batch.as_ref(), &batch_id);
+            sh.download = Some(results_download(&marker, max_line));
+            sh.downloads = VecDeque::from([marker]);
+            sh.not_before = now;
+            self.warn(
+                i,
+                format!(
+                    "batch {batch_id} is this shard's: its results name every one of the shard's requests and no other; they are read again and delivered"
+                ),
+            );
+            return;
+        }
+        let first = self.plan.custom_id(sh.plan.start).to_owned();
+        let last = self
+            .plan
+            .custom_id(sh.plan.start + sh.plan.requests.saturating_sub(1))
+            .to_owned();
+        let message = format!(
+            "batch {batch_id} may be this shard's (found by its size after a create's answer was lost), but its results name only {} of the shard's {} requests and no other, so it is neither confirmed nor refuted; check its results (this shard's first custom_id is {first:?}, its last {last:?})",
+            c.matched, sh.plan.requests
+        );
+        self.begin_finishing(i, "batch_unconfirmed", message, ShardEnd::Stopped);
+    }
+
     /// A response arrived in full.
     fn complete(
         &mut self,
@@ -1663,6 +1968,7 @@ impl Job {
             return;
         }
         let now = self.now;
+        let anthropic = self.anthropic();
         let sh = &mut self.shards[i];
         sh.wait_reason = None;
         // Only an answer that reads as what was asked for ends a run of
@@ -1673,6 +1979,38 @@ impl Job {
         // the run, so an effect that keeps failing still backs off and is
         // given up.
         match op {
+            Op::Create if anthropic => match anthropic::parse_message_batch(&head, body) {
+                Ok(batch) => {
+                    let sh = &mut self.shards[i];
+                    sh.create = Effect::Idle;
+                    sh.attempts = 0;
+                    sh.unconfirmed = false;
+                    sh.refuted.clear();
+                    self.adopt_batch(i, batch.to_batch());
+                }
+                Err(e) => self.effect_unknown(
+                    i,
+                    &Op::Create,
+                    format!("unreadable create response: {}", describe(&e)),
+                ),
+            },
+            Op::FindBatch if anthropic => match anthropic::parse_message_batch_page(&head, body) {
+                Ok(page) => self.search_page(i, page),
+                Err(e) => self.retry_later(i, &Op::FindBatch, describe(&e), None),
+            },
+            Op::Poll | Op::Cancel if anthropic => {
+                match anthropic::parse_message_batch(&head, body) {
+                    Ok(batch) => {
+                        self.shards[i].attempts = 0;
+                        if op == Op::Cancel {
+                            self.shards[i].cancel_sent = true;
+                            self.dirty = true;
+                        }
+                        self.observe(i, batch.to_batch());
+                    }
+                    Err(e) => self.retry_later(i, &op, describe(&e), None),
+                }
+            }
             Op::Upload => match api::parse_file(&head, body) {
                 Ok(file) => {
                     let sh = &mut self.shards[i];
@@ -1933,6 +2271,24 @@ impl Job {
             self.event(JobEvent::Requeued { shard, at, reason });
             return;
         }
+        if self.cfg.api.provider().protocol == Protocol::AnthropicMessageBatches {
+            // One results file, named by the batch's `results_url`; a found
+            // batch's results are read first to confirm it.
+            let marker = results_marker(Some(&batch), &batch.id);
+            sh.download = Some(results_download(&marker, self.cfg.max_line_bytes));
+            sh.downloads = VecDeque::from([marker]);
+            if sh.unconfirmed {
+                sh.confirm = Some(Confirm {
+                    seen: BitSet::new(sh.plan.requests),
+                    matched: 0,
+                    foreign: None,
+                });
+            }
+            sh.batch = Some(batch);
+            sh.not_before = now;
+            self.dirty = true;
+            return;
+        }
         if status == BatchStatus::Failed {
             sh.error = first_error_message(&batch).map(|m| self.cfg.api.redact(&m));
         }
@@ -1959,6 +2315,10 @@ impl Job {
 
     /// Every result file of a terminal batch is read: account for the rest.
     fn finish_after_results(&mut self, i: usize) {
+        if self.shards[i].confirm.is_some() {
+            self.conclude_confirmation(i);
+            return;
+        }
         let sh = &self.shards[i];
         let seen_results = sh.tally.succeeded + sh.tally.failed;
         let learned = sh.plan.requests;
@@ -2105,6 +2465,12 @@ impl Job {
                     custom_id,
                     error,
                 } => {
+                    if self.shards[i].confirm.is_some() {
+                        if let Some(id) = custom_id.as_deref() {
+                            self.confirm_record(i, id);
+                        }
+                        continue;
+                    }
                     if let Some(id) = custom_id.as_deref() {
                         self.learn_id(i, id);
                     }
@@ -2163,6 +2529,11 @@ impl Job {
     }
 
     fn accept_record(&mut self, i: usize, rec: ResultRecord) {
+        if self.shards[i].confirm.is_some() {
+            // A found batch's results are not delivered before it is confirmed.
+            self.confirm_record(i, &rec.custom_id);
+            return;
+        }
         self.learn_id(i, &rec.custom_id);
         let sh = &mut self.shards[i];
         let Some(index) = self
@@ -2374,6 +2745,7 @@ impl Job {
     /// Schedules another attempt, or gives up after the policy's limit.
     fn retry_later(&mut self, i: usize, op: &Op, reason: String, floor: Option<UnixMillis>) {
         let now = self.now;
+        let anthropic = self.anthropic();
         let sh = &mut self.shards[i];
         if sh.attempts == 0 {
             sh.failing_since = now;
@@ -2384,9 +2756,10 @@ impl Job {
                 .cfg
                 .retry
                 .retry_at(sh.attempts, floor, &mut self.rng, now);
-            if *op == Op::Upload {
-                // A whole shard is not sent again at a second's interval: the
-                // next attempt waits at least a second per MiB of it.
+            if *op == Op::Upload || (*op == Op::Create && anthropic) {
+                // A whole shard (an upload, a Message Batch's create) is not
+                // sent again at a second's interval: the next attempt waits
+                // at least a second per MiB of it.
                 let pause = Duration::from_secs(sh.plan.bytes / (1024 * 1024));
                 at = at.max(now.saturating_add(pause));
             }
@@ -2438,6 +2811,15 @@ impl Job {
     fn op_failed_final(&mut self, i: usize, op: &Op, message: String) {
         let sh = &mut self.shards[i];
         sh.attempts = 0;
+        if matches!(op, Op::Download { .. }) && sh.confirm.take().is_some() {
+            let batch = sh.batch_id.clone().unwrap_or_default();
+            let message = format!(
+                "batch {batch} may be this shard's (found by its size after a create's answer was lost), but its results could not be read to confirm it ({message}); check it"
+            );
+            self.begin_finishing(i, "batch_unconfirmed", message, ShardEnd::Stopped);
+            self.dirty = true;
+            return;
+        }
         match op {
             Op::Upload | Op::FindUpload => {
                 self.begin_finishing(
@@ -2523,6 +2905,11 @@ impl Shard {
             error: None,
             end: None,
             started: false,
+            create_armed_at: None,
+            unconfirmed: false,
+            candidates: Vec::new(),
+            refuted: Vec::new(),
+            confirm: None,
         }
     }
 
@@ -2545,6 +2932,9 @@ impl Shard {
             } else {
                 Tally::default()
             },
+            create_armed_at: self.create_armed_at,
+            unconfirmed: self.unconfirmed,
+            refuted: self.refuted.clone(),
         }
     }
 
@@ -2586,6 +2976,22 @@ fn effect_from(e: EffectState) -> Effect {
 fn new_download(file_id: String, max_line: usize, declared: Option<u64>, names: bool) -> Download {
     let dl = Download::new(file_id, max_line, declared);
     if names { dl.names_only() } else { dl }
+}
+
+/// Where a Message Batch's results are: its `results_url`, or its id (the
+/// documented path on the base URL) when it named none.
+fn results_marker(batch: Option<&Batch>, batch_id: &str) -> String {
+    batch
+        .and_then(|b| b.extra.get(anthropic::RESULTS_URL))
+        .and_then(serde_json::Value::as_str)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(batch_id)
+        .to_owned()
+}
+
+/// A download of a Message Batch's results (no declared size).
+fn results_download(marker: &str, max_line_bytes: usize) -> Download {
+    Download::new(marker.to_owned(), max_line_bytes, None).with_parser(anthropic::parse_result_line)
 }
 
 /// The name a shard's file is uploaded under; reconciliation finds it by this name.
@@ -2646,6 +3052,7 @@ fn add_usage(t: &mut UsageTotals, u: &crate::results::Usage) {
     add(&mut t.output_tokens, u.output_tokens);
     add(&mut t.cached_tokens, u.cached_tokens);
     add(&mut t.reasoning_tokens, u.reasoning_tokens);
+    add(&mut t.cache_creation_tokens, u.cache_creation_tokens);
 }
 
 /// A fixed-size set of small integers.

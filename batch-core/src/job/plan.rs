@@ -142,6 +142,8 @@ pub struct PlanBuilder {
     limits: ShardLimits,
     source: String,
     encoder: ShardEncoder,
+    /// Set for a Message Batches plan: it encodes and checks instead of `encoder`.
+    anthropic: Option<crate::anthropic::RequestEncoder>,
     ids: String,
     ends: Vec<u64>,
     lines: Vec<u64>,
@@ -171,6 +173,7 @@ impl PlanBuilder {
             limits,
             source,
             encoder,
+            anthropic: None,
             ids: String::new(),
             ends: Vec::new(),
             lines: Vec::new(),
@@ -187,6 +190,34 @@ impl PlanBuilder {
     pub fn url_style(mut self, style: UrlStyle) -> Self {
         self.url_style = style;
         self
+    }
+
+    /// Starts a plan for the job `job_id` whose shards are Anthropic
+    /// Message Batches: requests carry `params` (see
+    /// [`crate::anthropic::parse_request_line`] and
+    /// [`MessagesTemplate`](crate::anthropic::MessagesTemplate)), `limits`
+    /// bound each batch's requests and its create body, framing included
+    /// (see [`Provider::anthropic`](crate::provider::Provider::anthropic)),
+    /// and each shard is encoded by [`RequestEncoder`](crate::anthropic::RequestEncoder)
+    /// for [`create_batch`](crate::anthropic::create_batch).
+    pub fn anthropic(
+        job_id: impl Into<String>,
+        limits: ShardLimits,
+        source: impl Into<String>,
+    ) -> Self {
+        let source = source.into();
+        let mut b = PlanBuilder::new(
+            job_id,
+            crate::anthropic::messages_endpoint(),
+            limits.clone(),
+            source.clone(),
+        );
+        b.anthropic = Some(crate::anthropic::RequestEncoder::new(
+            source,
+            limits.max_requests,
+            limits.max_bytes,
+        ));
+        b
     }
 
     /// Validates `req` (read from input line `line`), encodes it into
@@ -208,6 +239,28 @@ impl PlanBuilder {
     ) -> Result<Placement, InputError> {
         line_out.clear();
         let mut new_shard = self.shards.is_empty();
+        if let Some(enc) = self.anthropic.as_mut() {
+            let bytes = match enc.try_push(line, req, line_out)? {
+                Push::Written { bytes } => bytes,
+                Push::Full(_) => {
+                    enc.finish_shard();
+                    new_shard = true;
+                    match enc.try_push(line, req, line_out)? {
+                        Push::Written { bytes } => bytes,
+                        Push::Full(_) => {
+                            let max = self.limits.max_bytes;
+                            return Err(InputError::new(
+                                &self.source,
+                                line,
+                                "",
+                                Problem::TooManyBytes { max },
+                            ));
+                        }
+                    }
+                }
+            };
+            return Ok(self.place(&req.custom_id, line, bytes, 0, new_shard));
+        }
         let written = match self.encoder.try_push(line, req, line_out)? {
             Push::Written { bytes } => bytes,
             Push::Full(_) => {

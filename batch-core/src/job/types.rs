@@ -733,6 +733,8 @@ impl JobResult {
 /// | `gave_up` | no | retries ran out (the server stayed unreachable) |
 /// | `timed_out` | no | the job's maximum wait passed |
 /// | `batch_unavailable` | no | the batch could not be read |
+/// | `create_unknown` | no | Message Batches: a create's answer was lost and the batch it may have made could not be told apart from others (the message names them) |
+/// | `batch_unconfirmed` | no | Message Batches: a batch found after a lost create answer could not be confirmed as the shard's by its results (the message names it) |
 ///
 /// A code that is not final is provisional: the job stopped waiting, and a
 /// resumed job can still deliver the request's real outcome (see
@@ -861,7 +863,11 @@ pub struct NotProcessed {
     /// [`is_final`](Self::is_final)): `job_stopped` (a job-wide error such
     /// as a refused key), `gave_up` (retries exhausted, e.g. the server
     /// unreachable), `timed_out` (the maximum wait passed),
-    /// `batch_unavailable` (the batch could not be read). The table on
+    /// `batch_unavailable` (the batch could not be read), and for Message
+    /// Batches `create_unknown` (a create's answer was lost and the batch
+    /// it may have made cannot be told apart from others) and
+    /// `batch_unconfirmed` (a batch found after a lost create answer could
+    /// not be confirmed as the shard's; see [`crate::anthropic`]). The table on
     /// [`ResultStatus`] says what each one means.
     pub code: String,
     /// A sentence for people.
@@ -871,8 +877,14 @@ pub struct NotProcessed {
 impl NotProcessed {
     /// The codes of outcomes that stand in for a request the job stopped
     /// waiting for; a resumed job replaces them with the real outcome.
-    pub const PROVISIONAL: [&'static str; 4] =
-        ["job_stopped", "gave_up", "timed_out", "batch_unavailable"];
+    pub const PROVISIONAL: [&'static str; 6] = [
+        "job_stopped",
+        "gave_up",
+        "timed_out",
+        "batch_unavailable",
+        "create_unknown",
+        "batch_unconfirmed",
+    ];
 
     /// Whether this is the request's last word: `false` for the
     /// [`PROVISIONAL`](Self::PROVISIONAL) codes.
@@ -892,6 +904,10 @@ pub struct UsageTotals {
     pub cached_tokens: u64,
     /// Reasoning tokens, where reported.
     pub reasoning_tokens: u64,
+    /// Input tokens written to the prompt cache, where reported
+    /// (Anthropic's `cache_creation_input_tokens`).
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
 }
 
 /// How a shard ended.
