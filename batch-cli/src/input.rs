@@ -65,7 +65,11 @@ pub(crate) fn build_plan(
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", input.display())))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut parser = LineParser::new(source, spec);
-    let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source);
+    // The plan keeps no ids (they are in the shard files): it checks them
+    // by digest, and reads an earlier line back when two digests are equal.
+    let mut earlier = LineReader::new(input);
+    let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
+        .without_ids(move |line| earlier.custom_id(line));
     let mut errors = InputErrors::default();
     let mut shards = shards_dir.map(ShardWriter::new);
     let mut hasher = Fnv64::new();
@@ -136,6 +140,48 @@ pub(crate) fn build_plan(
         input_hash: format!("{:016x}", hasher.finish()),
         model,
     })
+}
+
+/// Reads the `custom_id` of an earlier input line again, going forward from
+/// the last line read (or from the start, for an earlier one).
+struct LineReader {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    /// The number of the line the reader reads next.
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    fn new(path: &Path) -> Self {
+        LineReader {
+            path: path.to_owned(),
+            reader: None,
+            next: 1,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The `custom_id` of line `line` (1-based), if it can be read.
+    fn custom_id(&mut self, line: u64) -> Option<String> {
+        if self.reader.is_none() || self.next > line {
+            self.reader = Some(BufReader::new(File::open(&self.path).ok()?));
+            self.next = 1;
+        }
+        let reader = self.reader.as_mut()?;
+        loop {
+            self.buf.clear();
+            if reader.read_until(b'\n', &mut self.buf).ok()? == 0 {
+                return None;
+            }
+            self.next += 1;
+            if self.next > line {
+                let map: Map<String, Value> =
+                    serde_json::from_slice(strip_bom(trim_line_end(&self.buf))).ok()?;
+                return map.get("custom_id")?.as_str().map(str::to_owned);
+            }
+        }
+    }
 }
 
 /// The endpoint of an input with no `--endpoint`: the `url` of its first

@@ -1965,6 +1965,8 @@ impl Job {
             return;
         }
         sh.seen.set(offset);
+        // The server's copy of the id: the plan's may not be kept.
+        let custom_id = rec.custom_id.clone();
         let mut server_line = None;
         let outcome = match &rec.outcome {
             Outcome::Succeeded(s) => {
@@ -1989,7 +1991,7 @@ impl Job {
             index,
             shard: sh.plan.index,
             batch_id: sh.batch_id.clone(),
-            custom_id: self.plan.custom_id(index).to_owned(),
+            custom_id,
             outcome,
             server_line,
         };

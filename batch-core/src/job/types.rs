@@ -454,7 +454,9 @@ pub struct JobResult {
     /// the shard never got a batch (`upload_failed`, `job_cancelled` before
     /// creation, ...).
     pub batch_id: Option<String>,
-    /// Its `custom_id`.
+    /// Its `custom_id`. Empty when the result has no server line and the
+    /// plan was built [`without_ids`](crate::job::PlanBuilder::without_ids):
+    /// the caller then reads it from its shard file, by `shard` and `index`.
     pub custom_id: String,
     /// What became of it.
     pub outcome: JobOutcome,
