@@ -119,8 +119,8 @@ pub struct Placement {
 /// is placed, and encoded into a line the caller appends to its shard file.
 ///
 /// `custom_id`s must be unique across the whole input. The builder checks
-/// that itself, in about 15 bytes a request (see the [module](self) notes),
-/// rather than with the encoder's map of ids.
+/// that itself, by 8-byte digests of the ids (see
+/// [`PlanBuilder::without_ids`]), rather than with the encoder's map of ids.
 pub struct PlanBuilder {
     job_id: String,
     endpoint: Endpoint,
