@@ -828,6 +828,9 @@ fn run_round(
     batch_core::job::check_window(cfg.api.provider(), &cfg.completion_window)
         .map_err(|e| CliError::usage(format!("--completion-window: {e}")))?;
     cfg.poll_interval = d.poll_interval;
+    // `--poll-interval` is the longest wait: a batch is polled soon after
+    // it changes and when its counts say it is done.
+    cfg.adaptive_polling = true;
     cfg.max_wait = d.max_wait;
     cfg.max_parallel = d.parallel;
     cfg.exchange = d.exchange.clone();

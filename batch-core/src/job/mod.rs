@@ -34,6 +34,7 @@
 //! ```
 
 mod by_id;
+mod cadence;
 mod checkpoint;
 mod client_config;
 mod download;
@@ -183,6 +184,8 @@ struct Shard {
     error: Option<String>,
     end: Option<ShardEnd>,
     started: bool,
+    /// When to poll next, with adaptive polling.
+    cadence: cadence::Cadence,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1682,6 +1685,13 @@ impl Job {
         }
         let status = batch.status.clone();
         let counts = batch.request_counts.unwrap_or_default();
+        let wait = if self.cfg.adaptive_polling {
+            let changed = sh.status.as_ref() != Some(&status);
+            sh.cadence
+                .next(changed, &status, &counts, now, poll_interval)
+        } else {
+            poll_interval
+        };
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
             let ev = JobEvent::Progress {
                 shard: sh.plan.index,
@@ -1703,7 +1713,7 @@ impl Job {
             sh.not_before = if hinted {
                 now
             } else {
-                now.saturating_add(poll_interval)
+                now.saturating_add(wait)
             };
             sh.wait_reason = Some(WaitReason::PollBatch {
                 shard: sh.plan.index,
@@ -2292,6 +2302,7 @@ impl Shard {
             seen: BitSet::new(n),
             tally: Tally::default(),
             not_before: UnixMillis::ZERO,
+            cadence: cadence::Cadence::default(),
             wait_reason: None,
             attempts: 0,
             failing_since: UnixMillis::ZERO,
