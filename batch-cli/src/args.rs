@@ -144,7 +144,9 @@ pub(crate) struct DriveArgs {
     /// How many shards are in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub(crate) parallel: usize,
-    /// Seconds between status polls, fractions allowed [default: 60; 0.5 with --emulator].
+    /// The longest wait between status polls, in seconds, fractions allowed (a batch is polled
+    /// sooner after it changes, and when its counts say it is done) [default: 60; 0.5 with
+    /// --emulator].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) poll_interval: Option<f64>,
     /// Stop waiting after this many seconds; the batches keep running.
@@ -243,7 +245,7 @@ pub(crate) struct ResultsArgs {
     /// How many shards are in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub(crate) parallel: usize,
-    /// Seconds between status polls [default: 60; 0.5 with --emulator].
+    /// The longest wait between status polls, in seconds [default: 60; 0.5 with --emulator].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) poll_interval: Option<f64>,
     /// Stop waiting after this many seconds; the batches keep running.

@@ -73,6 +73,7 @@ pub(crate) fn build_plan(
     build_plan_from(
         file,
         &input.display().to_string(),
+        Some(input),
         source,
         spec,
         job_id,
@@ -82,10 +83,14 @@ pub(crate) fn build_plan(
 }
 
 /// [`build_plan`] from any reader (`what` names it in read errors): the
-/// journal's shard files rebuild the plan of a job this way.
+/// journal's shard files rebuild the plan of a job this way. With
+/// `read_back`, the file `input` reads, the plan keeps no ids and reads an
+/// earlier line's id back from it when two ids' digests are equal.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_plan_from(
     input: impl io::Read,
     what: &str,
+    read_back: Option<&Path>,
     source: &str,
     spec: &PlanSpec,
     job_id: &str,
@@ -94,8 +99,19 @@ pub(crate) fn build_plan_from(
 ) -> Result<Planned, CliError> {
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut parser = LineParser::new(source, spec);
-    let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
+    let builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
         .url_style(spec.url_style);
+    let mut builder = match read_back {
+        // The plan keeps no ids (they are in the shard files): it checks them
+        // by digest, and reads an earlier line back when two digests are equal.
+        Some(path) => {
+            let mut earlier = LineReader::new(path);
+            builder.without_ids(move |line| earlier.custom_id(line))
+        }
+        // Nothing to read back (the journal's own shard files, checked when
+        // they were written): the plan keeps its ids.
+        None => builder,
+    };
     let mut errors = InputErrors::default();
     let mut shards = shards_dir.map(ShardWriter::new);
     let mut hasher = Fnv64::new();
@@ -191,6 +207,48 @@ pub(crate) fn input_digest(input: &Path) -> Result<(u64, String), CliError> {
         len += n as u64;
     }
     Ok((len, format!("{:016x}", hasher.finish())))
+}
+
+/// Reads the `custom_id` of an earlier input line again, going forward from
+/// the last line read (or from the start, for an earlier one).
+struct LineReader {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    /// The number of the line the reader reads next.
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    fn new(path: &Path) -> Self {
+        LineReader {
+            path: path.to_owned(),
+            reader: None,
+            next: 1,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The `custom_id` of line `line` (1-based), if it can be read.
+    fn custom_id(&mut self, line: u64) -> Option<String> {
+        if self.reader.is_none() || self.next > line {
+            self.reader = Some(BufReader::new(File::open(&self.path).ok()?));
+            self.next = 1;
+        }
+        let reader = self.reader.as_mut()?;
+        loop {
+            self.buf.clear();
+            if reader.read_until(b'\n', &mut self.buf).ok()? == 0 {
+                return None;
+            }
+            self.next += 1;
+            if self.next > line {
+                let map: Map<String, Value> =
+                    serde_json::from_slice(strip_bom(trim_line_end(&self.buf))).ok()?;
+                return map.get("custom_id")?.as_str().map(str::to_owned);
+            }
+        }
+    }
 }
 
 /// The endpoint of an input with no `--endpoint`: the `url` of its first

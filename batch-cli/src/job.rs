@@ -757,6 +757,7 @@ fn plan_from_shards(
     let planned = input::build_plan_from(
         journal.shard_reader(files)?,
         &what,
+        None,
         "shards",
         &spec,
         job_id,
@@ -911,6 +912,9 @@ fn run_round(
     batch_core::job::check_window(cfg.api.provider(), &cfg.completion_window)
         .map_err(|e| CliError::usage(format!("--completion-window: {e}")))?;
     cfg.poll_interval = d.poll_interval;
+    // `--poll-interval` is the longest wait: a batch is polled soon after
+    // it changes and when its counts say it is done.
+    cfg.adaptive_polling = true;
     cfg.max_wait = d.max_wait;
     cfg.max_parallel = d.parallel;
     cfg.exchange = d.exchange.clone();
@@ -951,6 +955,7 @@ fn run_round(
         journal,
         round,
         stored,
+        ids: ShardIds::new(&journal.round_dir(round), job.plan().shards()),
         dir: journal.round_dir(round),
         store,
         map,
@@ -1002,6 +1007,62 @@ struct JournalIo<'a> {
     progress: Rc<RefCell<Progress>>,
     interrupt: Interrupt,
     line: Vec<u8>,
+    /// The ids the plan does not keep.
+    ids: ShardIds,
+}
+
+/// Reads the `custom_id` of a request from its shard file: the plan keeps
+/// no ids, and a result without a server line comes without one.
+struct ShardIds {
+    dir: PathBuf,
+    /// The index of each shard's first request.
+    starts: Vec<u64>,
+    /// The shard file being read, and the offset of the line it reads next.
+    reader: Option<(u32, BufReader<File>, u64)>,
+    buf: Vec<u8>,
+}
+
+impl ShardIds {
+    fn new(round_dir: &Path, shards: &[batch_core::job::ShardPlan]) -> Self {
+        ShardIds {
+            dir: round_dir.join("shards"),
+            starts: shards.iter().map(|s| s.start).collect(),
+            reader: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The `custom_id` of request `index` of shard `shard`.
+    fn read(&mut self, shard: u32, index: u64) -> io::Result<String> {
+        let path = self.dir.join(shard_file_name(shard));
+        let start = usize::try_from(shard)
+            .ok()
+            .and_then(|s| self.starts.get(s))
+            .copied()
+            .unwrap_or(0);
+        let offset = index.saturating_sub(start);
+        let fresh = match &self.reader {
+            Some((s, _, next)) => *s != shard || *next > offset,
+            None => true,
+        };
+        if fresh {
+            self.reader = Some((shard, BufReader::new(File::open(&path)?), 0));
+        }
+        let missing = || io::Error::other(format!("{} has no request {index}", path.display()));
+        let Some((_, reader, next)) = self.reader.as_mut() else {
+            return Err(missing());
+        };
+        loop {
+            self.buf.clear();
+            if reader.read_until(b'\n', &mut self.buf)? == 0 {
+                return Err(missing());
+            }
+            *next += 1;
+            if *next > offset {
+                return batch_core::results::salvage_custom_id(&self.buf).ok_or_else(missing);
+            }
+        }
+    }
 }
 
 impl JobIo for JournalIo<'_> {
@@ -1012,7 +1073,10 @@ impl JobIo for JournalIo<'_> {
         self.interrupt.check()
     }
 
-    fn result(&mut self, result: JobResult) -> io::Result<()> {
+    fn result(&mut self, mut result: JobResult) -> io::Result<()> {
+        if result.custom_id.is_empty() {
+            result.custom_id = self.ids.read(result.shard, result.index)?;
+        }
         let slot = match self.map {
             Some(m) => m.get(result.index)?,
             None => result.index,

@@ -18,8 +18,6 @@
 
 use batch_core::job::{JobOutcome, JobResult, NotProcessed};
 use batch_core::results::{Failure, RawParts};
-use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::journal::Kind;
 
@@ -69,25 +67,10 @@ pub(crate) fn kind(outcome: &JobOutcome) -> Kind {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    custom_id: &'a str,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorOut<'a>>,
-}
-
 /// The `error` member: the server's object as sent, or one the job writes.
-#[derive(Serialize)]
-#[serde(untagged)]
 enum ErrorOut<'a> {
-    Server(&'a RawValue),
+    /// Raw JSON text, copied as it is.
+    Server(&'a str),
     Own {
         code: Option<&'a str>,
         message: Option<&'a str>,
@@ -95,8 +78,8 @@ enum ErrorOut<'a> {
 }
 
 /// The server's error object, if it sent one (a bare string is not one).
-fn server_error<'a>(parts: &RawParts<'a>) -> Option<&'a RawValue> {
-    parts.error.filter(|e| e.get().starts_with('{'))
+fn server_error<'a>(parts: &RawParts<'a>) -> Option<&'a str> {
+    parts.error.filter(|e| e.starts_with('{'))
 }
 
 /// The error of a failure the server gave no object for: what was read of it.
@@ -107,54 +90,88 @@ fn own_error(f: Option<&Failure>) -> ErrorOut<'_> {
     }
 }
 
-/// Appends the output line of `r` (with its newline) to `out`.
+/// Appends `s` to `out` as a JSON string.
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends `"key":` and `s` as a JSON string or `null`.
+fn member(out: &mut Vec<u8>, key: &str, s: Option<&str>) {
+    out.extend_from_slice(key.as_bytes());
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends the output line of `r` (with its newline) to `out`, after
+/// clearing it. The server's `response` and error objects are copied from
+/// the result line as they are, without reading them again.
 pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
     out.clear();
     let rec = r.result_line();
     let parts = rec.map(|rec| rec.raw_parts()).unwrap_or_default();
-    let mut line = Line {
-        custom_id: &r.custom_id,
-        outcome: "failed",
-        id: rec.and_then(|rec| rec.id.as_deref()),
-        batch_id: r.batch_id.as_deref(),
-        response: None,
-        error: None,
-    };
-    match &r.outcome {
-        JobOutcome::Succeeded(_) => {
-            line.outcome = "succeeded";
-            line.response = parts.response;
-        }
-        JobOutcome::Failed(rec) => {
-            line.response = parts.response;
-            line.error = Some(match server_error(&parts) {
+    let (outcome, response, error) = match &r.outcome {
+        JobOutcome::Succeeded(_) => ("succeeded", parts.response, None),
+        JobOutcome::Failed(rec) => (
+            "failed",
+            parts.response,
+            Some(match server_error(&parts) {
                 Some(raw) => ErrorOut::Server(raw),
                 None => own_error(rec.failure()),
-            });
-        }
-        JobOutcome::NotProcessed(NotProcessed { code, message }) => {
-            line.outcome = "not_processed";
-            line.error = Some(match server_error(&parts) {
+            }),
+        ),
+        JobOutcome::NotProcessed(NotProcessed { code, message }) => (
+            "not_processed",
+            None,
+            Some(match server_error(&parts) {
                 Some(raw) => ErrorOut::Server(raw),
                 None => ErrorOut::Own {
                     code: Some(code),
                     message: Some(message),
                 },
-            });
-        }
-        _ => {
-            line.error = Some(ErrorOut::Own {
+            }),
+        ),
+        _ => (
+            "failed",
+            None,
+            Some(ErrorOut::Own {
                 code: Some("unknown_outcome"),
                 message: Some("the outcome of this request is of an unknown kind"),
-            });
+            }),
+        ),
+    };
+    out.extend_from_slice(b"{\"custom_id\":");
+    string(out, &r.custom_id);
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(outcome.as_bytes());
+    out.push(b'"');
+    if let Some(id) = rec.and_then(|rec| rec.id.as_deref()) {
+        out.extend_from_slice(b",\"id\":");
+        string(out, id);
+    }
+    if let Some(batch) = r.batch_id.as_deref() {
+        out.extend_from_slice(b",\"batch_id\":");
+        string(out, batch);
+    }
+    if let Some(raw) = response {
+        out.extend_from_slice(b",\"response\":");
+        out.extend_from_slice(raw.as_bytes());
+    }
+    match error {
+        Some(ErrorOut::Server(raw)) => {
+            out.extend_from_slice(b",\"error\":");
+            out.extend_from_slice(raw.as_bytes());
         }
+        Some(ErrorOut::Own { code, message }) => {
+            member(out, ",\"error\":{\"code\":", code);
+            member(out, ",\"message\":", message);
+            out.push(b'}');
+        }
+        None => {}
     }
-    // Serializing borrowed strings and raw JSON into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, &line).is_err() {
-        out.clear();
-        out.extend_from_slice(b"{}");
-    }
-    out.push(b'\n');
+    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]

@@ -33,6 +33,17 @@ pub fn result_line(data: &[u8]) {
     match parse_result_line(1, data) {
         Ok(record) => {
             assert_eq!(record.raw.as_bytes(), data, "raw must be the exact line");
+            // The parts the CLI copies through unread are whole JSON values.
+            let parts = record.raw_parts();
+            for raw in [parts.response, parts.error].into_iter().flatten() {
+                assert!(
+                    serde_json::from_str::<serde::de::IgnoredAny>(raw).is_ok(),
+                    "a raw part must be one JSON value: {raw}"
+                );
+            }
+            if let Some(r) = parts.response {
+                assert!(r.starts_with('{'), "response must be an object: {r}");
+            }
             if let Some(s) = record.success() {
                 let _ = s.content_unfenced();
                 let _ = s.chat_completion();

@@ -129,6 +129,8 @@ pub fn parse_result_line(line: u64, bytes: &[u8]) -> Result<ResultRecord, BadLin
         custom_id,
         outcome,
         raw,
+        // Read again when asked: `result` is not where the one pass looks.
+        spans: crate::results::RawSpans::default(),
     })
 }
 
@@ -174,13 +176,13 @@ mod tests {
         assert!(
             parts
                 .message
-                .is_some_and(|m| m.get().starts_with(r#"{"id":"msg_1","type":"message""#))
+                .is_some_and(|m| m.starts_with(r#"{"id":"msg_1","type":"message""#))
         );
 
         let err = br#"{"custom_id":"c","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}}}"#;
         let f = parse_result_line(3, err).expect("parses");
         assert_eq!(
-            f.raw_parts().error.map(|e| e.get()),
+            f.raw_parts().error,
             Some(r#"{"type":"invalid_request_error","message":"max_tokens: Field required"}"#)
         );
         let f = f.failure().expect("failure");

@@ -40,6 +40,7 @@
 //! streamed from the shard (see [`crate::anthropic`]).
 
 mod by_id;
+mod cadence;
 mod checkpoint;
 mod client_config;
 mod download;
@@ -244,6 +245,8 @@ struct Shard {
     /// Message Batches: what the confirming read of an unconfirmed batch's
     /// results found so far.
     confirm: Option<Confirm>,
+    /// When to poll next, with adaptive polling.
+    cadence: cadence::Cadence,
 }
 
 /// The confirming read of a found Message Batch's results.
@@ -2214,6 +2217,13 @@ impl Job {
         }
         let status = batch.status.clone();
         let counts = batch.request_counts.unwrap_or_default();
+        let wait = if self.cfg.adaptive_polling {
+            let changed = sh.status.as_ref() != Some(&status);
+            sh.cadence
+                .next(changed, &status, &counts, now, poll_interval)
+        } else {
+            poll_interval
+        };
         if sh.status.as_ref() != Some(&status) || sh.counts.as_ref() != Some(&counts) {
             let ev = JobEvent::Progress {
                 shard: sh.plan.index,
@@ -2235,7 +2245,7 @@ impl Job {
             sh.not_before = if hinted {
                 now
             } else {
-                now.saturating_add(poll_interval)
+                now.saturating_add(wait)
             };
             sh.wait_reason = Some(WaitReason::PollBatch {
                 shard: sh.plan.index,
@@ -2558,6 +2568,8 @@ impl Job {
             return;
         }
         sh.seen.set(offset);
+        // The server's copy of the id: the plan's may not be kept.
+        let custom_id = rec.custom_id.clone();
         let mut server_line = None;
         let outcome = match &rec.outcome {
             Outcome::Succeeded(s) => {
@@ -2582,7 +2594,7 @@ impl Job {
             index,
             shard: sh.plan.index,
             batch_id: sh.batch_id.clone(),
-            custom_id: self.plan.custom_id(index).to_owned(),
+            custom_id,
             outcome,
             server_line,
         };
@@ -2896,6 +2908,7 @@ impl Shard {
             seen: BitSet::new(n),
             tally: Tally::default(),
             not_before: UnixMillis::ZERO,
+            cadence: cadence::Cadence::default(),
             wait_reason: None,
             attempts: 0,
             failing_since: UnixMillis::ZERO,

@@ -21,8 +21,18 @@ use crate::time::UnixMillis;
 pub struct JobConfig {
     /// Base URL, key, organization and project, checked.
     pub api: ApiBase,
-    /// How often a running batch is polled (default 60 s).
+    /// How often a running batch is polled (default 60 s); with
+    /// [`adaptive_polling`](Self::adaptive_polling), the longest wait
+    /// between two polls.
     pub poll_interval: Duration,
+    /// Polls a batch when it is likely to have changed (default off): one
+    /// second after it is created or changes status, then twice as long
+    /// each time nothing changes, up to `poll_interval`; while it is in
+    /// progress, when the pace of its `request_counts` says it will be done
+    /// (at least a second, at most `poll_interval` away). A batch is then
+    /// seen done seconds after it is, not up to `poll_interval` later, for
+    /// a few more polls early on.
+    pub adaptive_polling: bool,
     /// How long the job may wait in all before it stops waiting (default: no limit).
     pub max_wait: Option<Duration>,
     /// What to do with running batches when `max_wait` passes.
@@ -76,6 +86,7 @@ impl JobConfig {
         JobConfig {
             api,
             poll_interval: Duration::from_secs(60),
+            adaptive_polling: false,
             max_wait: None,
             on_timeout: OnTimeout::LeaveRunning,
             retry: RetryPolicy::default(),
@@ -474,7 +485,9 @@ pub struct JobResult {
     /// the shard never got a batch (`upload_failed`, `job_cancelled` before
     /// creation, ...).
     pub batch_id: Option<String>,
-    /// Its `custom_id`.
+    /// Its `custom_id`. Empty when the result has no server line and the
+    /// plan was built [`without_ids`](crate::job::PlanBuilder::without_ids):
+    /// the caller then reads it from its shard file, by `shard` and `index`.
     pub custom_id: String,
     /// What became of it.
     pub outcome: JobOutcome,
