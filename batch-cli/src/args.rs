@@ -42,17 +42,19 @@ pub(crate) struct ApiArgs {
     /// The service: openai (OPENAI_API_KEY), azure (AZURE_OPENAI_API_KEY,
     /// AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION), groq (GROQ_API_KEY), or
     /// custom (OPENAI_API_KEY and OPENAI_BASE_URL or --base-url, Bearer auth,
-    /// any completion window).
+    /// any completion window) [default: the journal's, else openai]. A
+    /// journal records it with --api-version, --query and --header (the
+    /// names of credential headers only), so commands that continue a job
+    /// need none of them.
     #[arg(
         long,
         value_name = "NAME",
-        default_value = "openai",
         value_parser = ["openai", "azure", "groq", "custom"]
     )]
-    pub(crate) provider: String,
+    pub(crate) provider: Option<String>,
     /// Azure OpenAI's dated API version, e.g. 2024-10-21, sent as
-    /// `api-version` on every request [default: $OPENAI_API_VERSION; unset,
-    /// the v1 API].
+    /// `api-version` on every request [default: the journal's, else
+    /// $OPENAI_API_VERSION; unset, the v1 API].
     #[arg(long, value_name = "VERSION")]
     pub(crate) api_version: Option<String>,
     /// A header for every request, NAME:VALUE; repeat for more. Values of
@@ -63,6 +65,10 @@ pub(crate) struct ApiArgs {
     /// A query parameter for every request, NAME=VALUE; repeat for more.
     #[arg(long, value_name = "NAME=VALUE")]
     pub(crate) query: Vec<String>,
+    /// The provider recorded in the job's journal, when continuing a job:
+    /// it decides the provider, api-version and query parameters.
+    #[arg(skip)]
+    pub(crate) recorded: Option<batch_core::job::StoredProvider>,
     /// Run against the built-in emulator on a loopback port: no key, no network.
     #[arg(long)]
     pub(crate) emulator: bool,
@@ -217,7 +223,9 @@ pub(crate) struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ResultsArgs {
-    /// The journal of a job (from `run` or `submit`).
+    /// The journal of a job (from `run` or `submit`). It holds everything
+    /// the job needs: the input file and the provider flags it was started
+    /// with are not needed again.
     #[arg(long, value_name = "DIR")]
     pub(crate) journal: PathBuf,
     /// Where to write the results.

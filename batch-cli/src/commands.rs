@@ -125,24 +125,33 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
     check_output(&args.output, &input)?;
     let requested = job::requested_options(&args.plan)?;
-    crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.drive
             .journal
             .clone()
             .unwrap_or_else(|| default_journal(&args.output)),
     );
-    job::preflight(&args.api, journal.read_plan()?.as_ref())?;
+    let stored = journal.read_plan()?;
+    let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
+    crate::provider::check_window(&api_args, &args.plan)?;
+    job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let source = args.input.display().to_string();
-    let prepared = job::prepare(ctx, &input, &source, Some(&requested), &journal, &lock)?;
+    let prepared = job::prepare(
+        ctx,
+        Some(&input),
+        &source,
+        Some(&requested),
+        &journal,
+        &lock,
+    )?;
     run_prepared(
         ctx,
         &journal,
         &source,
         prepared,
         &args.drive,
-        &args.api,
+        &api_args,
         &args.output,
     )
 }
@@ -154,11 +163,13 @@ pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
     let journal = Journal::new(args.journal.clone());
     let planfile = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
     check_output(&args.output, &planfile.input)?;
-    job::preflight(&args.api, Some(&planfile))?;
+    let api_args = recorded_api(&args.api, Some(&planfile), &journal)?;
+    job::preflight(&api_args, Some(&planfile))?;
     let lock = journal.lock()?;
+    // The job is rebuilt from the journal alone: the input file may be gone.
     let prepared = job::prepare(
         ctx,
-        &planfile.input,
+        None,
         &planfile.input.display().to_string(),
         None,
         &journal,
@@ -170,16 +181,30 @@ pub(crate) fn results(ctx: &Ctx, args: &ResultsArgs) -> Result<u8, CliError> {
         &planfile.input.display().to_string(),
         prepared,
         &drive,
-        &args.api,
+        &api_args,
         &args.output,
     )
 }
 
 fn no_job(journal: &Journal) -> CliError {
     CliError::usage(format!(
-        "there is no job in {} (its plan.json is missing)",
+        "there is no job in {} (no round-0.job.json, nor a plan.json of an earlier version)",
         journal.dir().display()
     ))
+}
+
+/// The API flags for the job of `journal`: its recorded provider settings
+/// with the flags' credentials (see `provider::with_recorded`).
+fn recorded_api(
+    args: &crate::args::ApiArgs,
+    stored: Option<&PlanFile>,
+    journal: &Journal,
+) -> Result<crate::args::ApiArgs, CliError> {
+    crate::provider::with_recorded(
+        args,
+        stored.and_then(|p| p.provider.as_ref()),
+        journal.dir(),
+    )
 }
 
 fn run_prepared(
@@ -245,7 +270,7 @@ fn finish(
             journal.dir().display()
         )));
     }
-    let expected = journal::ShardIds::new(journal.shards_dir(0), pf.digest.shards);
+    let expected = journal::ShardIds::new(journal.shard_paths(&pf.shards)?);
     let counts = journal::write_output(output, |w| driven.store.assemble(expected, w))?;
     let (mut input_tokens, mut output_tokens, mut bad_lines) = (0, 0, 0);
     let mut batches = Vec::new();
@@ -345,17 +370,19 @@ fn short_list(items: &[String]) -> String {
 pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let input = checked_input(&args.input)?;
     let requested = job::requested_options(&args.plan)?;
-    crate::provider::check_window(&args.api, &args.plan)?;
     let journal = Journal::new(
         args.journal
             .clone()
             .unwrap_or_else(|| default_journal(&args.input)),
     );
-    job::preflight(&args.api, journal.read_plan()?.as_ref())?;
+    let stored = journal.read_plan()?;
+    let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
+    crate::provider::check_window(&api_args, &args.plan)?;
+    job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let mut prepared = job::prepare(
         ctx,
-        &input,
+        Some(&input),
         &args.input.display().to_string(),
         Some(&requested),
         &journal,
@@ -364,7 +391,7 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     let limits = limits_of(&prepared.planfile);
     let api = job::connect(
         ctx,
-        &args.api,
+        &api_args,
         Some(&journal),
         Some(&prepared.planfile),
         Some(&limits),
@@ -446,15 +473,16 @@ fn counts_text(b: &Batch) -> String {
 
 /// `openai-batch status`.
 pub(crate) fn status(ctx: &Ctx, args: &StatusArgs) -> Result<u8, CliError> {
-    let (journal, pf) = match &args.journal {
+    let (journal, pf, api_args) = match &args.journal {
         Some(dir) => {
             let j = Journal::new(dir.clone());
             let pf = j.read_plan()?.ok_or_else(|| no_job(&j))?;
-            (Some(j), Some(pf))
+            let api_args = recorded_api(&args.api, Some(&pf), &j)?;
+            (Some(j), Some(pf), api_args)
         }
-        None => (None, None),
+        None => (None, None, args.api.clone()),
     };
-    let api = job::connect(ctx, &args.api, journal.as_ref(), pf.as_ref(), None)?;
+    let api = job::connect(ctx, &api_args, journal.as_ref(), pf.as_ref(), None)?;
     let mut rows = Vec::new();
     if let (Some(j), Some(pf)) = (&journal, &pf) {
         // Read-only: the checkpoint's batches are retrieved; nothing is submitted.
@@ -510,18 +538,19 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
     if let Some(dir) = &args.journal {
         let journal = Journal::new(dir.clone());
         let pf = journal.read_plan()?.ok_or_else(|| no_job(&journal))?;
-        job::preflight(&args.api, Some(&pf))?;
+        let api_args = recorded_api(&args.api, Some(&pf), &journal)?;
+        job::preflight(&api_args, Some(&pf))?;
         let lock = journal.lock()?;
         let mut prepared = job::prepare(
             ctx,
-            &pf.input,
+            None,
             &pf.input.display().to_string(),
             None,
             &journal,
             &lock,
         )?;
         let limits = limits_of(&pf);
-        let api = job::connect(ctx, &args.api, Some(&journal), Some(&pf), Some(&limits))?;
+        let api = job::connect(ctx, &api_args, Some(&journal), Some(&pf), Some(&limits))?;
         let drive = Drive::single(StopAfter::Polled, true, api.emulator.is_some());
         job::commit_plan(&journal, &mut prepared, &api)?;
         let driven = job::drive(ctx, &api, &journal, prepared, &drive)?;

@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use batch_core::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
-use batch_core::job::{JobPlan, PlanBuilder, ShardLimits};
+use batch_core::job::{JobPlan, PlanBuilder, ShardHash, ShardLimits, StoredShardFile};
 use batch_core::{Endpoint, InputError, Problem};
 use serde_json::{Map, Value};
 
@@ -44,6 +44,9 @@ pub(crate) struct Planned {
     pub(crate) input_hash: String,
     /// The model of the first request, if it names one.
     pub(crate) model: Option<String>,
+    /// The shard files written (named by file name alone), when asked to
+    /// write them.
+    pub(crate) shard_files: Vec<StoredShardFile>,
 }
 
 /// Reads `input` and builds the plan of job `job_id`. With `shards_dir`, the
@@ -63,7 +66,29 @@ pub(crate) fn build_plan(
 ) -> Result<Planned, CliError> {
     let file = File::open(input)
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", input.display())))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    build_plan_from(
+        file,
+        &input.display().to_string(),
+        source,
+        spec,
+        job_id,
+        shards_dir,
+        interrupt,
+    )
+}
+
+/// [`build_plan`] from any reader (`what` names it in read errors): the
+/// journal's shard files rebuild the plan of a job this way.
+pub(crate) fn build_plan_from(
+    input: impl io::Read,
+    what: &str,
+    source: &str,
+    spec: &PlanSpec,
+    job_id: &str,
+    shards_dir: Option<&Path>,
+    interrupt: &Interrupt,
+) -> Result<Planned, CliError> {
+    let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut parser = LineParser::new(source, spec);
     let mut builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source);
     let mut errors = InputErrors::default();
@@ -78,7 +103,7 @@ pub(crate) fn build_plan(
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", input.display())))?;
+            .map_err(|e| CliError::failed(format!("cannot read {what}: {e}")))?;
         if n == 0 {
             break;
         }
@@ -118,10 +143,12 @@ pub(crate) fn build_plan(
             }
         }
     }
+    let mut shard_files = Vec::new();
     if errors.total == 0
         && let Some(w) = shards.as_mut()
     {
         w.finish()?;
+        shard_files = std::mem::take(&mut w.done);
     }
     if errors.total > 0 {
         return Err(errors.into_error());
@@ -135,7 +162,30 @@ pub(crate) fn build_plan(
         input_len,
         input_hash: format!("{:016x}", hasher.finish()),
         model,
+        shard_files,
     })
+}
+
+/// The length of `input` and its FNV-1a 64 hash in hex, as [`Planned`]
+/// records them: whether an input is still the one a job was planned from.
+///
+/// # Errors
+/// A usage error if the file cannot be read.
+pub(crate) fn input_digest(input: &Path) -> Result<(u64, String), CliError> {
+    let fail = |e: io::Error| CliError::usage(format!("cannot read {}: {e}", input.display()));
+    let mut file = File::open(input).map_err(fail)?;
+    let mut hasher = Fnv64::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = io::Read::read(&mut file, &mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((len, format!("{:016x}", hasher.finish())))
 }
 
 /// The endpoint of an input with no `--endpoint`: the `url` of its first
@@ -218,10 +268,12 @@ impl InputErrors {
     }
 }
 
-/// Writes one shard file after another.
+/// Writes one shard file after another, noting each one's length, line
+/// count and hash for the journal.
 struct ShardWriter {
     dir: PathBuf,
-    current: Option<BufWriter<File>>,
+    current: Option<(BufWriter<File>, String, u64, u64, ShardHash)>,
+    done: Vec<StoredShardFile>,
 }
 
 impl ShardWriter {
@@ -229,30 +281,45 @@ impl ShardWriter {
         ShardWriter {
             dir: dir.to_owned(),
             current: None,
+            done: Vec::new(),
         }
     }
 
     fn start(&mut self, shard: u32) -> Result<(), CliError> {
         self.finish()?;
-        let path = self.dir.join(shard_file_name(shard));
+        let name = shard_file_name(shard);
+        let path = self.dir.join(&name);
         let f = crate::journal::create_private_file(&path).map_err(|e| write_error(&path, &e))?;
-        self.current = Some(BufWriter::with_capacity(1 << 20, f));
+        self.current = Some((
+            BufWriter::with_capacity(1 << 20, f),
+            name,
+            0,
+            0,
+            ShardHash::new(),
+        ));
         Ok(())
     }
 
     fn write(&mut self, line: &[u8]) -> Result<(), CliError> {
         match self.current.as_mut() {
-            Some(w) => w.write_all(line).map_err(|e| write_error(&self.dir, &e)),
+            Some((w, _, bytes, lines, hash)) => {
+                hash.update(line);
+                *bytes += line.len() as u64;
+                *lines += 1;
+                w.write_all(line).map_err(|e| write_error(&self.dir, &e))
+            }
             None => Err(CliError::failed("a request line came before its shard")),
         }
     }
 
     fn finish(&mut self) -> Result<(), CliError> {
-        if let Some(w) = self.current.take() {
+        if let Some((w, name, bytes, lines, hash)) = self.current.take() {
             let f = w
                 .into_inner()
                 .map_err(|e| write_error(&self.dir, e.error()))?;
             f.sync_all().map_err(|e| write_error(&self.dir, &e))?;
+            self.done
+                .push(StoredShardFile::from_parts(name, bytes, lines, &hash));
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use batch_blocking::{Client, ClientConfig, Clock, SystemClock};
 use batch_core::api::{ApiConfig, ShardRef};
 use batch_core::job::{
     Checkpoint, ExchangeLimits, Job, JobConfig, JobEvent, JobIo, JobPlan, JobResult, JobSummary,
-    ShardLimits, StopAfter,
+    ShardLimits, StopAfter, StoredJob, StoredProvider, StoredShardFile,
 };
 use batch_emulator::{Emulator, EmulatorHandle, FaultConfig};
 
@@ -27,8 +27,8 @@ use crate::error::{CliError, chain};
 use crate::input::{self, PlanSpec, shard_file_name};
 use crate::interrupt::{CliClock, Interrupt, Signal, parked_notifier};
 use crate::journal::{
-    IndexMap, Journal, JournalLock, PLAN_VERSION, PlanFile, PlanOptions, ResultStore, RoundFile,
-    create_private_dir_all, create_private_file, write_atomic,
+    IndexMap, Journal, JournalLock, PlanFile, PlanOptions, ResultStore, RoundFile,
+    create_private_dir_all, create_private_file,
 };
 use crate::progress::Progress;
 use crate::render;
@@ -56,6 +56,8 @@ pub(crate) struct Api {
     pub(crate) client: Client,
     pub(crate) base_url: String,
     pub(crate) emulator: Option<EmulatorHandle>,
+    /// The provider settings to record in the journal (no key).
+    pub(crate) provider: StoredProvider,
 }
 
 /// The key used with the built-in emulator (it accepts any key).
@@ -208,11 +210,15 @@ pub(crate) fn connect(
             "running against the built-in emulator at {base_url} as {} (no key, no network)",
             crate::provider::kind(args).as_str()
         ));
+        let mut provider = StoredProvider::from_config(&cfg);
+        // The emulator's port changes from run to run.
+        provider.base_url = String::new();
         let client = client(cfg)?;
         return Ok(Api {
             client,
             base_url,
             emulator: Some(handle),
+            provider,
         });
     }
     let cfg = api_config(args, stored)?;
@@ -226,10 +232,12 @@ pub(crate) fn connect(
             p.base_url
         ));
     }
+    let provider = StoredProvider::from_config(&cfg);
     Ok(Api {
         client: client(cfg)?,
         base_url,
         emulator: None,
+        provider,
     })
 }
 
@@ -241,7 +249,7 @@ fn client(cfg: ApiConfig) -> Result<Client, CliError> {
 pub(crate) struct Prepared {
     pub(crate) planfile: PlanFile,
     pub(crate) plan: JobPlan,
-    /// True when the plan is new: `plan.json` is written once connected.
+    /// True when the plan is new: `round-0.job.json` is written once connected.
     pub(crate) fresh: bool,
 }
 
@@ -329,11 +337,13 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
 }
 
 /// Plans the job of `input` in `journal` (locked by `lock`), or rebuilds
-/// the plan of the job already there. `requested` is `None` to take the
-/// options stored in the journal.
+/// the plan of the job already there from its shard files. `requested` is
+/// `None` to take the options stored in the journal; `input` is `None` when
+/// the command names only the journal (the input may be gone: it is not
+/// needed once the job is planned).
 pub(crate) fn prepare(
     ctx: &Ctx,
-    input: &Path,
+    input: Option<&Path>,
     source: &str,
     requested: Option<&Requested>,
     journal: &Journal,
@@ -343,33 +353,39 @@ pub(crate) fn prepare(
         if let Some(r) = requested {
             check_same_options(journal, &pf.options, &r.opts, r.endpoint_given)?;
         }
-        let planned = input::build_plan(
-            input,
-            source,
-            &spec_of(&pf.options),
-            &pf.job_id,
-            None,
-            &ctx.interrupt,
-        )?;
-        if planned.input_len != pf.input_len
-            || planned.input_hash != pf.input_hash
-            || planned.plan.digest() != pf.digest
-        {
-            return Err(CliError::usage(format!(
-                "{source} changed since the job in {} started: restore it, or use a new --journal",
+        if let Some(input) = input {
+            let (len, hash) = input::input_digest(input)?;
+            if len != pf.input_len || hash != pf.input_hash {
+                return Err(CliError::usage(format!(
+                    "{source} changed since the job in {} started: restore it, or use a new \
+                     --journal",
+                    journal.dir().display()
+                )));
+            }
+        }
+        let plan = plan_from_shards(ctx, journal, &pf.shards, &spec_of(&pf.options), &pf.job_id)?;
+        if plan.digest() != pf.digest {
+            return Err(CliError::failed(format!(
+                "the journal is damaged: the shard files of the job in {} rebuild another plan \
+                 than the one it started with",
                 journal.dir().display()
             )));
         }
-        journal.check_shards(0, &planned.plan)?;
         return Ok(Prepared {
             planfile: pf,
-            plan: planned.plan,
+            plan,
             fresh: false,
         });
     }
+    let Some(input) = input else {
+        return Err(CliError::usage(format!(
+            "there is no job in {}",
+            journal.dir().display()
+        )));
+    };
     let Some(requested) = requested else {
         return Err(CliError::usage(format!(
-            "there is no job in {} (its plan.json is missing)",
+            "there is no job in {}",
             journal.dir().display()
         )));
     };
@@ -403,8 +419,18 @@ pub(crate) fn prepare(
             return Err(e);
         }
     };
+    // The shard files' names are durable before the job that names them.
+    crate::journal::sync_dir(&shards)
+        .map_err(|e| CliError::failed(format!("cannot sync {}: {e}", shards.display())))?;
+    let shards = planned
+        .shard_files
+        .into_iter()
+        .map(|mut f| {
+            f.file = Journal::shard_record_name(0, &f.file);
+            f
+        })
+        .collect();
     let planfile = PlanFile {
-        version: PLAN_VERSION,
         job_id,
         input: input.to_owned(),
         input_len: planned.input_len,
@@ -416,6 +442,9 @@ pub(crate) fn prepare(
         created_at: SystemClock.now().as_millis(),
         base_url: String::new(),
         emulator: false,
+        seed: random_u64(),
+        shards,
+        provider: None,
     };
     Ok(Prepared {
         planfile,
@@ -434,14 +463,17 @@ fn clear_unplanned(journal: &Journal) -> Result<(), CliError> {
                 .map_err(|e| CliError::failed(format!("cannot clear {}: {e}", p.display())))?;
         }
     }
-    for name in [
-        "checkpoint.json",
-        "summary.json",
-        "results.spill",
-        "results.index",
-    ] {
-        let p = dir.join(name);
-        if p.exists() {
+    let entries = fs::read_dir(dir)
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let leftover = name.ends_with(".job.json")
+            || matches!(
+                name.as_str(),
+                "checkpoint.json" | "summary.json" | "results.spill" | "results.index"
+            );
+        if leftover {
+            let p = entry.path();
             fs::remove_file(&p)
                 .map_err(|e| CliError::failed(format!("cannot clear {}: {e}", p.display())))?;
         }
@@ -507,6 +539,7 @@ pub(crate) fn commit_plan(
             api.base_url.clone()
         };
         prepared.planfile.emulator = api.emulator.is_some();
+        prepared.planfile.provider = Some(api.provider.clone());
         journal.write_plan(&prepared.planfile)?;
         prepared.fresh = false;
     }
@@ -684,7 +717,42 @@ pub(crate) fn drive(
     Ok(Driven { summaries, store })
 }
 
-/// Rebuilds the plan of retry round `round` from its input.
+/// Rebuilds a plan from recorded shard files (the requests as encoded, so
+/// no model or system prompt is applied again) and checks that it has the
+/// same shards as the files.
+fn plan_from_shards(
+    ctx: &Ctx,
+    journal: &Journal,
+    files: &[StoredShardFile],
+    spec: &PlanSpec,
+    job_id: &str,
+) -> Result<JobPlan, CliError> {
+    if files.is_empty() {
+        return Err(CliError::failed(format!(
+            "the journal is damaged: the job in {} records no shard files",
+            journal.dir().display()
+        )));
+    }
+    let spec = PlanSpec {
+        model: None,
+        system: None,
+        ..spec.clone()
+    };
+    let what = format!("the shard files in {}", journal.dir().display());
+    let planned = input::build_plan_from(
+        journal.shard_reader(files)?,
+        &what,
+        "shards",
+        &spec,
+        job_id,
+        None,
+        &ctx.interrupt,
+    )?;
+    journal.check_shards(files, &planned.plan)?;
+    Ok(planned.plan)
+}
+
+/// Rebuilds the plan of retry round `round` from its shard files.
 fn load_round(
     ctx: &Ctx,
     journal: &Journal,
@@ -698,21 +766,12 @@ fn load_round(
         ))
     };
     let rf = journal.read_round(round)?.ok_or_else(damaged)?;
-    let dir = journal.round_dir(round);
-    let planned = input::build_plan(
-        &dir.join("input.jsonl"),
-        &format!("rounds/{round}/input.jsonl"),
-        &round_spec(pf),
-        &rf.job_id,
-        None,
-        &ctx.interrupt,
-    )?;
-    if planned.plan.digest() != rf.digest {
+    let plan = plan_from_shards(ctx, journal, &rf.shards, &round_spec(pf), &rf.job_id)?;
+    if plan.digest() != rf.digest {
         return Err(damaged());
     }
-    journal.check_shards(round, &planned.plan)?;
-    let map = IndexMap::open(&dir.join("map.bin"))?;
-    Ok((planned.plan, Some(map)))
+    let map = IndexMap::open(&journal.round_dir(round).join("map.bin"))?;
+    Ok((plan, Some(map)))
 }
 
 /// Starts retry round `round` with every request whose outcome is worth
@@ -742,10 +801,7 @@ fn new_round(
     let mut index = 0u64;
     let mut chosen = 0u64;
     let mut line = Vec::new();
-    for s in 0..pf.digest.shards {
-        let path = journal
-            .shards_dir(0)
-            .join(shard_file_name(u32::try_from(s).unwrap_or(u32::MAX)));
+    for path in journal.shard_paths(&pf.shards)? {
         let read_err =
             |e: io::Error| CliError::failed(format!("cannot read {}: {e}", path.display()));
         let mut r = BufReader::new(File::open(&path).map_err(read_err)?);
@@ -790,19 +846,30 @@ fn new_round(
         Some(&shards),
         &ctx.interrupt,
     )?;
-    crate::journal::write_json_atomic(
-        &dir.join("plan.json"),
+    crate::journal::sync_dir(&shards).map_err(|e| fail(&shards, e))?;
+    let shards = planned
+        .shard_files
+        .into_iter()
+        .map(|mut f| {
+            f.file = Journal::shard_record_name(round, &f.file);
+            f
+        })
+        .collect();
+    journal.write_round(
         &RoundFile {
-            version: PLAN_VERSION,
             job_id,
             round,
             requests: planned.plan.len(),
             input_hash: planned.input_hash,
             digest: planned.plan.digest(),
+            shards,
         },
+        pf,
     )?;
     pf.round = round;
     journal.write_plan(pf)?;
+    // The round's requests are in its shard files now.
+    fs::remove_file(&input_path).map_err(|e| fail(&input_path, e))?;
     ctx.note(&format!(
         "round {round}: resubmitting {chosen} failed or unprocessed requests"
     ));
@@ -845,7 +912,13 @@ fn run_round(
     ctx.progress
         .borrow_mut()
         .start_round(&label, plan.len(), plan.shards());
-    let mut job = match journal.read_checkpoint::<Checkpoint>(round)? {
+    let stored = journal.stored(round)?.ok_or_else(|| {
+        CliError::failed(format!(
+            "the journal is damaged: {} is missing",
+            journal.job_path(round).display()
+        ))
+    })?;
+    let mut job = match stored.checkpoint.clone() {
         Some(cp) => Job::resume(cfg, plan, cp, now).map_err(|e| {
             CliError::failed(format!(
                 "cannot resume the job in {}: {e}",
@@ -859,6 +932,9 @@ fn run_round(
     }
     let mut io = JournalIo {
         panic_after_submit: std::env::var_os(PANIC_AFTER_SUBMIT).is_some(),
+        journal,
+        round,
+        stored,
         dir: journal.round_dir(round),
         store,
         map,
@@ -897,7 +973,12 @@ const PANIC_AFTER_SUBMIT: &str = "OPENAI_BATCH_PANIC_AFTER_SUBMIT";
 struct JournalIo<'a> {
     /// See [`PANIC_AFTER_SUBMIT`].
     panic_after_submit: bool,
-    /// The round's folder (checkpoint, shards).
+    /// Where the round's job is stored.
+    journal: &'a Journal,
+    round: u32,
+    /// The round's stored job, saved with each new checkpoint.
+    stored: StoredJob,
+    /// The round's folder (shards).
     dir: PathBuf,
     store: &'a mut ResultStore,
     /// Round index → input index, for retry rounds.
@@ -910,8 +991,8 @@ struct JournalIo<'a> {
 impl JobIo for JournalIo<'_> {
     fn persist(&mut self, checkpoint: &Checkpoint) -> io::Result<()> {
         self.store.sync()?;
-        let bytes = serde_json::to_vec(checkpoint).map_err(io::Error::other)?;
-        write_atomic(&self.dir.join("checkpoint.json"), &bytes)?;
+        self.stored.checkpoint = Some(checkpoint.clone());
+        self.journal.save_stored_io(self.round, &self.stored)?;
         self.interrupt.check()
     }
 

@@ -1,20 +1,35 @@
 //! The journal: a folder that holds a run's whole state, so that the same
 //! command run again resumes it.
 //!
+//! The job itself is stored the way a library user stores a job handle: a
+//! `batch_core` `StoredJob` per round, saved by `batch_store`'s `FileStore`
+//! (the journal folder is the store). The results are the CLI's own.
+//!
 //! ```text
 //! JOURNAL/
-//!   plan.json           job id, input path, length and hash, options, the plan's digest, the round
+//!   round-0.job.json    the job: its id, options and seed, each shard file's name, length,
+//!                       line count and FNV-1a hash, the provider (preset, base URL, auth
+//!                       header, api-version, extra header names and query; never the key),
+//!                       the last checkpoint, and the CLI's own data (input path, length and
+//!                       hash, the flags that shape the plan, the plan's digest, the round);
+//!                       written to a temp file, fsynced, renamed, folder fsynced
 //!   shards/shard-00000.jsonl ...   the request lines of each shard, as uploaded
-//!   checkpoint.json     the job's checkpoint (temp file, fsync, rename, fsync folder)
 //!   summary.json        the round's summary, once it is done
 //!   results.spill       every result delivered, rendered as its final output line (append-only)
 //!   results.index       16 bytes per input request: offset u64 LE, length u32 LE,
 //!                       outcome u8, 3 zero bytes; all zero means "no result yet"
-//!   rounds/N/           a retry round (--retry-failed): input.jsonl (its request lines),
-//!                       map.bin (u64 LE input index per line), plan.json, shards/,
-//!                       checkpoint.json, summary.json
+//!   round-N.job.json    a retry round (--retry-failed): its job, as round-0.job.json
+//!   rounds/N/           that round's shards/, map.bin (u64 LE input index per line),
+//!                       summary.json
 //!   emulator/           the built-in emulator's data, with --emulator
+//!   lock                the pid of the process driving the job
 //! ```
+//!
+//! Everything needed to finish the job is in the journal: the input file
+//! is only read to plan it (and, on `run`, to check it did not change), so
+//! `results --journal DIR` works after the input is moved or deleted.
+//! A journal written by an earlier version (`plan.json`, `checkpoint.json`
+//! and `rounds/N/plan.json`) is converted when a command next takes it.
 //!
 //! A result is appended to the spill, then its slot in the index is pointed
 //! at it with a positioned write: a redelivered result (after a resume or in
@@ -28,19 +43,23 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use batch_core::job::{JobPlan, PlanDigest};
+use batch_core::api::CompletionWindow;
+use batch_core::job::{
+    BatchOptions, Checkpoint, JobPlan, JobStore, PlanDigest, ShardHash, ShardLimits, StoredJob,
+    StoredProvider, StoredShardFile, StoredSource,
+};
+use batch_store::FileStore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
 
-/// The format version of `plan.json`.
-pub(crate) const PLAN_VERSION: u32 = 1;
+/// The format version of `plan.json`, the job file of earlier versions.
+const LEGACY_PLAN_VERSION: u32 = 1;
 
-/// `plan.json` at the top of the journal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The job of a journal as the commands use it: round 0's stored job.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PlanFile {
-    pub(crate) version: u32,
     pub(crate) job_id: String,
     /// The input file, as an absolute path.
     pub(crate) input: PathBuf,
@@ -59,6 +78,45 @@ pub(crate) struct PlanFile {
     pub(crate) base_url: String,
     /// Whether the batches live on the built-in emulator (data in `emulator/`).
     pub(crate) emulator: bool,
+    /// The seed stored with the job.
+    pub(crate) seed: u64,
+    /// Round 0's shard files, as recorded (empty for a journal of an
+    /// earlier version not yet converted).
+    pub(crate) shards: Vec<StoredShardFile>,
+    /// The service the batches live on, once the job is committed.
+    pub(crate) provider: Option<StoredProvider>,
+}
+
+/// The CLI's own data in round 0's stored job (its `app`).
+#[derive(Serialize, Deserialize)]
+struct JobApp {
+    input: PathBuf,
+    input_len: u64,
+    input_hash: String,
+    options: PlanOptions,
+    digest: PlanDigest,
+    model: Option<String>,
+    round: u32,
+    created_at: u64,
+    base_url: String,
+    emulator: bool,
+}
+
+/// `plan.json` of a journal of an earlier version.
+#[derive(Deserialize)]
+struct LegacyPlanFile {
+    version: u32,
+    job_id: String,
+    input: PathBuf,
+    input_len: u64,
+    input_hash: String,
+    options: PlanOptions,
+    digest: PlanDigest,
+    model: Option<String>,
+    round: u32,
+    created_at: u64,
+    base_url: String,
+    emulator: bool,
 }
 
 /// The options that shape the plan; a resumed run must use the same.
@@ -74,15 +132,52 @@ pub(crate) struct PlanOptions {
     pub(crate) batch: crate::settings::BatchSettings,
 }
 
-/// `rounds/N/plan.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl PlanOptions {
+    /// The same options as the library's batch options (what a library
+    /// user reading the stored job sees).
+    fn batch_options(&self) -> BatchOptions {
+        let mut o = BatchOptions::new(self.model.clone().unwrap_or_default())
+            .endpoint(batch_core::Endpoint::parse(&self.endpoint))
+            .limits(ShardLimits::new(
+                self.max_requests_per_batch,
+                self.max_bytes_per_batch,
+            ))
+            .completion_window(CompletionWindow::parse(&self.batch.completion_window));
+        for (k, v) in &self.batch.metadata {
+            o = o.metadata(k.clone(), v.clone());
+        }
+        if let Some(s) = self.batch.output_expires_after {
+            o = o.output_expires_after(s);
+        }
+        if let Some(s) = self.batch.file_expires_after {
+            o = o.file_expires_after(s);
+        }
+        o
+    }
+}
+
+/// A retry round's job: `round-N.job.json`.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RoundFile {
-    pub(crate) version: u32,
     pub(crate) job_id: String,
     pub(crate) round: u32,
     pub(crate) requests: u64,
     pub(crate) input_hash: String,
     pub(crate) digest: PlanDigest,
+    /// The round's shard files.
+    pub(crate) shards: Vec<StoredShardFile>,
+}
+
+/// The CLI's own data in a retry round's stored job; also the
+/// `rounds/N/plan.json` of earlier versions.
+#[derive(Serialize, Deserialize)]
+struct RoundApp {
+    round: u32,
+    requests: u64,
+    input_hash: String,
+    digest: PlanDigest,
+    #[serde(default, skip_serializing)]
+    job_id: String,
 }
 
 /// A journal folder.
@@ -107,6 +202,11 @@ impl JournalLock {
     }
 }
 
+/// The stored job's name of round `round`.
+fn round_name(round: u32) -> String {
+    format!("round-{round}")
+}
+
 impl Journal {
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Journal { dir: dir.into() }
@@ -114,6 +214,11 @@ impl Journal {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The journal as a job store (nothing is created by reading it).
+    fn store(&self) -> FileStore {
+        FileStore::at(&self.dir)
     }
 
     /// Takes the journal for this process, so that two processes never
@@ -125,7 +230,8 @@ impl Journal {
     /// is never removed (removing it would let two processes lock two
     /// different files).
     ///
-    /// Creates the journal folder (mode 0700 on unix) if needed.
+    /// Creates the journal folder (mode 0700 on unix) if needed, and
+    /// converts a journal of an earlier version.
     pub(crate) fn lock(&self) -> Result<JournalLock, CliError> {
         let path = self.dir.join("lock");
         let io_err = |e: io::Error| {
@@ -163,17 +269,24 @@ impl Journal {
         file.set_len(0).map_err(io_err)?;
         file.write_all(std::process::id().to_string().as_bytes())
             .map_err(io_err)?;
+        self.convert_legacy()?;
         Ok(JournalLock {
             _file: file,
             created,
         })
     }
 
-    pub(crate) fn plan_path(&self) -> PathBuf {
+    /// The file of round `round`'s stored job.
+    pub(crate) fn job_path(&self, round: u32) -> PathBuf {
+        self.dir.join(format!("{}.job.json", round_name(round)))
+    }
+
+    /// `plan.json` of a journal of an earlier version.
+    fn legacy_plan_path(&self) -> PathBuf {
         self.dir.join("plan.json")
     }
 
-    /// The folder of round `round`: the journal itself for round 0.
+    /// The folder of round `round`'s own files: the journal itself for round 0.
     pub(crate) fn round_dir(&self, round: u32) -> PathBuf {
         if round == 0 {
             self.dir.clone()
@@ -186,37 +299,217 @@ impl Journal {
         self.round_dir(round).join("shards")
     }
 
+    /// The name a shard file of round `round` is recorded under (its path
+    /// inside the journal).
+    pub(crate) fn shard_record_name(round: u32, file_name: &str) -> String {
+        if round == 0 {
+            format!("shards/{file_name}")
+        } else {
+            format!("rounds/{round}/shards/{file_name}")
+        }
+    }
+
     pub(crate) fn emulator_dir(&self) -> PathBuf {
         self.dir.join("emulator")
     }
 
+    /// The stored job of round `round`, if there is one.
+    pub(crate) fn stored(&self, round: u32) -> Result<Option<StoredJob>, CliError> {
+        self.store().load(&round_name(round)).map_err(|e| {
+            CliError::failed(format!(
+                "the journal is damaged: {} cannot be read: {e}",
+                self.job_path(round).display()
+            ))
+        })
+    }
+
+    /// Saves the stored job of round `round` (atomically, synced).
+    pub(crate) fn save_stored(&self, round: u32, job: &StoredJob) -> Result<(), CliError> {
+        self.save_stored_io(round, job).map_err(|e| {
+            CliError::failed(format!(
+                "cannot write {}: {e}",
+                self.job_path(round).display()
+            ))
+        })
+    }
+
+    /// [`save_stored`](Self::save_stored) with the bare IO error (a
+    /// checkpoint's, which the job reports itself).
+    pub(crate) fn save_stored_io(&self, round: u32, job: &StoredJob) -> io::Result<()> {
+        self.store().save(&round_name(round), job)
+    }
+
+    /// The job in this journal, if there is one: round 0's stored job, or
+    /// the `plan.json` of an earlier version (read only; [`lock`](Self::lock)
+    /// converts it).
     pub(crate) fn read_plan(&self) -> Result<Option<PlanFile>, CliError> {
-        let plan: Option<PlanFile> = read_json(&self.plan_path())?;
-        if let Some(p) = &plan
-            && p.version != PLAN_VERSION
-        {
+        if let Some(job) = self.stored(0)? {
+            return self.plan_of(job).map(Some);
+        }
+        let Some(legacy) = read_json::<LegacyPlanFile>(&self.legacy_plan_path())? else {
+            return Ok(None);
+        };
+        if legacy.version != LEGACY_PLAN_VERSION {
             return Err(CliError::failed(format!(
-                "{} has format {}, this version of openai-batch reads {PLAN_VERSION}",
-                self.plan_path().display(),
-                p.version
+                "{} has format {}, this version of openai-batch reads {LEGACY_PLAN_VERSION}: \
+                 finish the job with the version that started it, or start it again with a \
+                 new --journal",
+                self.legacy_plan_path().display(),
+                legacy.version
             )));
         }
-        Ok(plan)
+        Ok(Some(PlanFile {
+            job_id: legacy.job_id,
+            input: legacy.input,
+            input_len: legacy.input_len,
+            input_hash: legacy.input_hash,
+            options: legacy.options,
+            digest: legacy.digest,
+            model: legacy.model,
+            round: legacy.round,
+            created_at: legacy.created_at,
+            base_url: legacy.base_url,
+            emulator: legacy.emulator,
+            seed: 0,
+            shards: Vec::new(),
+            provider: None,
+        }))
     }
 
+    fn plan_of(&self, job: StoredJob) -> Result<PlanFile, CliError> {
+        let damaged = |why: &str| {
+            CliError::failed(format!(
+                "the journal is damaged: {} {why}",
+                self.job_path(0).display()
+            ))
+        };
+        let app: JobApp = job
+            .app
+            .clone()
+            .ok_or_else(|| damaged("was not written by openai-batch"))
+            .and_then(|v| {
+                serde_json::from_value(v).map_err(|e| damaged(&format!("has bad CLI data: {e}")))
+            })?;
+        let StoredSource::ShardFiles { shards } = job.source else {
+            return Err(damaged("names no shard files"));
+        };
+        Ok(PlanFile {
+            job_id: job.job_id,
+            input: app.input,
+            input_len: app.input_len,
+            input_hash: app.input_hash,
+            options: app.options,
+            digest: app.digest,
+            model: app.model,
+            round: app.round,
+            created_at: app.created_at,
+            base_url: app.base_url,
+            emulator: app.emulator,
+            seed: job.seed,
+            shards,
+            provider: job.provider,
+        })
+    }
+
+    /// Round 0's stored job for `plan`, with `checkpoint`.
+    fn stored_of(plan: &PlanFile, checkpoint: Option<Checkpoint>) -> Result<StoredJob, CliError> {
+        let app = JobApp {
+            input: plan.input.clone(),
+            input_len: plan.input_len,
+            input_hash: plan.input_hash.clone(),
+            options: plan.options.clone(),
+            digest: plan.digest.clone(),
+            model: plan.model.clone(),
+            round: plan.round,
+            created_at: plan.created_at,
+            base_url: plan.base_url.clone(),
+            emulator: plan.emulator,
+        };
+        let mut job = StoredJob::new(
+            plan.job_id.clone(),
+            StoredSource::ShardFiles {
+                shards: plan.shards.clone(),
+            },
+            plan.options.batch_options(),
+            plan.seed,
+        );
+        job.checkpoint = checkpoint;
+        job.provider = plan.provider.clone();
+        job.app = Some(
+            serde_json::to_value(app)
+                .map_err(|e| CliError::failed(format!("cannot encode the job: {e}")))?,
+        );
+        Ok(job)
+    }
+
+    /// Saves round 0's job as `plan` says, keeping its checkpoint.
     pub(crate) fn write_plan(&self, plan: &PlanFile) -> Result<(), CliError> {
-        write_json_atomic(&self.plan_path(), plan)
+        let checkpoint = self.stored(0)?.and_then(|j| j.checkpoint);
+        self.save_stored(0, &Self::stored_of(plan, checkpoint)?)
     }
 
+    /// The job of retry round `round`, if it was planned.
     pub(crate) fn read_round(&self, round: u32) -> Result<Option<RoundFile>, CliError> {
-        read_json(&self.round_dir(round).join("plan.json"))
+        let Some(job) = self.stored(round)? else {
+            return Ok(None);
+        };
+        let damaged = || {
+            CliError::failed(format!(
+                "the journal is damaged: {} is not a round of openai-batch",
+                self.job_path(round).display()
+            ))
+        };
+        let app: RoundApp = job
+            .app
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(damaged)?;
+        let StoredSource::ShardFiles { shards } = job.source else {
+            return Err(damaged());
+        };
+        Ok(Some(RoundFile {
+            job_id: job.job_id,
+            round: app.round,
+            requests: app.requests,
+            input_hash: app.input_hash,
+            digest: app.digest,
+            shards,
+        }))
     }
 
-    pub(crate) fn read_checkpoint<T: DeserializeOwned>(
-        &self,
-        round: u32,
-    ) -> Result<Option<T>, CliError> {
-        read_json(&self.round_dir(round).join("checkpoint.json"))
+    /// Saves the job of retry round `rf.round`, with no checkpoint yet.
+    pub(crate) fn write_round(&self, rf: &RoundFile, plan: &PlanFile) -> Result<(), CliError> {
+        let app = RoundApp {
+            round: rf.round,
+            requests: rf.requests,
+            input_hash: rf.input_hash.clone(),
+            digest: rf.digest.clone(),
+            job_id: String::new(),
+        };
+        let mut options = plan.options.batch_options();
+        options.model = String::new();
+        let mut job = StoredJob::new(
+            rf.job_id.clone(),
+            StoredSource::ShardFiles {
+                shards: rf.shards.clone(),
+            },
+            options,
+            plan.seed,
+        );
+        job.provider = plan.provider.clone();
+        job.app = Some(
+            serde_json::to_value(app)
+                .map_err(|e| CliError::failed(format!("cannot encode the round: {e}")))?,
+        );
+        self.save_stored(rf.round, &job)
+    }
+
+    /// The last checkpoint of round `round`'s job.
+    pub(crate) fn read_checkpoint(&self, round: u32) -> Result<Option<Checkpoint>, CliError> {
+        match self.stored(round)? {
+            Some(job) => Ok(job.checkpoint),
+            // A journal of an earlier version, read before it is converted.
+            None => read_json(&self.round_dir(round).join("checkpoint.json")),
+        }
     }
 
     pub(crate) fn read_summary<T: DeserializeOwned>(
@@ -230,27 +523,206 @@ impl Journal {
         write_json_atomic(&self.round_dir(round).join("summary.json"), s)
     }
 
-    /// Checks that the shard files of `plan` are there with their planned sizes.
-    pub(crate) fn check_shards(&self, round: u32, plan: &JobPlan) -> Result<(), CliError> {
-        for s in plan.shards() {
-            let path = self
-                .shards_dir(round)
-                .join(crate::input::shard_file_name(s.index));
-            let len = fs::metadata(&path).map(|m| m.len()).map_err(|e| {
-                CliError::failed(format!(
-                    "the journal is damaged: cannot read {}: {e}",
-                    path.display()
+    /// The paths of recorded shard files.
+    pub(crate) fn shard_paths(&self, files: &[StoredShardFile]) -> Result<Vec<PathBuf>, CliError> {
+        let store = self.store();
+        files
+            .iter()
+            .map(|f| {
+                store.shard_path(f).map_err(|e| {
+                    CliError::failed(format!("the journal is damaged: shard file {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// The recorded shard files, read as one stream, each checked against
+    /// its recorded length and hash as it ends.
+    pub(crate) fn shard_reader(
+        &self,
+        files: &[StoredShardFile],
+    ) -> Result<ShardFilesReader, CliError> {
+        Ok(ShardFilesReader {
+            paths: self.shard_paths(files)?,
+            files: files.to_vec(),
+            next: 0,
+            current: None,
+        })
+    }
+
+    /// Converts a journal of an earlier version (`plan.json`,
+    /// `checkpoint.json`, `rounds/N/plan.json` and `checkpoint.json`) into
+    /// stored jobs: the shard files stay where they are and are recorded
+    /// with their length and hash. The rounds are saved first and round 0
+    /// last, so a conversion cut short is done again; the old files are
+    /// removed once round 0 is saved.
+    fn convert_legacy(&self) -> Result<(), CliError> {
+        if self.job_path(0).exists() {
+            return Ok(());
+        }
+        let Some(mut plan) = self.read_plan()? else {
+            return Ok(());
+        };
+        let mut old = vec![self.legacy_plan_path(), self.dir.join("checkpoint.json")];
+        for round in 1..=plan.round {
+            let dir = self.round_dir(round);
+            let Some(app) = read_json::<RoundApp>(&dir.join("plan.json"))? else {
+                continue;
+            };
+            let rf = RoundFile {
+                job_id: app.job_id,
+                round,
+                requests: app.requests,
+                input_hash: app.input_hash,
+                shards: self.record_files(round, app.digest.shards)?,
+                digest: app.digest,
+            };
+            self.write_round(&rf, &plan)?;
+            let checkpoint = read_json::<Checkpoint>(&dir.join("checkpoint.json"))?;
+            if checkpoint.is_some() {
+                let mut job = self.stored(round)?.ok_or_else(|| {
+                    CliError::failed(format!("cannot read {}", self.job_path(round).display()))
+                })?;
+                job.checkpoint = checkpoint;
+                self.save_stored(round, &job)?;
+            }
+            old.extend(["plan.json", "checkpoint.json", "input.jsonl"].map(|f| dir.join(f)));
+        }
+        plan.shards = self.record_files(0, plan.digest.shards)?;
+        plan.seed = 0;
+        let checkpoint = read_json::<Checkpoint>(&self.dir.join("checkpoint.json"))?;
+        self.save_stored(0, &Self::stored_of(&plan, checkpoint)?)?;
+        for path in old {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CliError::failed(format!(
+                        "cannot remove {} after converting the journal: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the `count` shard files of round `round` as they are on disk.
+    fn record_files(&self, round: u32, count: u64) -> Result<Vec<StoredShardFile>, CliError> {
+        (0..count)
+            .map(|i| {
+                let name = crate::input::shard_file_name(u32::try_from(i).unwrap_or(u32::MAX));
+                let path = self.shards_dir(round).join(&name);
+                let read_err = |e: io::Error| {
+                    CliError::failed(format!(
+                        "the journal is damaged: cannot read {}: {e}",
+                        path.display()
+                    ))
+                };
+                let mut f = io::BufReader::new(File::open(&path).map_err(read_err)?);
+                let mut hash = ShardHash::new();
+                let (mut bytes, mut lines) = (0u64, 0u64);
+                loop {
+                    let buf = io::BufRead::fill_buf(&mut f).map_err(read_err)?;
+                    if buf.is_empty() {
+                        break;
+                    }
+                    hash.update(buf);
+                    lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+                    bytes += buf.len() as u64;
+                    let n = buf.len();
+                    io::BufRead::consume(&mut f, n);
+                }
+                Ok(StoredShardFile::from_parts(
+                    Self::shard_record_name(round, &name),
+                    bytes,
+                    lines,
+                    &hash,
                 ))
-            })?;
-            if len != s.bytes {
+            })
+            .collect()
+    }
+
+    /// Checks that `plan`, rebuilt from the recorded shard `files`, has
+    /// the same shards as they do.
+    pub(crate) fn check_shards(
+        &self,
+        files: &[StoredShardFile],
+        plan: &JobPlan,
+    ) -> Result<(), CliError> {
+        let shards = plan.shards();
+        if shards.len() != files.len() {
+            return Err(CliError::failed(format!(
+                "the journal is damaged: {} shard files rebuild {} shards",
+                files.len(),
+                shards.len()
+            )));
+        }
+        for (s, f) in shards.iter().zip(files) {
+            if s.bytes != f.bytes {
                 return Err(CliError::failed(format!(
-                    "the journal is damaged: {} has {len} bytes, the plan says {}",
-                    path.display(),
-                    s.bytes
+                    "the journal is damaged: {} has {} bytes, the plan rebuilt from it says {}",
+                    f.file, f.bytes, s.bytes
                 )));
             }
         }
         Ok(())
+    }
+}
+
+/// The journal's shard files of one round read as one stream, each checked
+/// against its recorded length and hash when it ends.
+pub(crate) struct ShardFilesReader {
+    paths: Vec<PathBuf>,
+    files: Vec<StoredShardFile>,
+    next: usize,
+    current: Option<(File, u64, ShardHash)>,
+}
+
+impl Read for ShardFilesReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(path) = self.paths.get(self.next) else {
+                return Ok(0);
+            };
+            if self.current.is_none() {
+                let f = File::open(path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("the journal is damaged: {}: {e}", path.display()),
+                    )
+                })?;
+                self.current = Some((f, 0, ShardHash::new()));
+            }
+            let Some((f, len, hash)) = self.current.as_mut() else {
+                continue;
+            };
+            let n = f.read(buf)?;
+            if n > 0 {
+                hash.update(&buf[..n]);
+                *len += n as u64;
+                return Ok(n);
+            }
+            let rec = &self.files[self.next];
+            if *len != rec.bytes || hash.hex() != rec.fnv64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the journal is damaged: {} changed after it was planned ({len} bytes, \
+                         {} recorded; the hash {})",
+                        path.display(),
+                        rec.bytes,
+                        if hash.hex() == rec.fnv64 {
+                            "is the same"
+                        } else {
+                            "differs"
+                        }
+                    ),
+                ));
+            }
+            self.current = None;
+            self.next += 1;
+        }
     }
 }
 
@@ -635,20 +1107,16 @@ pub(crate) fn first_custom_id(line: &[u8]) -> Option<String> {
 /// The `custom_id` of every request of round 0's shard files, in order:
 /// the input's requests, in input order.
 pub(crate) struct ShardIds {
-    dir: PathBuf,
-    shards: u64,
-    next: u64,
+    paths: std::vec::IntoIter<PathBuf>,
     reader: Option<(PathBuf, io::BufReader<File>)>,
     buf: Vec<u8>,
 }
 
 impl ShardIds {
-    /// The ids of the `shards` shard files in `dir`.
-    pub(crate) fn new(dir: PathBuf, shards: u64) -> Self {
+    /// The ids of the shard files at `paths`, in order.
+    pub(crate) fn new(paths: Vec<PathBuf>) -> Self {
         ShardIds {
-            dir,
-            shards,
-            next: 0,
+            paths: paths.into_iter(),
             reader: None,
             buf: Vec::new(),
         }
@@ -662,12 +1130,7 @@ impl Iterator for ShardIds {
         use std::io::BufRead;
         loop {
             if self.reader.is_none() {
-                if self.next >= self.shards {
-                    return None;
-                }
-                let name = crate::input::shard_file_name(u32::try_from(self.next).ok()?);
-                let path = self.dir.join(name);
-                self.next += 1;
+                let path = self.paths.next()?;
                 match File::open(&path) {
                     Ok(f) => self.reader = Some((path, io::BufReader::new(f))),
                     Err(e) => {

@@ -3,7 +3,7 @@
 //! its ecosystem uses (see `batch_core::provider::api_config_for`).
 
 use batch_core::api::{ApiConfig, Provider, ProviderKind, api_config_for};
-use batch_core::job::{api_config_from_env, parse_completion_window};
+use batch_core::job::{StoredProvider, api_config_from_env, parse_completion_window};
 use batch_core::provider::{EnvError, is_dated_version};
 
 use crate::args::ApiArgs;
@@ -11,7 +11,123 @@ use crate::error::CliError;
 
 /// The provider `--provider` names.
 pub(crate) fn kind(args: &ApiArgs) -> ProviderKind {
-    ProviderKind::parse(&args.provider).unwrap_or(ProviderKind::OpenAi)
+    args.provider
+        .as_deref()
+        .and_then(ProviderKind::parse)
+        .unwrap_or(ProviderKind::OpenAi)
+}
+
+/// The API flags of a command that continues the job in `journal`, whose
+/// provider was recorded as `recorded`: the recorded provider, api-version,
+/// query parameters and headers, with the values of credential headers
+/// taken from the flags (they are never recorded). A flag that says
+/// otherwise than the journal is refused.
+///
+/// # Errors
+/// A usage error naming the flag, what the journal holds, and what to do.
+pub(crate) fn with_recorded(
+    args: &ApiArgs,
+    recorded: Option<&StoredProvider>,
+    journal: &std::path::Path,
+) -> Result<ApiArgs, CliError> {
+    let Some(rec) = recorded else {
+        return Ok(args.clone());
+    };
+    let conflict = |flag: String, recorded: String| {
+        CliError::usage(format!(
+            "{flag} differs from the job in {}, which runs with {recorded}: leave the flag out \
+             (the journal remembers it), or use a new --journal for another job",
+            journal.display()
+        ))
+    };
+    let mut out = args.clone();
+    if let Some(p) = &args.provider
+        && *p != rec.preset
+    {
+        return Err(conflict(
+            format!("--provider {p}"),
+            format!("--provider {}", rec.preset),
+        ));
+    }
+    out.provider = Some(rec.preset.clone());
+    if args.api_version != rec.api_version
+        && let Some(v) = &args.api_version
+    {
+        return Err(conflict(
+            format!("--api-version {v}"),
+            match &rec.api_version {
+                Some(r) => format!("--api-version {r}"),
+                None => "no --api-version".to_owned(),
+            },
+        ));
+    }
+    out.api_version = rec.api_version.clone();
+    let given_query: Vec<(String, String)> = args
+        .query
+        .iter()
+        .filter_map(|q| q.split_once('=').map(|(n, v)| (n.to_owned(), v.to_owned())))
+        .collect();
+    if !args.query.is_empty() && given_query != rec.query {
+        let show = |q: &[(String, String)]| {
+            if q.is_empty() {
+                "no --query".to_owned()
+            } else {
+                q.iter()
+                    .map(|(n, v)| format!("--query {n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        return Err(conflict(show(&given_query), show(&rec.query)));
+    }
+    out.query = rec.query.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let given_headers: Vec<(String, String)> = args
+        .header
+        .iter()
+        .filter_map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    for (name, _) in &given_headers {
+        if !rec
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return Err(conflict(
+                format!("--header {name}"),
+                "no such header".to_owned(),
+            ));
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &rec.headers {
+        let given = given_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v);
+        match (value, given) {
+            (Some(v), Some(g)) if v != g => {
+                return Err(conflict(
+                    format!("--header {name}:{g}"),
+                    format!("--header {name}:{v}"),
+                ));
+            }
+            (Some(v), _) => headers.push(format!("{name}:{v}")),
+            (None, Some(g)) => headers.push(format!("{name}:{g}")),
+            (None, None) => {
+                return Err(CliError::usage(format!(
+                    "the job in {} sends the header {name}, whose value is a credential and is \
+                     not kept in the journal: pass --header {name}:VALUE again",
+                    journal.display()
+                )));
+            }
+        }
+    }
+    out.header = headers;
+    out.recorded = Some(rec.clone());
+    Ok(out)
 }
 
 /// The API settings of `--provider` from the environment, before
@@ -27,10 +143,26 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
         )));
     }
     let var = |k: &str| {
-        if k == "OPENAI_API_VERSION"
-            && let Some(v) = &args.api_version
+        // A job's recorded base URL stands in for the endpoint variable.
+        let recorded_base = args
+            .recorded
+            .as_ref()
+            .map(|r| r.base_url.clone())
+            .filter(|b| !b.is_empty());
+        if matches!(k, "AZURE_OPENAI_ENDPOINT" | "OPENAI_BASE_URL")
+            && recorded_base.is_some()
+            && std::env::var(k).map_or(true, |v| v.trim().is_empty())
         {
-            return Some(v.clone());
+            return recorded_base;
+        }
+        if k == "OPENAI_API_VERSION" {
+            // A job's recorded api-version (or none) wins over the environment.
+            if args.recorded.is_some() {
+                return args.api_version.clone();
+            }
+            if let Some(v) = &args.api_version {
+                return Some(v.clone());
+            }
         }
         std::env::var(k).ok()
     };
@@ -110,11 +242,14 @@ fn header_name_only(h: &str) -> &str {
 /// provider on the emulator's own base URL (`/openai/v1`, or `/openai`
 /// with an `api-version` for Azure's dated API).
 pub(crate) fn emulator_api(args: &ApiArgs, origin: &str, key: &str) -> ApiConfig {
-    let version = args
-        .api_version
-        .clone()
-        .or_else(|| std::env::var("OPENAI_API_VERSION").ok())
-        .filter(|v| is_dated_version(v));
+    let version = match &args.recorded {
+        Some(_) => args.api_version.clone(),
+        None => args
+            .api_version
+            .clone()
+            .or_else(|| std::env::var("OPENAI_API_VERSION").ok()),
+    }
+    .filter(|v| is_dated_version(v));
     match kind(args) {
         ProviderKind::Azure => match version {
             Some(v) => ApiConfig::azure_dated(origin, key, v),

@@ -1,7 +1,7 @@
 //! The batch settings of a job: `--completion-window`, `--metadata`,
 //! `--output-expires-after` and `--file-expires-after`. They are read from the
 //! flags and checked before a journal is made or anything is sent, stored in
-//! the journal's `plan.json`, and given to the job of every round.
+//! the journal's `round-0.job.json`, and given to the job of every round.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use crate::error::CliError;
 /// The completion window without `--completion-window`.
 pub(crate) const DEFAULT_WINDOW: &str = "24h";
 
-/// The batch settings of a job, as stored in `plan.json`.
+/// The batch settings of a job, as stored in the journal's `round-0.job.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BatchSettings {
     /// `24h`, `7d`, ...

@@ -287,7 +287,7 @@ fn a_killed_run_resumes_without_creating_anything_twice() {
         "0.05",
     ];
     let mut child = command(&emu, &args).spawn().expect("spawn");
-    let checkpoint = dir.path().join("results.jsonl.journal/checkpoint.json");
+    let checkpoint = dir.path().join("results.jsonl.journal/round-0.job.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
@@ -552,7 +552,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         "0.05",
     ];
     let child = command(&emu, &args).spawn().expect("spawn");
-    let checkpoint = dir.path().join("results.jsonl.journal/checkpoint.json");
+    let checkpoint = dir.path().join("results.jsonl.journal/round-0.job.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&checkpoint)
         .unwrap_or_default()

@@ -120,7 +120,7 @@ fn wait_for_owner(journal: &Path, pid: u32) {
 /// Waits until the job's checkpoint names a batch (something to resume).
 #[cfg(unix)]
 fn wait_for_a_batch(journal: &Path) {
-    let checkpoint = journal.join("checkpoint.json");
+    let checkpoint = journal.join("round-0.job.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&checkpoint)
         .unwrap_or_default()
@@ -546,8 +546,7 @@ fn journal_files_are_private_to_their_owner() {
         }
     }
     for name in [
-        "plan.json",
-        "checkpoint.json",
+        "round-0.job.json",
         "summary.json",
         "results.spill",
         "results.index",

@@ -243,8 +243,9 @@ fn run_job(data: &[u8], ignore_range: bool) {
 /// Layout: byte 0 shapes the plan (bits 0-2: 1 to 8 requests; bits 3-4: 1
 /// to 4 to a shard) and, with bit 7 set, makes the checkpoint match it
 /// (version, job id, plan digest, shard count) so that the fuzzer reaches
-/// past the identity checks; the rest is the JSON the CLI would store as
-/// `checkpoint.json`. Whatever parses must survive a JSON round trip;
+/// past the identity checks; the rest is the checkpoint JSON the CLI would
+/// store in its journal's `round-0.job.json`. Whatever parses must survive a
+/// JSON round trip;
 /// [`Job::resume`] must refuse exactly the checkpoints of another version
 /// or plan; a resumed job must run to its end against a well-behaved
 /// server, giving every request of an unfinished shard exactly one outcome.
@@ -311,8 +312,8 @@ pub fn checkpoint(data: &[u8]) {
 /// user's input file.
 ///
 /// A job's plan is never stored: the CLI keeps only its [`PlanDigest`] (in
-/// the journal's `plan.json`) and rebuilds the plan from the input on every
-/// run, so this target fuzzes the builder rather than a decoder. Layout:
+/// the journal's `round-0.job.json`) and rebuilds the plan from the shard
+/// files on every run, so this target fuzzes the builder rather than a decoder. Layout:
 /// byte 0 picks the requests per shard (1 to 8), bytes 1-2 the bytes per
 /// shard (64 to 4,159), byte 3 the endpoint; the rest is the input file.
 ///

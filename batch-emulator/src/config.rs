@@ -69,10 +69,16 @@ pub struct EmulatorConfig {
     /// Largest upload of any purpose. Default 512 MB.
     pub max_upload_bytes: u64,
     /// Largest `purpose=batch` upload. Default 209,715,200 bytes (200 MiB),
-    /// the Batch API's limit; a larger upload is refused with a 400.
+    /// the Batch API's limit; a larger upload is refused with a 400. In the
+    /// Anthropic mode: the largest create body (256,000,000 bytes when set
+    /// by [`EmulatorBuilder::provider`](crate::EmulatorBuilder::provider));
+    /// a larger one is a 413 `request_too_large`.
     pub max_batch_file_bytes: u64,
     /// Most requests in one batch input file. Default 50,000; a batch over
-    /// it fails validation with `too_many_tasks`.
+    /// it fails validation with `too_many_tasks`. In the Anthropic mode: the
+    /// most requests in one create body (100,000 when set by
+    /// [`EmulatorBuilder::provider`](crate::EmulatorBuilder::provider)); more
+    /// is a 400.
     pub max_requests_per_batch: u64,
     /// Most embedding inputs, summed over all requests of an
     /// `/v1/embeddings` batch (an `input` array counts each item). Default
@@ -89,7 +95,9 @@ pub struct EmulatorConfig {
     /// Deliver signed webhooks when batches end. Default: none.
     pub webhook: Option<WebhookConfig>,
     /// Which service to answer as (paths, auth header, windows, expiry).
-    /// Default OpenAI.
+    /// Default OpenAI. Setting it here does not change the limits above;
+    /// [`EmulatorBuilder::provider`](crate::EmulatorBuilder::provider) sets
+    /// them to the mode's own.
     pub provider: ProviderMode,
 }
 

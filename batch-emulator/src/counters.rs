@@ -24,9 +24,13 @@ pub struct Counters {
     pub files_deleted: u64,
     /// Batches created.
     pub batches_created: u64,
-    /// Batches a cancel moved to `cancelling`.
+    /// Batches a cancel moved to `cancelling` (Anthropic: `canceling`).
     pub batches_cancelled: u64,
-    /// Output and error files written by finished batches.
+    /// Message Batches deleted (Anthropic mode).
+    #[serde(default)]
+    pub batches_deleted: u64,
+    /// Output and error files written by finished batches (Anthropic: one
+    /// results file per ended batch).
     pub result_files_written: u64,
     /// Body bytes of file content actually sent.
     pub bytes_served: u64,

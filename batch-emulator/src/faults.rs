@@ -12,7 +12,7 @@
 //! | `retry-after=S` | the `Retry-After` seconds sent with 429 (default 1) |
 //! | `commit-then-500-every=N` | every Nth successful create (file upload, batch create, cancel) is committed, then answered with 500 |
 //! | `commit-then-cut-every=N` | the same, but the 200 answer is cut off half way and the connection aborted |
-//! | `cut-content-every=N` | every Nth content download sends the full `Content-Length`, half the body, then aborts |
+//! | `cut-content-every=N` | every Nth content download (Anthropic: results download) sends the full `Content-Length`, half the body, then aborts |
 //! | `slow-body-ms=M` | content downloads pause M ms before each 8 KiB chunk |
 //! | `garbage-line` / `garbage-line-every=N` | output files (all / every Nth) get one line that is not JSON |
 //! | `stall-validating-ms=M` | new batches stay in `validating` M real milliseconds longer |
@@ -49,11 +49,16 @@ pub enum Route {
     BatchesGet,
     /// `POST /v1/batches/{id}/cancel`
     BatchesCancel,
+    /// `GET /v1/messages/batches/{id}/results` (Anthropic mode)
+    BatchesResults,
+    /// `DELETE /v1/messages/batches/{id}` (Anthropic mode)
+    BatchesDelete,
 }
 
 impl Route {
-    /// Every route.
-    pub const ALL: [Route; 9] = [
+    /// Every route. The Anthropic mode's routes share these names:
+    /// `POST /v1/messages/batches` is `batches.create`, and so on.
+    pub const ALL: [Route; 11] = [
         Route::FilesCreate,
         Route::FilesList,
         Route::FilesGet,
@@ -63,6 +68,8 @@ impl Route {
         Route::BatchesList,
         Route::BatchesGet,
         Route::BatchesCancel,
+        Route::BatchesResults,
+        Route::BatchesDelete,
     ];
 
     /// The short name used in fault specs and counters, e.g. `batches.create`.
@@ -77,6 +84,8 @@ impl Route {
             Route::BatchesList => "batches.list",
             Route::BatchesGet => "batches.get",
             Route::BatchesCancel => "batches.cancel",
+            Route::BatchesResults => "batches.results",
+            Route::BatchesDelete => "batches.delete",
         }
     }
 
@@ -89,7 +98,11 @@ impl Route {
     pub fn commits(self) -> bool {
         matches!(
             self,
-            Route::FilesCreate | Route::BatchesCreate | Route::BatchesCancel | Route::FilesDelete
+            Route::FilesCreate
+                | Route::BatchesCreate
+                | Route::BatchesCancel
+                | Route::FilesDelete
+                | Route::BatchesDelete
         )
     }
 }

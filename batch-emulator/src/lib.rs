@@ -79,6 +79,16 @@
 //! event, retried on non-2xx answers. [`WebhookFault`] makes deliveries late,
 //! double or badly signed.
 //!
+//! # Anthropic mode
+//!
+//! [`EmulatorBuilder::provider`]`(`[`ProviderMode::Anthropic`]`)` (or
+//! `--provider anthropic`) serves Anthropic's Message Batches API
+//! (`/v1/messages/batches…`, `x-api-key` and `anthropic-version` headers,
+//! Anthropic's error envelope, results as JSONL from `results_url`) with
+//! the same clock, faults and counters; its base URL is the bare server
+//! root. The crate's README describes what is emulated and from which
+//! public page.
+//!
 //! # Private paths
 //!
 //! `GET /__emulator/counters`, `POST /__emulator/reset-counters`,
@@ -90,6 +100,7 @@
 //! in this repository, which summarises OpenAI's Files and Batch API and
 //! links the public API reference each fact comes from.
 
+mod anthropic;
 mod clock;
 mod config;
 mod counters;

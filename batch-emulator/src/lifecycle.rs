@@ -82,6 +82,7 @@ struct Finished {
 /// caller advances at a time.
 pub(crate) async fn advance_all(shared: &Arc<Shared>) {
     let _guard = shared.advance_lock.lock().await;
+    crate::anthropic::advance(shared).await;
     // Each round applies IO results; a chain such as validate → in progress
     // → finalizing → completed needs at most a few rounds.
     for _ in 0..6 {
@@ -444,7 +445,7 @@ struct ResultError<'a> {
 }
 
 /// Lines collected in a temporary file, with their offsets for reordering.
-struct Spool {
+pub(crate) struct Spool {
     path: PathBuf,
     out: BufWriter<File>,
     offsets: Vec<(u64, u32)>,
@@ -452,7 +453,7 @@ struct Spool {
 }
 
 impl Spool {
-    fn new(path: PathBuf) -> io::Result<Spool> {
+    pub(crate) fn new(path: PathBuf) -> io::Result<Spool> {
         let out = BufWriter::new(File::create(&path)?);
         Ok(Spool {
             path,
@@ -462,7 +463,7 @@ impl Spool {
         })
     }
 
-    fn push(&mut self, line: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, line: &[u8]) -> io::Result<()> {
         self.out.write_all(line)?;
         self.out.write_all(b"\n")?;
         let len = line.len() as u64 + 1;
@@ -475,7 +476,7 @@ impl Spool {
     /// Writes the lines to `dest` in a seeded order (never input order for
     /// more than one line), with an optional garbage line; returns the size
     /// and strong ETag, or `None` when there are no lines.
-    fn finish(
+    pub(crate) fn finish(
         mut self,
         dest: &Path,
         rng: &mut Rng,

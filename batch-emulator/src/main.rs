@@ -1,6 +1,7 @@
 //! `batch-emulator`: serve the emulated Files and Batches API.
 //!
-//! The first line on stdout is `listening on http://HOST:PORT/v1`.
+//! The first line on stdout is `listening on http://HOST:PORT/v1`
+//! (`http://HOST:PORT` with `--provider anthropic`).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -46,13 +47,17 @@ struct Args {
     api_key: Option<String>,
     /// Answer as this service: openai (`/v1`, Bearer), azure (`/openai/v1`
     /// and `/openai?api-version=`, `api-key` header, 100000 requests per
-    /// file, batches never expire) or groq (`/openai/v1`, windows 24h to 7d).
-    #[arg(long, default_value = "openai", value_parser = ["openai", "azure", "groq"])]
+    /// file, batches never expire), groq (`/openai/v1`, windows 24h to 7d)
+    /// or anthropic (Message Batches under `/v1/messages/batches`,
+    /// `x-api-key` and `anthropic-version`; the base URL is the bare root).
+    #[arg(long, default_value = "openai", value_parser = ["openai", "azure", "groq", "anthropic"])]
     provider: String,
-    /// Largest batch input file in bytes [default: 209715200, the API's 200 MiB].
+    /// Largest batch input file in bytes [default: 209715200, the API's 200
+    /// MiB; 256000000 with `--provider anthropic`, the largest create body].
     #[arg(long)]
     max_batch_file_bytes: Option<u64>,
-    /// Most requests in one batch [default: 50000, the API's limit].
+    /// Most requests in one batch [default: 50000, the API's limit; 100000
+    /// for azure and anthropic].
     #[arg(long)]
     max_requests: Option<u64>,
     /// Most embedding inputs in one embeddings batch [default: 50000, the API's limit].

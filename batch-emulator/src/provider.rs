@@ -1,12 +1,13 @@
-//! Provider modes: the emulator can answer as OpenAI, as Azure OpenAI, or
-//! as a Groq-like OpenAI-compatible service, so clients configured for each
-//! are tested offline.
+//! Provider modes: the emulator can answer as OpenAI, as Azure OpenAI, as
+//! a Groq-like OpenAI-compatible service, or as Anthropic's Message Batches
+//! API, so clients configured for each are tested offline.
 //!
 //! | mode | paths | key | completion windows | per file | expiry |
 //! |---|---|---|---|---|---|
 //! | [`ProviderMode::OpenAi`] | `/v1/...` | `Authorization: Bearer` | `24h` | 50,000 | at `expires_at` |
 //! | [`ProviderMode::Azure`] | `/openai/v1/...`, and `/openai/...?api-version=` | `api-key` header | `24h` | 100,000 | never |
 //! | [`ProviderMode::Groq`] | `/openai/v1/...` | `Authorization: Bearer` | `24h` to `7d` | 50,000 | at `expires_at` |
+//! | [`ProviderMode::Anthropic`] | `/v1/messages/batches...` | `x-api-key` and `anthropic-version` | 24 h | 100,000 (256 MB) | at `expires_at` |
 
 use std::time::Duration;
 
@@ -25,15 +26,23 @@ pub enum ProviderMode {
     /// A Groq-like service: Bearer auth under `/openai/v1`, and completion
     /// windows from `24h` to `7d`.
     Groq,
+    /// Anthropic's Message Batches API: requests inline in the create body
+    /// under `/v1/messages/batches`, `x-api-key` and `anthropic-version`
+    /// headers, Anthropic's error envelope, 100,000 requests or 256 MB per
+    /// batch, results as JSONL from `results_url`. The base URL is the
+    /// server's root (clients add `/v1/messages/batches`), as
+    /// `https://api.anthropic.com` is. See the crate's README.
+    Anthropic,
 }
 
 impl ProviderMode {
-    /// Reads `openai`, `azure` or `groq`.
+    /// Reads `openai`, `azure`, `groq` or `anthropic`.
     pub fn parse(name: &str) -> Option<ProviderMode> {
         match name.trim().to_ascii_lowercase().as_str() {
             "openai" => Some(ProviderMode::OpenAi),
             "azure" => Some(ProviderMode::Azure),
             "groq" => Some(ProviderMode::Groq),
+            "anthropic" => Some(ProviderMode::Anthropic),
             _ => None,
         }
     }
@@ -41,22 +50,27 @@ impl ProviderMode {
     /// The path prefixes the API is served under.
     pub(crate) fn prefixes(self) -> &'static [&'static str] {
         match self {
-            ProviderMode::OpenAi => &["/v1"],
+            ProviderMode::OpenAi | ProviderMode::Anthropic => &["/v1"],
             ProviderMode::Azure => &["/openai/v1", "/openai"],
             ProviderMode::Groq => &["/openai/v1"],
         }
     }
 
-    /// The base URL path of the mode's main API (`/v1` or `/openai/v1`).
+    /// The base URL path of the mode's main API (`/v1` or `/openai/v1`);
+    /// empty for Anthropic, whose clients add `/v1/messages/batches` to the
+    /// server's root themselves.
     pub fn base_path(self) -> &'static str {
-        self.prefixes()[0]
+        match self {
+            ProviderMode::Anthropic => "",
+            _ => self.prefixes()[0],
+        }
     }
 
     /// The length of `window` if this mode accepts it, else the message of
     /// the 400 answer.
     pub(crate) fn window(self, window: &str) -> Result<Option<Duration>, String> {
         match self {
-            ProviderMode::OpenAi | ProviderMode::Azure => {
+            ProviderMode::OpenAi | ProviderMode::Azure | ProviderMode::Anthropic => {
                 if window == "24h" {
                     Ok(None)
                 } else {
@@ -91,11 +105,22 @@ impl ProviderMode {
         self != ProviderMode::Azure
     }
 
-    /// The most requests one batch input file may hold.
+    /// The most requests one batch input file (Anthropic: one create
+    /// body) may hold.
     pub fn max_requests_per_batch(self) -> u64 {
         match self {
-            ProviderMode::Azure => 100_000,
+            ProviderMode::Azure | ProviderMode::Anthropic => 100_000,
             _ => 50_000,
+        }
+    }
+
+    /// The largest batch input file (Anthropic: create body) in bytes:
+    /// 200 MiB for the OpenAI-shaped modes, 256 MB (256,000,000 bytes) for
+    /// Anthropic.
+    pub fn max_batch_bytes(self) -> u64 {
+        match self {
+            ProviderMode::Anthropic => 256_000_000,
+            _ => 200 * 1024 * 1024,
         }
     }
 }
@@ -121,5 +146,11 @@ mod tests {
         assert!(ProviderMode::Groq.window("12h").is_err());
         assert_eq!(ProviderMode::parse("Azure"), Some(ProviderMode::Azure));
         assert_eq!(ProviderMode::parse("mistral"), None);
+        assert_eq!(
+            ProviderMode::parse("anthropic"),
+            Some(ProviderMode::Anthropic)
+        );
+        assert_eq!(ProviderMode::Anthropic.base_path(), "");
+        assert_eq!(ProviderMode::Anthropic.max_requests_per_batch(), 100_000);
     }
 }

@@ -196,7 +196,7 @@ fn failure_with(status: u16, kind: &str, message: &str, code: Option<&str>) -> O
 }
 
 /// The text of a message `content`: a string, or the `text` of its parts.
-fn content_text(content: &Value) -> String {
+pub(crate) fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -212,7 +212,7 @@ fn content_text(content: &Value) -> String {
 }
 
 /// The reply text for a prompt, shaped by directives and the response format.
-fn reply_text(user: &str, d: Directives, json_format: bool) -> String {
+pub(crate) fn reply_text(user: &str, d: Directives, json_format: bool) -> String {
     let clean = strip_directives(user);
     if json_format || d.json {
         let obj = json!({"echo": clean, "words": clean.split_whitespace().count()});
@@ -231,7 +231,7 @@ fn reply_text(user: &str, d: Directives, json_format: bool) -> String {
 
 /// Applies the `length` directive and a token limit; returns the text and
 /// whether it was cut.
-fn limit(text: String, d: Directives, max_tokens: Option<u64>) -> (String, bool) {
+pub(crate) fn limit(text: String, d: Directives, max_tokens: Option<u64>) -> (String, bool) {
     let chars: Vec<char> = text.chars().collect();
     let mut keep = chars.len();
     if d.length {

@@ -151,10 +151,21 @@ impl EmulatorBuilder {
     }
 
     /// Answers as `mode` (see [`ProviderMode`](crate::ProviderMode)), with
-    /// its requests-per-file limit.
+    /// its requests-per-batch and bytes-per-batch limits (call
+    /// [`max_requests_per_batch`](Self::max_requests_per_batch) or
+    /// [`max_batch_file_bytes`](Self::max_batch_file_bytes) after this to
+    /// change them). `ProviderMode::Anthropic` serves Anthropic's Message
+    /// Batches API, and sets [`Timings::per_request`] to 100 ms, so a full
+    /// batch of 100,000 requests ends in under 3 virtual hours, well within
+    /// the 24 h window (call [`timings`](Self::timings) after this to
+    /// change it).
     pub fn provider(mut self, mode: crate::ProviderMode) -> Self {
         self.config.provider = mode;
         self.config.max_requests_per_batch = mode.max_requests_per_batch();
+        self.config.max_batch_file_bytes = mode.max_batch_bytes();
+        if mode == crate::ProviderMode::Anthropic {
+            self.config.timings.per_request = Duration::from_millis(100);
+        }
         self
     }
 
@@ -245,6 +256,7 @@ impl RunningEmulator {
         let addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let _ = shared.origin.set(format!("http://{addr}"));
         let (stop, stop_rx) = oneshot::channel::<()>();
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
@@ -274,7 +286,8 @@ impl RunningEmulator {
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
-    /// (`.../openai/v1` for the Azure and Groq modes).
+    /// (`.../openai/v1` for the Azure and Groq modes; the bare
+    /// `http://127.0.0.1:41234` for Anthropic, like `https://api.anthropic.com`).
     pub fn base_url(&self) -> String {
         base_url(self.addr, self.shared.cfg.provider)
     }
@@ -445,7 +458,8 @@ impl EmulatorHandle {
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:41234/v1`
-    /// (`.../openai/v1` for the Azure and Groq modes).
+    /// (`.../openai/v1` for the Azure and Groq modes; the bare
+    /// `http://127.0.0.1:41234` for Anthropic, like `https://api.anthropic.com`).
     pub fn base_url(&self) -> String {
         base_url(self.addr, self.shared.cfg.provider)
     }

@@ -32,6 +32,9 @@ pub(crate) struct Db {
     pub(crate) last_now_ms: u64,
     pub(crate) files: BTreeMap<String, FileRecord>,
     pub(crate) batches: BTreeMap<String, BatchRecord>,
+    /// Anthropic Message Batches (the Anthropic mode's records).
+    #[serde(default)]
+    pub(crate) message_batches: BTreeMap<String, crate::anthropic::MessageBatchRecord>,
 }
 
 impl Db {
@@ -50,6 +53,17 @@ impl Db {
             let (mut rng, seq) = self.next_rng(seed, "file");
             let id = format!("file-{}", base62(&mut rng, 22));
             if !self.files.contains_key(&id) {
+                return (id, seq);
+            }
+        }
+    }
+
+    /// A fresh `msgbatch_…` id and its sequence number.
+    pub(crate) fn alloc_message_batch_id(&mut self, seed: u64) -> (String, u64) {
+        loop {
+            let (mut rng, seq) = self.next_rng(seed, "msgbatch");
+            let id = format!("msgbatch_01{}", base62(&mut rng, 22));
+            if !self.message_batches.contains_key(&id) {
                 return (id, seq);
             }
         }
@@ -79,6 +93,9 @@ pub(crate) struct Shared {
     persist_lock: tokio::sync::Mutex<()>,
     pub(crate) advance_lock: tokio::sync::Mutex<()>,
     tmp_seq: AtomicU64,
+    /// `http://HOST:PORT`, set once the server is bound (absolute URLs in
+    /// answers, such as Anthropic's `results_url`, start with it).
+    pub(crate) origin: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -136,6 +153,7 @@ impl Shared {
             persist_lock: tokio::sync::Mutex::new(()),
             advance_lock: tokio::sync::Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
+            origin: std::sync::OnceLock::new(),
         })
     }
 

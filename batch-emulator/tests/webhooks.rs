@@ -143,8 +143,18 @@ async fn an_ended_batch_is_announced_signed_and_retried_until_accepted() {
     }
     // When the event arrives, the batch reads as ended.
     assert_eq!(api.batch(&batch_id).await["status"], "completed");
-    let c = emu.counters();
-    assert_eq!((c.webhook_attempts, c.webhooks_delivered), (3, 1));
+    // The emulator counts a delivery once it has read the answer, which
+    // comes a moment after the receiver took the request: wait for it.
+    let mut counted = (0, 0);
+    for _ in 0..3000 {
+        let c = emu.counters();
+        counted = (c.webhook_attempts, c.webhooks_delivered);
+        if counted.1 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counted, (3, 1));
     emu.shutdown().await.expect("shutdown");
 }
 

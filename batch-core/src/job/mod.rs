@@ -67,6 +67,7 @@ pub use settings::{
     parse_completion_window, validate_expires_after, validate_metadata,
 };
 pub use store::{JobStore, STORED_JOB_VERSION, StoreError, StoredJob, StoredSource, is_plain_name};
+pub use store::{ShardHash, StoredProvider, StoredShardFile};
 pub use types::{
     ExchangeContext, ExchangeId, ExchangeLimits, FailureKind, JobConfig, JobEvent, JobOutcome,
     JobResult, JobSummary, NotProcessed, OnTimeout, ShardEnd, ShardSummary, Step, StopAfter,

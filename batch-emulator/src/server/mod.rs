@@ -43,6 +43,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
 
 /// Builds the whole application.
 pub(crate) fn router(shared: AppState) -> Router {
+    if shared.cfg.provider == ProviderMode::Anthropic {
+        // Anthropic's Message Batches API instead of the Files and Batches
+        // API; the private paths stay the same.
+        return crate::anthropic::routes(shared.clone())
+            .nest("/__emulator", control::router())
+            .fallback(crate::anthropic::unknown_route)
+            .layer(DefaultBodyLimit::disable())
+            .with_state(shared);
+    }
     let api = Router::new()
         .route("/files", post(files::create).get(files::list))
         .route(
@@ -254,7 +263,7 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
 /// connection would then lose its next request on it. Reading the body
 /// first keeps the connection usable, as a server that reads whole requests
 /// does.
-async fn drain(body: Body) {
+pub(crate) async fn drain(body: Body) {
     use futures_util::StreamExt;
     let mut data = body.into_data_stream();
     while let Some(Ok(_)) = data.next().await {}

@@ -1,0 +1,279 @@
+//! The Anthropic mode: Anthropic's Message Batches API
+//! (<https://docs.anthropic.com/en/api/creating-message-batches> and its
+//! sibling pages), with the same clock, seed, fault injection and counters
+//! as the OpenAI mode.
+//!
+//! Routes (all need `x-api-key` and `anthropic-version`):
+//!
+//! | route | name in faults and counters |
+//! |---|---|
+//! | `POST /v1/messages/batches` | `batches.create` |
+//! | `GET /v1/messages/batches` (`limit`, `before_id`, `after_id`) | `batches.list` |
+//! | `GET /v1/messages/batches/{id}` | `batches.get` |
+//! | `POST /v1/messages/batches/{id}/cancel` | `batches.cancel` |
+//! | `GET /v1/messages/batches/{id}/results` | `batches.results` |
+//! | `DELETE /v1/messages/batches/{id}` | `batches.delete` |
+//!
+//! Every other path under `/v1` (the OpenAI routes included) answers 404
+//! `not_found_error` in Anthropic's envelope. A create body is streamed to
+//! disk, then parsed one request at a time into the batch's JSONL snapshot,
+//! so a 256 MB body is never held in memory.
+//!
+//! Lifecycle (see [`lifecycle`]): a batch is `in_progress` from its
+//! creation, processes one request per `Timings::per_request` (100 ms as
+//! set by the builder's `provider`) plus
+//! `Timings::finalizing`, then `ended`; a cancel makes it `canceling` for
+//! `Timings::cancelling`, then `ended` with the unprocessed requests
+//! `canceled`; at `expires_at` (24 h) the unprocessed ones are `expired`.
+//! As Anthropic documents, `request_counts` keeps every request under
+//! `processing` until the batch ends.
+
+mod create;
+mod error;
+mod handlers;
+pub(crate) mod lifecycle;
+mod model;
+mod respond;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::faults::{CommitFault, Route};
+use crate::server::{AppState, cut_body, drain};
+use crate::state::{Shared, lock};
+use crate::util::derived_b62_id;
+
+pub(crate) use error::AnthError;
+pub(crate) use lifecycle::advance;
+pub(crate) use model::MessageBatchRecord;
+
+/// The API versions the emulator accepts in `anthropic-version`
+/// (<https://docs.anthropic.com/en/api/versioning>).
+const VERSIONS: [&str; 2] = ["2023-06-01", "2023-01-01"];
+
+/// The Anthropic routes, without the private paths and the fallback (the
+/// caller adds both).
+pub(crate) fn routes(shared: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/messages/batches",
+            post(create::create).get(handlers::list),
+        )
+        .route(
+            "/v1/messages/batches/{message_batch_id}",
+            get(handlers::retrieve).delete(handlers::delete),
+        )
+        .route(
+            "/v1/messages/batches/{message_batch_id}/cancel",
+            post(handlers::cancel),
+        )
+        .route(
+            "/v1/messages/batches/{message_batch_id}/results",
+            get(handlers::results),
+        )
+        .route_layer(middleware::from_fn_with_state(shared, layer))
+        .method_not_allowed_fallback(unknown_route)
+}
+
+/// 404 `not_found_error` for any unknown path or method.
+pub(crate) async fn unknown_route(State(shared): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if path.starts_with("/v1/") || path == "/v1" {
+        shared.count(|c| {
+            c.requests_total += 1;
+            *c.requests.entry("unmatched".to_owned()).or_default() += 1;
+            *c.responses.entry("404".to_owned()).or_default() += 1;
+        });
+    }
+    drain(req.into_body()).await;
+    AnthError::not_found(format!("Not found: {method} {path}")).into_response()
+}
+
+fn route_of(method: &Method, path: &str) -> Option<Route> {
+    let r = match (method.as_str(), path) {
+        ("POST", "/v1/messages/batches") => Route::BatchesCreate,
+        ("GET" | "HEAD", "/v1/messages/batches") => Route::BatchesList,
+        ("GET" | "HEAD", "/v1/messages/batches/{message_batch_id}") => Route::BatchesGet,
+        ("DELETE", "/v1/messages/batches/{message_batch_id}") => Route::BatchesDelete,
+        ("POST", "/v1/messages/batches/{message_batch_id}/cancel") => Route::BatchesCancel,
+        ("GET" | "HEAD", "/v1/messages/batches/{message_batch_id}/results") => {
+            Route::BatchesResults
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Checks `x-api-key` and `anthropic-version`; `Err` is the answer.
+/// The key is never echoed.
+fn check_headers(shared: &Shared, req: &Request) -> Result<(), AnthError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default()
+    };
+    let key = header("x-api-key");
+    if key.is_empty() {
+        return Err(AnthError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        ));
+    }
+    if shared.cfg.api_key.as_deref().is_some_and(|k| k != key) {
+        return Err(AnthError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        ));
+    }
+    let version = header("anthropic-version");
+    if version.is_empty() {
+        return Err(AnthError::invalid("anthropic-version: header is required"));
+    }
+    if !VERSIONS.contains(&version) {
+        return Err(AnthError::invalid(format!(
+            "anthropic-version: invalid version '{version}'; supported versions are {}",
+            VERSIONS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The answer of a status fault: 429 `rate_limit_error` with
+/// `retry-after`, 529 `overloaded_error`, any other 5xx `api_error`.
+fn status_fault(status: u16, retry_after: u64) -> AnthError {
+    match status {
+        429 => {
+            let mut e = AnthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "Number of requests has exceeded your per-minute rate limit \
+                 (https://docs.anthropic.com/en/api/rate-limits); see the response headers for \
+                 current usage. Please reduce the request rate or try again later.",
+            );
+            e.retry_after = Some(retry_after);
+            e
+        }
+        529 => AnthError::overloaded(),
+        other => {
+            let mut e = AnthError::api_error();
+            e.status = StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            e
+        }
+    }
+}
+
+/// Counting, auth, request-level faults and commit faults for the
+/// Anthropic routes; adds `request-id` to every answer and `request_id` to
+/// error bodies.
+async fn layer(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let route = route_of(req.method(), &path);
+    let route_name = route.map_or("unmatched", Route::as_str);
+    if let Some(step) = shared.cfg.step_per_request {
+        shared
+            .clock
+            .advance_ms(u64::try_from(step.as_millis()).unwrap_or(u64::MAX));
+    }
+    let request_no = {
+        let mut c = lock(&shared.counters);
+        c.requests_total += 1;
+        *c.requests.entry(route_name.to_owned()).or_default() += 1;
+        c.requests_total
+    };
+    let resp = match check_headers(&shared, &req) {
+        Err(e) => {
+            drain(req.into_body()).await;
+            e.into_response()
+        }
+        Ok(()) => {
+            let fault = route.and_then(|r| lock(&shared.faults).on_request(r));
+            match fault {
+                Some(f) => {
+                    shared.count(|c| c.fault(&f.name));
+                    drain(req.into_body()).await;
+                    status_fault(f.status, f.retry_after).into_response()
+                }
+                None => {
+                    let resp = next.run(req).await;
+                    match route {
+                        Some(r) if r.commits() && resp.status().is_success() => {
+                            apply_commit_fault(&shared, r, resp).await
+                        }
+                        _ => resp,
+                    }
+                }
+            }
+        }
+    };
+    let status = resp.status().as_u16().to_string();
+    shared.count(|c| *c.responses.entry(status).or_default() += 1);
+    let rid = derived_b62_id(
+        "req_01",
+        22,
+        &["http", &shared.seed().to_string(), &request_no.to_string()],
+    );
+    let mut resp = if resp.status().is_client_error() || resp.status().is_server_error() {
+        with_request_id(resp, &rid).await
+    } else {
+        resp
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+/// Adds `"request_id"` to an error body, as Anthropic's error answers
+/// carry it (<https://docs.anthropic.com/en/api/errors>).
+async fn with_request_id(resp: Response, rid: &str) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 16).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let bytes = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(mut obj)) if obj.get("type") == Some(&Value::from("error")) => {
+            obj.insert("request_id".to_owned(), Value::from(rid));
+            serde_json::to_vec(&obj).map_or(bytes, Into::into)
+        }
+        _ => bytes,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+async fn apply_commit_fault(shared: &Shared, route: Route, resp: Response) -> Response {
+    let fault = lock(&shared.faults).on_commit(route);
+    match fault {
+        None => resp,
+        Some(CommitFault::Answer500) => {
+            shared.count(|c| c.fault("commit-then-500"));
+            AnthError::api_error().into_response()
+        }
+        Some(CommitFault::Cut) => {
+            shared.count(|c| c.fault("commit-then-cut"));
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let mut resp = Response::from_parts(parts, cut_body(bytes.clone(), bytes.len() / 2));
+            if let Ok(v) = HeaderValue::from_str(&bytes.len().to_string()) {
+                resp.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            resp
+        }
+    }
+}
