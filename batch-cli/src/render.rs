@@ -8,6 +8,18 @@
 //! {"custom_id":..,"outcome":"not_processed","batch_id":"batch_..","error":{"code":"missing_result","message":..}}
 //! ```
 //!
+//! An Anthropic Message Batch's lines have the same members, with the
+//! Messages API's answer as `message` in place of `response`
+//! (<https://docs.anthropic.com/en/api/retrieving-message-batch-results>),
+//! and a failed request's `error` the inner error object (`type`,
+//! `message`):
+//!
+//! ```text
+//! {"custom_id":..,"outcome":"succeeded","batch_id":"msgbatch_..","message":{"id":"msg_..","content":[..],"stop_reason":..,"usage":{..}}}
+//! {"custom_id":..,"outcome":"failed","batch_id":"msgbatch_..","error":{"type":"invalid_request_error","message":..}}
+//! {"custom_id":..,"outcome":"not_processed","batch_id":"msgbatch_..","error":{"code":"batch_expired","message":..}}
+//! ```
+//!
 //! `id` is the server's result line id and `batch_id` the batch the result
 //! came from; each is left out when there is none (an outcome the job made
 //! up has no result line; a shard that never got a batch has no batch).
@@ -79,6 +91,9 @@ struct Line<'a> {
     batch_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<&'a RawValue>,
+    /// A Message Batch's succeeded result: the Messages API's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorOut<'a>>,
 }
@@ -118,12 +133,14 @@ pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
         id: rec.and_then(|rec| rec.id.as_deref()),
         batch_id: r.batch_id.as_deref(),
         response: None,
+        message: None,
         error: None,
     };
     match &r.outcome {
         JobOutcome::Succeeded(_) => {
             line.outcome = "succeeded";
             line.response = parts.response;
+            line.message = parts.message;
         }
         JobOutcome::Failed(rec) => {
             line.response = parts.response;
