@@ -467,3 +467,61 @@ fn the_anthropic_version_flag_is_sent_and_recorded() {
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(stderr(&o).contains("--anthropic-beta is for --provider anthropic"));
 }
+
+#[test]
+fn lost_create_answers_and_cut_downloads_still_give_one_batch_per_shard() {
+    // Every create is committed, then answered 500, and every other results
+    // download is cut. (429 and 529 are in the end-to-end suite, whose
+    // clients wait milliseconds rather than the CLI's seconds.)
+    let dir = tempfile::tempdir().unwrap();
+    let n = 90;
+    let input = input(dir.path(), n);
+    let out = dir.path().join("out.jsonl");
+    let o = run(
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--emulator",
+            "--provider",
+            "anthropic",
+            "--model",
+            "claude-haiku-4-5",
+            "--max-tokens",
+            "32",
+            "--max-requests-per-batch",
+            "30",
+            "--emulator-speed",
+            "2000",
+            "--emulator-faults",
+            "commit-then-500-every=1@batches.create,cut-content-every=2",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("the answer to this shard's create was lost")
+            .count(),
+        3,
+        "{err}"
+    );
+    assert!(err.contains("cut off; continuing from byte"), "{err}");
+    let expected: Vec<String> = (0..n).map(|i| format!("req-{i}")).collect();
+    assert_eq!(ids(&out), expected);
+    assert!(lines(&out).iter().all(|v| v["outcome"] == "succeeded"));
+    // The built-in emulator keeps its batches in the journal: one per shard.
+    let batches: BTreeSet<String> =
+        std::fs::read_dir(dir.path().join("out.jsonl.journal/emulator/batches"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("msgbatch_") && !name.contains(".results"))
+            .collect();
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    let used: BTreeSet<String> = lines(&out)
+        .iter()
+        .map(|v| format!("{}.jsonl", v["batch_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(used, batches);
+}
