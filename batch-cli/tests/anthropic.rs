@@ -501,12 +501,16 @@ fn lost_create_answers_and_cut_downloads_still_give_one_batch_per_shard() {
     );
     assert_eq!(code(&o), 0, "{}", text(&o));
     let err = stderr(&o);
-    assert_eq!(
-        err.matches("the answer to this shard's create was lost")
-            .count(),
-        3,
-        "{err}"
-    );
+    // Each shard looked for its batch (shards of the same size may first
+    // follow one another's and refute it by its results).
+    for shard in 0..3 {
+        assert!(
+            err.contains(&format!(
+                "shard {shard}: the answer to this shard's create was lost"
+            )),
+            "{err}"
+        );
+    }
     assert!(err.contains("cut off; continuing from byte"), "{err}");
     let expected: Vec<String> = (0..n).map(|i| format!("req-{i}")).collect();
     assert_eq!(ids(&out), expected);
