@@ -201,7 +201,10 @@ fn rate_limits_overload_server_errors_and_cut_downloads_are_retried() {
         plain(
             b,
             &handle,
-            "429-every=3,529-every=7,500-every=5@batches.get,cut-content-every=2",
+            // Every other create, poll and results request is refused, so
+            // each fault fires whatever the timing (each shard is created,
+            // polled and downloaded at least once).
+            "429-every=2@batches.create,529-every=2@batches.get,500-every=2@batches.results,cut-content-every=2",
             5000.0,
             Timings::default(),
         )
@@ -356,14 +359,14 @@ fn an_expired_batch_marks_what_did_not_run() {
 
 #[test]
 fn a_cancelled_job_returns_what_ran_and_marks_the_rest() {
-    // One-second requests at speed 200: 400 of them take two real seconds,
-    // and the job is cancelled as soon as its batch exists.
+    // One-second requests at speed 200: 2,000 of them take ten real
+    // seconds, and the job is cancelled as soon as its batch exists.
     let timings = Timings {
         per_request: Duration::from_secs(1),
         ..Timings::default()
     };
-    let items = items(400, |_| None);
-    let handle = plan(&items, 400);
+    let items = items(2000, |_| None);
+    let handle = plan(&items, 2000);
     for o in each(|blocking| {
         let emu = start("", 200.0, timings);
         let api = config(&emu);

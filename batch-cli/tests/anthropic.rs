@@ -278,7 +278,8 @@ fn emulator() -> EmulatorHandle {
         .speed(20.0)
         .timings(Timings {
             validating: Duration::from_secs(2),
-            per_request: Duration::from_millis(100),
+            // 200 requests take two real seconds at speed 20.
+            per_request: Duration::from_millis(200),
             finalizing: Duration::from_secs(1),
             cancelling: Duration::from_secs(2),
             completion_window: Duration::from_secs(24 * 3600),
