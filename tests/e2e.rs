@@ -4,6 +4,7 @@
 
 mod common;
 
+mod anthropic;
 mod by_id;
 mod credentials;
 

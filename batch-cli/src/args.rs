@@ -42,14 +42,16 @@ pub(crate) struct ApiArgs {
     /// The service: openai (OPENAI_API_KEY), azure (AZURE_OPENAI_API_KEY,
     /// AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION), groq (GROQ_API_KEY), or
     /// custom (OPENAI_API_KEY and OPENAI_BASE_URL or --base-url, Bearer auth,
-    /// any completion window) [default: the journal's, else openai]. A
+    /// any completion window), or anthropic (Message Batches; ANTHROPIC_API_KEY,
+    /// ANTHROPIC_BASE_URL; needs --max-tokens for short lines) [default: the
+    /// journal's, else openai]. A
     /// journal records it with --api-version, --query and --header (the
     /// names of credential headers only), so commands that continue a job
     /// need none of them.
     #[arg(
         long,
         value_name = "NAME",
-        value_parser = ["openai", "azure", "groq", "custom"]
+        value_parser = ["openai", "azure", "groq", "custom", "anthropic"]
     )]
     pub(crate) provider: Option<String>,
     /// Azure OpenAI's dated API version, e.g. 2024-10-21, sent as
@@ -57,6 +59,14 @@ pub(crate) struct ApiArgs {
     /// $OPENAI_API_VERSION; unset, the v1 API].
     #[arg(long, value_name = "VERSION")]
     pub(crate) api_version: Option<String>,
+    /// With --provider anthropic: the `anthropic-version` header
+    /// [default: the journal's, else 2023-06-01].
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) anthropic_version: Option<String>,
+    /// With --provider anthropic: the `anthropic-beta` header, beta
+    /// features by name, comma-separated [default: the journal's, else none].
+    #[arg(long, value_name = "FEATURES")]
+    pub(crate) anthropic_beta: Option<String>,
     /// A header for every request, NAME:VALUE; repeat for more. Values of
     /// headers named like a credential (authorization, *key*, *token*,
     /// *secret*) are never printed.
@@ -105,6 +115,10 @@ pub(crate) struct PlanArgs {
     /// The system prompt of short lines; `@FILE` reads it from a file.
     #[arg(long, value_name = "TEXT|@FILE")]
     pub(crate) system: Option<String>,
+    /// With --provider anthropic: the `max_tokens` of short lines that do
+    /// not set one (Anthropic requires it on every request).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u32>,
     /// The endpoint, e.g. /v1/chat/completions, /v1/responses, /v1/embeddings
     /// [default: the first full line's url, else /v1/chat/completions].
     #[arg(long)]

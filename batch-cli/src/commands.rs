@@ -132,8 +132,8 @@ pub(crate) fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
     );
     let stored = journal.read_plan()?;
     let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
-    crate::provider::check_window(&api_args, &args.plan)?;
     let requested = job::requested_options(&args.plan, &api_args)?;
+    crate::provider::check_window(&api_args, &args.plan)?;
     job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let source = args.input.display().to_string();
@@ -376,8 +376,8 @@ pub(crate) fn submit(ctx: &Ctx, args: &SubmitArgs) -> Result<u8, CliError> {
     );
     let stored = journal.read_plan()?;
     let api_args = recorded_api(&args.api, stored.as_ref(), &journal)?;
-    crate::provider::check_window(&api_args, &args.plan)?;
     let requested = job::requested_options(&args.plan, &api_args)?;
+    crate::provider::check_window(&api_args, &args.plan)?;
     job::preflight(&api_args, stored.as_ref())?;
     let lock = journal.lock()?;
     let mut prepared = job::prepare(
@@ -447,16 +447,44 @@ fn submitted_note(batches: usize, journal: &Path) -> String {
     )
 }
 
-/// Retrieves one batch.
+/// Whether `api` speaks Anthropic's Message Batches protocol.
+fn is_anthropic(api: &Api) -> bool {
+    api.client.api().provider().protocol == batch_core::provider::Protocol::AnthropicMessageBatches
+}
+
+/// Retrieves one batch (a Message Batch read as a batch for `--provider
+/// anthropic`).
 fn retrieve(api: &Api, id: &str) -> Result<Batch, CliError> {
-    let request = api::retrieve_batch(api.client.api(), id)
-        .map_err(|e| CliError::usage(format!("batch id {id:?}: {e}")))?;
+    batch_op(api, id, false)
+}
+
+/// Retrieves batch `id`, or with `cancel` asks the server to cancel it, in
+/// the protocol of `api`.
+fn batch_op(api: &Api, id: &str, cancel: bool) -> Result<Batch, CliError> {
+    let anthropic = is_anthropic(api);
+    let base = api.client.api();
+    let request = match (anthropic, cancel) {
+        (true, true) => batch_core::anthropic::cancel_batch(base, id),
+        (true, false) => batch_core::anthropic::retrieve_batch(base, id),
+        (false, true) => api::cancel_batch(base, id),
+        (false, false) => api::retrieve_batch(base, id),
+    }
+    .map_err(|e| CliError::usage(format!("batch id {id:?}: {e}")))?;
     let (head, body) = api
         .client
         .execute(request)
         .map_err(|e| CliError::failed(chain(&e)))?;
-    api::parse_batch(&head, &body)
-        .map_err(|e| CliError::failed(format!("batch {id}: {}", chain(&e))))
+    // The server's words may quote the key: it never reaches an error.
+    let failed = |e: batch_core::api::ResponseError| {
+        CliError::failed(format!("batch {id}: {}", chain(&e.redacted(base))))
+    };
+    if anthropic {
+        batch_core::anthropic::parse_message_batch(&head, &body)
+            .map(|b| b.to_batch())
+            .map_err(failed)
+    } else {
+        api::parse_batch(&head, &body).map_err(failed)
+    }
 }
 
 fn counts_text(b: &Batch) -> String {
@@ -584,14 +612,7 @@ pub(crate) fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<u8, CliError> {
     let api = job::connect(ctx, &args.api, None, None, None)?;
     let mut done = Vec::new();
     for id in &args.batch_ids {
-        let request = api::cancel_batch(api.client.api(), id)
-            .map_err(|e| CliError::usage(format!("batch id {id:?}: {e}")))?;
-        let (head, body) = api
-            .client
-            .execute(request)
-            .map_err(|e| CliError::failed(chain(&e)))?;
-        let b = api::parse_batch(&head, &body)
-            .map_err(|e| CliError::failed(format!("batch {id}: {}", chain(&e))))?;
+        let b = batch_op(&api, id, true)?;
         done.push((b.id, b.status.as_str().to_owned()));
     }
     report_cancelled(args.json, done.into_iter());
@@ -619,16 +640,40 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
         return Err(CliError::usage("--limit must be between 1 and 100"));
     }
     let api = job::connect(ctx, &args.api, None, None, None)?;
-    let page = api
-        .client
-        .list(Some(args.limit), None)
-        .map_err(|e| CliError::failed(chain(&e)))?;
-    if args.json {
-        term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
-        return Ok(EXIT_OK);
-    }
+    let data = if is_anthropic(&api) {
+        let request = batch_core::anthropic::list_batches(
+            api.client.api(),
+            &batch_core::anthropic::ListMessageBatches::newest(args.limit),
+        )
+        .map_err(|e| CliError::usage(e.to_string()))?;
+        let (head, body) = api
+            .client
+            .execute(request)
+            .map_err(|e| CliError::failed(chain(&e)))?;
+        let page = batch_core::anthropic::parse_message_batch_page(&head, &body)
+            .map_err(|e| CliError::failed(chain(&e.redacted(api.client.api()))))?;
+        if args.json {
+            // Anthropic's own batch objects, as the API describes them.
+            term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
+            return Ok(EXIT_OK);
+        }
+        page.data
+            .iter()
+            .map(batch_core::anthropic::MessageBatch::to_batch)
+            .collect()
+    } else {
+        let page = api
+            .client
+            .list(Some(args.limit), None)
+            .map_err(|e| CliError::failed(chain(&e)))?;
+        if args.json {
+            term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
+            return Ok(EXIT_OK);
+        }
+        page.data
+    };
     let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
-    for b in &page.data {
+    for b in &data {
         term::out(&format!(
             "{:<40} {:<12} {:>8} ago  {:<22} {}",
             b.id,
@@ -638,7 +683,7 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
             counts_text(b)
         ));
     }
-    if page.data.is_empty() {
+    if data.is_empty() {
         term::err("no batches");
     }
     Ok(EXIT_OK)

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use batch_core::anthropic;
 use batch_core::input::{BatchRequest, Item, RequestTemplate, SystemPrompt};
 use batch_core::job::{JobPlan, PlanBuilder, ShardHash, ShardLimits, StoredShardFile};
 use batch_core::provider::UrlStyle;
@@ -37,6 +38,16 @@ pub(crate) struct PlanSpec {
     /// How the shard lines write their `url` (`/chat/completions` for
     /// Azure OpenAI's dated API); input lines may use either form then.
     pub(crate) url_style: UrlStyle,
+    /// `--max-tokens`: the `max_tokens` of short lines of a Message Batches
+    /// job that set none.
+    pub(crate) max_tokens: Option<u32>,
+    /// Whether the job is an Anthropic Message Batches job: lines are
+    /// Anthropic's own (`custom_id` and `params`) or short lines, turned
+    /// into `params` (see `batch_core::anthropic`).
+    pub(crate) anthropic: bool,
+    /// Whether the lines are read back from the journal's shard files, where
+    /// a Message Batch's lines after a shard's first start with `,`.
+    pub(crate) shard_lines: bool,
 }
 
 /// A plan built from an input file.
@@ -99,8 +110,12 @@ pub(crate) fn build_plan_from(
 ) -> Result<Planned, CliError> {
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut parser = LineParser::new(source, spec);
-    let builder = PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
-        .url_style(spec.url_style);
+    let builder = if spec.anthropic {
+        PlanBuilder::anthropic(job_id, spec.limits.clone(), source)
+    } else {
+        PlanBuilder::new(job_id, spec.endpoint.clone(), spec.limits.clone(), source)
+            .url_style(spec.url_style)
+    };
     let mut builder = match read_back {
         // The plan keeps no ids (they are in the shard files): it checks them
         // by digest, and reads an earlier line back when two digests are equal.
@@ -403,6 +418,7 @@ struct LineParser<'a> {
     spec: &'a PlanSpec,
     system: SystemPrompt,
     templates: HashMap<String, RequestTemplate>,
+    anthropic_templates: HashMap<String, anthropic::MessagesTemplate>,
 }
 
 /// The keys of a short line that are not copied into the body as they are.
@@ -426,10 +442,14 @@ impl<'a> LineParser<'a> {
             spec,
             system,
             templates: HashMap::new(),
+            anthropic_templates: HashMap::new(),
         }
     }
 
     fn parse(&mut self, line_no: u64, line: &[u8]) -> Result<BatchRequest, InputError> {
+        if self.spec.anthropic {
+            return self.parse_anthropic(line_no, line);
+        }
         let Ok(map) = serde_json::from_slice::<Map<String, Value>>(strip_bom(line)) else {
             // Not a JSON object: the core's parser says exactly why.
             return BatchRequest::parse_line(self.source, line_no, line);
@@ -445,6 +465,35 @@ impl<'a> LineParser<'a> {
                 req.url = self.spec.endpoint.clone();
             }
             return Ok(req);
+        }
+        self.short(line_no, map)
+    }
+
+    /// A line of a Message Batches job: Anthropic's own request line
+    /// (`custom_id` and `params`), or a short line turned into `params`.
+    fn parse_anthropic(&mut self, line_no: u64, line: &[u8]) -> Result<BatchRequest, InputError> {
+        let line = if self.spec.shard_lines {
+            line.strip_prefix(b",").unwrap_or(line)
+        } else {
+            line
+        };
+        let Ok(map) = serde_json::from_slice::<Map<String, Value>>(strip_bom(line)) else {
+            // Not a JSON object: the core's parser says exactly why.
+            return anthropic::parse_request_line(self.source, line_no, line);
+        };
+        if map.contains_key("params") {
+            return anthropic::parse_request_line(self.source, line_no, line);
+        }
+        if let Some(k) = ["url", "body", "method"]
+            .into_iter()
+            .find(|k| map.contains_key(*k))
+        {
+            return Err(self.invalid(
+                line_no,
+                k,
+                "is a field of OpenAI's request lines: --provider anthropic takes Anthropic's \
+                 lines (`custom_id` and `params`) or short lines (`prompt` or `messages`)",
+            ));
         }
         self.short(line_no, map)
     }
@@ -502,6 +551,17 @@ impl<'a> LineParser<'a> {
             map.remove(k);
         }
         let extra = map;
+        if self.spec.anthropic {
+            return self.anthropic_short(
+                line,
+                custom_id,
+                model,
+                (prompt, messages),
+                temperature,
+                max_tokens,
+                &extra,
+            );
+        }
         match (prompt, messages) {
             (Some(_), Some(_)) => Err(self.invalid(
                 line,
@@ -537,6 +597,82 @@ impl<'a> LineParser<'a> {
                 max_tokens,
                 extra,
             ),
+        }
+    }
+
+    /// A short line of a Message Batches job: its `params` from the
+    /// line's model (else `--model`), `--system`, and its `max_tokens`
+    /// (else `--max-tokens`, which Anthropic requires).
+    #[allow(clippy::too_many_arguments)]
+    fn anthropic_short(
+        &mut self,
+        line: u64,
+        custom_id: String,
+        model: String,
+        (prompt, messages): (Option<Value>, Option<Value>),
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        extra: &Map<String, Value>,
+    ) -> Result<BatchRequest, InputError> {
+        if max_tokens.is_none() && self.spec.max_tokens.is_none() {
+            return Err(self.invalid(
+                line,
+                "max_tokens",
+                "is missing: Anthropic requires `max_tokens` on every request; pass \
+                 --max-tokens N, or give the line a \"max_tokens\"",
+            ));
+        }
+        let system = &self.system;
+        let max = self.spec.max_tokens;
+        let template = self
+            .anthropic_templates
+            .entry(model.clone())
+            .or_insert_with(|| anthropic::MessagesTemplate::new(model, system, max));
+        match (prompt, messages) {
+            (Some(_), Some(_)) => Err(InputError::new(
+                self.source,
+                line,
+                "messages",
+                Problem::Invalid("give either `prompt` or `messages`, not both".into()),
+            )),
+            (None, None) => Err(InputError::new(
+                self.source,
+                line,
+                "prompt",
+                Problem::Invalid(
+                    "is missing: a short line needs `prompt` or `messages` (Anthropic's own \
+                     request line needs `custom_id` and `params`)"
+                        .into(),
+                ),
+            )),
+            (Some(Value::String(prompt)), None) => {
+                let mut item = Item::new(custom_id, prompt);
+                item.temperature = temperature;
+                item.max_tokens = max_tokens;
+                item.extra = extra.clone();
+                template.request(self.source, line, &item)
+            }
+            (Some(_), None) => Err(InputError::new(
+                self.source,
+                line,
+                "prompt",
+                Problem::Invalid("must be a string".into()),
+            )),
+            (None, Some(Value::Array(list))) => template.request_messages(
+                self.source,
+                line,
+                &custom_id,
+                list,
+                temperature,
+                max_tokens,
+                extra,
+            ),
+            (None, Some(_)) => Err(InputError::new(
+                self.source,
+                line,
+                "messages",
+                Problem::Invalid("must be an array of message objects".into()),
+            )),
         }
     }
 
@@ -663,6 +799,9 @@ mod tests {
             endpoint,
             limits: ShardLimits::default(),
             url_style: UrlStyle::Versioned,
+            max_tokens: None,
+            anthropic: false,
+            shard_lines: false,
         }
     }
 

@@ -82,6 +82,7 @@ fn api_config(args: &ApiArgs, stored: Option<&PlanFile>) -> Result<ApiConfig, Cl
     let env_base = std::env::var(match crate::provider::kind(args) {
         batch_core::api::ProviderKind::Azure => "AZURE_OPENAI_ENDPOINT",
         batch_core::api::ProviderKind::Groq => "GROQ_BASE_URL",
+        batch_core::api::ProviderKind::Anthropic => "ANTHROPIC_BASE_URL",
         _ => "OPENAI_BASE_URL",
     })
     .ok()
@@ -162,6 +163,7 @@ pub(crate) fn connect(
         let mode = match crate::provider::kind(args) {
             batch_core::api::ProviderKind::Azure => batch_emulator::ProviderMode::Azure,
             batch_core::api::ProviderKind::Groq => batch_emulator::ProviderMode::Groq,
+            batch_core::api::ProviderKind::Anthropic => batch_emulator::ProviderMode::Anthropic,
             _ => batch_emulator::ProviderMode::OpenAi,
         };
         if mode != batch_emulator::ProviderMode::OpenAi {
@@ -293,15 +295,40 @@ fn read_system(path: &str) -> Result<String, CliError> {
 
 /// Checks the plan options the user asked for (reading `--system @FILE`);
 /// `api` says how request lines write their url.
+///
+/// A Message Batches job (`--provider anthropic`) has the `/v1/messages`
+/// endpoint and takes `--max-tokens`; other providers refuse `--max-tokens`
+/// (a short line sets its own `max_tokens`).
 pub(crate) fn requested_options(args: &PlanArgs, api: &ApiArgs) -> Result<Requested, CliError> {
     let system = match &args.system {
         Some(s) if s.starts_with('@') => Some(read_system(&s[1..])?),
         other => other.clone(),
     };
-    let endpoint = match &args.endpoint {
-        Some(e) => Some(input::parse_endpoint(e).map_err(CliError::usage)?),
-        None => None,
+    let anthropic = crate::provider::kind(api) == batch_core::api::ProviderKind::Anthropic;
+    let endpoint = match (&args.endpoint, anthropic) {
+        (Some(e), true) => {
+            return Err(CliError::usage(format!(
+                "--endpoint {e}: --provider anthropic sends every request to {} (Message \
+                 Batches); leave --endpoint out",
+                batch_core::anthropic::MESSAGES_PATH
+            )));
+        }
+        (None, true) => Some(batch_core::anthropic::messages_endpoint()),
+        (Some(e), false) => Some(input::parse_endpoint(e).map_err(CliError::usage)?),
+        (None, false) => None,
     };
+    if let Some(n) = args.max_tokens {
+        if !anthropic {
+            return Err(CliError::usage(format!(
+                "--max-tokens {n} is for --provider anthropic; for {} give each short line \
+                 its own \"max_tokens\"",
+                crate::provider::kind(api).as_str()
+            )));
+        }
+        if n == 0 {
+            return Err(CliError::usage("--max-tokens must be at least 1"));
+        }
+    }
     if args.max_requests_per_batch == 0 {
         return Err(CliError::usage(
             "--max-requests-per-batch must be at least 1",
@@ -321,6 +348,7 @@ pub(crate) fn requested_options(args: &PlanArgs, api: &ApiArgs) -> Result<Reques
                 .unwrap_or_default(),
             max_requests_per_batch: args.max_requests_per_batch,
             max_bytes_per_batch: args.max_bytes_per_batch,
+            max_tokens: args.max_tokens,
             batch,
             unversioned_urls: crate::provider::unversioned_urls(api),
         },
@@ -333,6 +361,7 @@ fn round_spec(pf: &PlanFile) -> PlanSpec {
     PlanSpec {
         model: None,
         system: None,
+        shard_lines: true,
         ..spec_of(&pf.options)
     }
 }
@@ -348,6 +377,9 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
         } else {
             batch_core::provider::UrlStyle::Versioned
         },
+        max_tokens: opts.max_tokens,
+        anthropic: opts.endpoint == batch_core::anthropic::MESSAGES_PATH,
+        shard_lines: false,
     }
 }
 
@@ -521,6 +553,12 @@ fn check_same_options(
     }
     if endpoint_given && have.endpoint != want.endpoint {
         return Err(differs(format!("--endpoint {}", have.endpoint)));
+    }
+    if have.max_tokens != want.max_tokens {
+        return Err(differs(match have.max_tokens {
+            Some(n) => format!("--max-tokens {n}"),
+            None => "no --max-tokens".to_owned(),
+        }));
     }
     if have.max_requests_per_batch != want.max_requests_per_batch {
         return Err(differs(format!(
@@ -751,6 +789,7 @@ fn plan_from_shards(
     let spec = PlanSpec {
         model: None,
         system: None,
+        shard_lines: true,
         ..spec.clone()
     };
     let what = format!("the shard files in {}", journal.dir().display());

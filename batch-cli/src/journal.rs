@@ -127,6 +127,10 @@ pub(crate) struct PlanOptions {
     pub(crate) endpoint: String,
     pub(crate) max_requests_per_batch: u64,
     pub(crate) max_bytes_per_batch: u64,
+    /// `--max-tokens`: the `max_tokens` of short lines of a Message Batches
+    /// job that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_tokens: Option<u32>,
     /// Completion window, metadata and file expiries (defaults when absent).
     #[serde(default)]
     pub(crate) batch: crate::settings::BatchSettings,
@@ -1150,7 +1154,10 @@ impl Iterator for ShardIds {
             match r.read_until(b'\n', &mut self.buf) {
                 Ok(0) => self.reader = None,
                 Ok(_) => {
-                    return Some(first_custom_id(&self.buf).ok_or_else(|| {
+                    // A Message Batch's shard lines after the first start
+                    // with `,` (the create body is framed around them).
+                    let line = self.buf.strip_prefix(b",").unwrap_or(&self.buf);
+                    return Some(first_custom_id(line).ok_or_else(|| {
                         CliError::failed(format!(
                             "the journal is damaged: a line of {} has no custom_id",
                             path.display()

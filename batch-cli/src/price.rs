@@ -1,6 +1,12 @@
 //! A small table of batch prices (50% of the standard price), in US dollars
 //! per million tokens, for a cost estimate. A model that is not in the table
-//! gets no estimate rather than a guess.
+//! gets no estimate rather than a guess ("unknown").
+//!
+//! OpenAI's from <https://openai.com/api/pricing/>; Anthropic's Message
+//! Batches are also billed at 50% of the standard price, from
+//! <https://docs.anthropic.com/en/docs/about-claude/pricing> (base input and
+//! output tokens only: prompt-cache reads and writes are priced apart and
+//! are not in the estimate).
 
 /// (model, input, output) per million tokens at batch prices.
 const BATCH_PRICES: &[(&str, f64, f64)] = &[
@@ -19,11 +25,33 @@ const BATCH_PRICES: &[(&str, f64, f64)] = &[
     ("text-embedding-3-small", 0.01, 0.0),
     ("text-embedding-3-large", 0.065, 0.0),
     ("text-embedding-ada-002", 0.05, 0.0),
+    // Anthropic, standard price halved.
+    ("claude-opus-4-5", 2.5, 12.5),
+    ("claude-opus-4-1", 7.5, 37.5),
+    ("claude-opus-4-0", 7.5, 37.5),
+    ("claude-opus-4", 7.5, 37.5),
+    ("claude-sonnet-4-5", 1.5, 7.5),
+    ("claude-sonnet-4-0", 1.5, 7.5),
+    ("claude-sonnet-4", 1.5, 7.5),
+    ("claude-3-7-sonnet", 1.5, 7.5),
+    ("claude-haiku-4-5", 0.5, 2.5),
+    ("claude-3-5-haiku", 0.4, 2.0),
+    ("claude-3-haiku", 0.125, 0.625),
 ];
 
 /// The model without a dated snapshot suffix (`gpt-4o-mini-2024-07-18` →
-/// `gpt-4o-mini`).
+/// `gpt-4o-mini`, `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`) or
+/// Anthropic's `-latest` alias suffix.
 fn base_model(model: &str) -> &str {
+    if let Some(head) = model.strip_suffix("-latest") {
+        return head;
+    }
+    if let Some((head, tail)) = model.rsplit_once('-')
+        && tail.len() == 8
+        && tail.bytes().all(|b| b.is_ascii_digit())
+    {
+        return head;
+    }
     let b = model.as_bytes();
     if b.len() > 11 {
         let (head, tail) = model.split_at(model.len() - 11);
@@ -63,5 +91,18 @@ mod tests {
         assert_eq!(estimate("gpt-4o", 1_000_000, 0), Some(1.25));
         assert_eq!(estimate("my-finetune", 1, 1), None);
         assert_eq!(estimate("gpt-4o-mini-emulated", 1, 1), None);
+    }
+
+    #[test]
+    fn claude_models_have_half_the_standard_price() {
+        // Sonnet 4.5: $3 in, $15 out per million at the standard price.
+        assert_eq!(
+            estimate("claude-sonnet-4-5-20250929", 1_000_000, 1_000_000),
+            Some(9.0)
+        );
+        assert_eq!(estimate("claude-haiku-4-5", 2_000_000, 0), Some(1.0));
+        assert_eq!(estimate("claude-3-5-haiku-latest", 0, 1_000_000), Some(2.0));
+        assert_eq!(estimate("claude-sonnet-4-5-emulated", 1, 1), None);
+        assert_eq!(estimate("claude-next", 1, 1), None);
     }
 }

@@ -125,6 +125,34 @@ pub(crate) fn with_recorded(
             }
         }
     }
+    for (flag, name, given) in [
+        (
+            "--anthropic-version",
+            Provider::ANTHROPIC_VERSION_HEADER,
+            &args.anthropic_version,
+        ),
+        (
+            "--anthropic-beta",
+            Provider::ANTHROPIC_BETA_HEADER,
+            &args.anthropic_beta,
+        ),
+    ] {
+        let Some(given) = given else { continue };
+        let recorded = rec
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.clone());
+        if recorded.as_deref() != Some(given.as_str()) {
+            return Err(conflict(
+                format!("{flag} {given}"),
+                match recorded {
+                    Some(r) => format!("{flag} {r}"),
+                    None => format!("no {flag}"),
+                },
+            ));
+        }
+    }
     out.header = headers;
     out.recorded = Some(rec.clone());
     Ok(out)
@@ -156,8 +184,10 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
             .as_ref()
             .map(|r| r.base_url.clone())
             .filter(|b| !b.is_empty());
-        if matches!(k, "AZURE_OPENAI_ENDPOINT" | "OPENAI_BASE_URL")
-            && recorded_base.is_some()
+        if matches!(
+            k,
+            "AZURE_OPENAI_ENDPOINT" | "OPENAI_BASE_URL" | "ANTHROPIC_BASE_URL"
+        ) && recorded_base.is_some()
             && std::env::var(k).map_or(true, |v| v.trim().is_empty())
         {
             return recorded_base;
@@ -221,8 +251,46 @@ pub(crate) fn from_env(args: &ApiArgs) -> Result<ApiConfig, CliError> {
     Ok(cfg)
 }
 
-/// Adds `--header` and `--query` to `cfg`.
+/// Adds `--header`, `--query`, and for `--provider anthropic`
+/// `--anthropic-version` and `--anthropic-beta`, to `cfg`.
+///
+/// # Errors
+/// A usage error for a malformed flag, or an Anthropic flag given for
+/// another provider.
 pub(crate) fn apply_extras(mut cfg: ApiConfig, args: &ApiArgs) -> Result<ApiConfig, CliError> {
+    cfg = apply_extra_flags(cfg, args)?;
+    let anthropic = cfg.provider.kind == ProviderKind::Anthropic;
+    for (flag, value) in [
+        ("--anthropic-version", &args.anthropic_version),
+        ("--anthropic-beta", &args.anthropic_beta),
+    ] {
+        let Some(value) = value else { continue };
+        if !anthropic {
+            return Err(CliError::usage(format!(
+                "{flag} is for --provider anthropic, not {}",
+                cfg.provider.kind.as_str()
+            )));
+        }
+        if value.trim().is_empty() {
+            return Err(CliError::usage(format!("{flag}: the value is empty")));
+        }
+    }
+    if let Some(v) = &args.anthropic_version {
+        cfg.provider = cfg.provider.with_anthropic_version(v.trim());
+    }
+    if let Some(b) = &args.anthropic_beta {
+        cfg.provider
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(Provider::ANTHROPIC_BETA_HEADER));
+        cfg.provider = cfg
+            .provider
+            .with_header(Provider::ANTHROPIC_BETA_HEADER, b.trim());
+    }
+    Ok(cfg)
+}
+
+/// Adds `--header` and `--query` to `cfg`.
+fn apply_extra_flags(mut cfg: ApiConfig, args: &ApiArgs) -> Result<ApiConfig, CliError> {
     for h in &args.header {
         let Some((name, value)) = h.split_once(':') else {
             return Err(CliError::usage(format!(
@@ -234,6 +302,11 @@ pub(crate) fn apply_extras(mut cfg: ApiConfig, args: &ApiArgs) -> Result<ApiConf
         if name.is_empty() {
             return Err(CliError::usage("--header: the header name is empty"));
         }
+        // A header the provider already sends (anthropic-version) is
+        // replaced, not sent twice.
+        cfg.provider
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         cfg.provider = cfg.provider.with_header(name, value.trim());
     }
     for q in &args.query {
@@ -258,7 +331,8 @@ fn header_name_only(h: &str) -> &str {
 
 /// The emulator's settings for `--provider` with `--emulator`: the same
 /// provider on the emulator's own base URL (`/openai/v1`, or `/openai`
-/// with an `api-version` for Azure's dated API).
+/// with an `api-version` for Azure's dated API, or the bare origin for
+/// Anthropic's Message Batches).
 pub(crate) fn emulator_api(args: &ApiArgs, origin: &str, key: &str) -> ApiConfig {
     let version = match &args.recorded {
         Some(_) => args.api_version.clone(),
@@ -275,6 +349,8 @@ pub(crate) fn emulator_api(args: &ApiArgs, origin: &str, key: &str) -> ApiConfig
         },
         ProviderKind::Groq => ApiConfig::groq(key).with_base_url(format!("{origin}/openai/v1")),
         ProviderKind::Custom => ApiConfig::custom(format!("{origin}/v1"), key),
+        // Message Batches paths carry their own `/v1`.
+        ProviderKind::Anthropic => ApiConfig::anthropic(key).with_base_url(origin),
         _ => ApiConfig::new(key).with_base_url(format!("{origin}/v1")),
     }
 }
@@ -298,6 +374,7 @@ pub(crate) fn check_window(api: &ApiArgs, plan: &crate::args::PlanArgs) -> Resul
         ProviderKind::Azure => Provider::azure(),
         ProviderKind::Groq => Provider::groq(),
         ProviderKind::Custom => Provider::custom(),
+        ProviderKind::Anthropic => Provider::anthropic(),
         _ => Provider::openai(),
     };
     let Ok(window) = parse_completion_window(&plan.completion_window) else {

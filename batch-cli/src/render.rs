@@ -8,6 +8,18 @@
 //! {"custom_id":..,"outcome":"not_processed","batch_id":"batch_..","error":{"code":"missing_result","message":..}}
 //! ```
 //!
+//! An Anthropic Message Batch's lines have the same members, with the
+//! Messages API's answer as `message` in place of `response`
+//! (<https://docs.anthropic.com/en/api/retrieving-message-batch-results>),
+//! and a failed request's `error` the inner error object (`type`,
+//! `message`):
+//!
+//! ```text
+//! {"custom_id":..,"outcome":"succeeded","batch_id":"msgbatch_..","message":{"id":"msg_..","content":[..],"stop_reason":..,"usage":{..}}}
+//! {"custom_id":..,"outcome":"failed","batch_id":"msgbatch_..","error":{"type":"invalid_request_error","message":..}}
+//! {"custom_id":..,"outcome":"not_processed","batch_id":"msgbatch_..","error":{"code":"batch_expired","message":..}}
+//! ```
+//!
 //! `id` is the server's result line id and `batch_id` the batch the result
 //! came from; each is left out when there is none (an outcome the job made
 //! up has no result line; a shard that never got a batch has no batch).
@@ -38,12 +50,30 @@ const RETRYABLE_NOT_PROCESSED: [&str; 8] = [
     "create_failed",
 ];
 
+/// Anthropic's error types that say the request itself is at fault
+/// (<https://docs.anthropic.com/en/api/errors>): another round would fail
+/// the same way.
+const ANTHROPIC_REQUEST_ERRORS: [&str; 5] = [
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+];
+
 /// Whether a failed request is worth another round: it got a 429, a 408 or
 /// a 5xx (the server's trouble), or no status at all. Other 4xx answers
 /// (`invalid_request_error`, a missing model, a refused key) would fail again.
+///
+/// A Message Batch's errored result has no status: its error `type` says
+/// whether the request is at fault ([`ANTHROPIC_REQUEST_ERRORS`]) or the
+/// server was (`api_error`, `overloaded_error`, worth another round).
 fn failure_is_retryable(f: &Failure) -> bool {
     match f.status_code {
-        None => true,
+        None => !f
+            .error_type
+            .as_deref()
+            .is_some_and(|t| ANTHROPIC_REQUEST_ERRORS.contains(&t)),
         Some(s) => s == 408 || s == 429 || s >= 500,
     }
 }
@@ -112,11 +142,14 @@ pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
     out.clear();
     let rec = r.result_line();
     let parts = rec.map(|rec| rec.raw_parts()).unwrap_or_default();
-    let (outcome, response, error) = match &r.outcome {
-        JobOutcome::Succeeded(_) => ("succeeded", parts.response, None),
+    let (outcome, response, message, error) = match &r.outcome {
+        // A Message Batch's succeeded line carries the Messages API's
+        // answer as `message` where OpenAI's carries `response`.
+        JobOutcome::Succeeded(_) => ("succeeded", parts.response, parts.message, None),
         JobOutcome::Failed(rec) => (
             "failed",
             parts.response,
+            None,
             Some(match server_error(&parts) {
                 Some(raw) => ErrorOut::Server(raw),
                 None => own_error(rec.failure()),
@@ -124,6 +157,7 @@ pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
         ),
         JobOutcome::NotProcessed(NotProcessed { code, message }) => (
             "not_processed",
+            None,
             None,
             Some(match server_error(&parts) {
                 Some(raw) => ErrorOut::Server(raw),
@@ -135,6 +169,7 @@ pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
         ),
         _ => (
             "failed",
+            None,
             None,
             Some(ErrorOut::Own {
                 code: Some("unknown_outcome"),
@@ -157,6 +192,10 @@ pub(crate) fn render(r: &JobResult, out: &mut Vec<u8>) {
     }
     if let Some(raw) = response {
         out.extend_from_slice(b",\"response\":");
+        out.extend_from_slice(raw.as_bytes());
+    }
+    if let Some(raw) = message {
+        out.extend_from_slice(b",\"message\":");
         out.extend_from_slice(raw.as_bytes());
     }
     match error {
@@ -288,6 +327,43 @@ mod tests {
             "{\"custom_id\":\"a\",\"outcome\":\"not_processed\",\"id\":\"batch_req_e\",\"batch_id\":\"batch_9\",\"error\":{\"code\":\"batch_expired\",\"message\":\"This request could not be executed before the completion window expired.\"}}\n"
         );
         assert_eq!(kind(&r.outcome), Kind::NotProcessedRetryable);
+    }
+
+    fn anthropic(raw: &str) -> JobResult {
+        let rec = batch_core::anthropic::parse_result_line(1, raw.as_bytes()).expect("line");
+        let outcome = if rec.is_success() {
+            JobOutcome::Succeeded(Box::new(rec))
+        } else {
+            JobOutcome::Failed(Box::new(rec))
+        };
+        JobResult {
+            index: 0,
+            shard: 0,
+            batch_id: Some("msgbatch_1".into()),
+            custom_id: "a".into(),
+            outcome,
+            server_line: None,
+        }
+    }
+
+    #[test]
+    fn message_batch_lines_carry_the_message_and_the_inner_error() {
+        let ok = r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_1","type":"message","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}}}"#;
+        let r = anthropic(ok);
+        assert_eq!(kind(&r.outcome), Kind::Succeeded);
+        assert_eq!(
+            text(&r),
+            r#"{"custom_id":"a","outcome":"succeeded","batch_id":"msgbatch_1","message":{"id":"msg_1","type":"message","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}}"#.to_owned() + "\n"
+        );
+        let bad = r#"{"custom_id":"a","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}}}"#;
+        let r = anthropic(bad);
+        assert_eq!(kind(&r.outcome), Kind::Failed, "the request is at fault");
+        assert_eq!(
+            text(&r),
+            r#"{"custom_id":"a","outcome":"failed","batch_id":"msgbatch_1","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#.to_owned() + "\n"
+        );
+        let busy = r#"{"custom_id":"a","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}}}"#;
+        assert_eq!(kind(&anthropic(busy).outcome), Kind::FailedRetryable);
     }
 
     #[test]
