@@ -122,6 +122,75 @@ fn a_lost_create_answer_is_reconciled_without_a_second_create() {
 }
 
 #[test]
+fn equal_shards_that_all_lose_their_create_answers_each_follow_their_own_batch() {
+    // Three shards of 10: every create acts and its answer is lost. Each
+    // shard skips the batches the others already follow or hold, so no
+    // two shards wait on one batch (whose results might be gone by the
+    // time the second reads them), and each ends with its own.
+    let (plan, shards) = plan(30, None, 10);
+    assert_eq!(plan.shards().len(), 3);
+    let mut job = Job::new(config(), plan.clone(), UnixMillis(T0));
+    let mut h = Harness::new(SimApi::new(SimConfig::default()), shards);
+    let faults = Box::new(|_, r: &batch_core::http::Request<_>| {
+        if r.method() == Method::POST && r.uri().path() == "/v1/messages/batches" {
+            Fault::LostAfterSend
+        } else {
+            Fault::None
+        }
+    });
+    let summary = h.run_with(&mut job, faults, None, |_, _| false).done();
+    assert_every_request_once(&h, &plan);
+    assert_eq!(h.counts(), (30, 0, 0));
+    assert!(summary.complete);
+    assert_eq!(h.sim.counters.creates, 3, "no second create");
+    assert_eq!(h.creates_logged(), 3);
+    assert_eq!(h.sim.batch_count(), 3);
+    // No batch is followed by two shards at once, nor after a shard
+    // confirmed it. (A shard may follow another's batch first, refute it
+    // by its results, and go on: which shard searches first is not fixed.)
+    let w = h.warnings();
+    let mut following: std::collections::BTreeMap<String, &str> = Default::default();
+    let batch_of = |m: &str, after: &str| -> String {
+        let rest = &m[m.find(after).unwrap() + after.len()..];
+        rest.split(' ').next().unwrap().to_owned()
+    };
+    for m in &w {
+        if m.contains("may be it") {
+            let b = batch_of(m, "; batch ");
+            assert!(
+                following.insert(b.clone(), "followed").is_none(),
+                "{b} followed while another shard follows or holds it: {w:?}"
+            );
+        } else if m.contains("is not this shard's") {
+            let b = batch_of(m, "batch ");
+            assert_eq!(following.remove(&b), Some("followed"), "{w:?}");
+        } else if m.contains("is this shard's") {
+            let b = batch_of(m, "batch ");
+            assert_eq!(following.insert(b, "held"), Some("followed"), "{w:?}");
+        }
+    }
+    assert_eq!(
+        w.iter().filter(|m| m.contains("is this shard's")).count(),
+        3,
+        "{w:?}"
+    );
+    let mut ids = Vec::new();
+    for (k, s) in summary.shards.iter().enumerate() {
+        assert_eq!(s.end, Some(ShardEnd::Finished), "shard {k}");
+        let batch = s.batch_id.clone().unwrap();
+        let first = plan.shards()[k].start;
+        for ix in first..first + 10 {
+            assert!(h.sim.batch_holds(&batch, plan.custom_id(ix)));
+            assert_eq!(h.durable[&ix].batch_id.as_deref(), Some(batch.as_str()));
+        }
+        ids.push(batch);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three distinct batches");
+}
+
+#[test]
 fn a_create_refused_without_acting_is_looked_for_then_sent_again() {
     let (mut job, plan, mut h) = three_shards(SimConfig::default());
     let mut first = true;

@@ -42,11 +42,22 @@
 //!    15 minutes (clock skew) before the create was armed, the end of the
 //!    list, or 50 pages. A *candidate* is a batch created since then
 //!    whose size (`request_counts` summed) is the shard's request count,
-//!    that no other shard of the job holds as confirmed, and that this
-//!    shard has not refuted.
+//!    that no other shard of the job holds (as confirmed, or following it
+//!    unconfirmed), and that this shard has not refuted. A batch another
+//!    shard follows unconfirmed is skipped but remembered: shards of the
+//!    same size whose create answers were all lost each follow a
+//!    different batch, so none waits for a batch another shard is reading
+//!    (whose results may be gone by the time it is this shard's turn).
 //! 3. **Decide.**
-//!    - No candidate, the search complete: the create never landed, and
-//!      the job creates again. This is the only way to a second create.
+//!    - No candidate, but a batch of the shard's size that another shard
+//!      follows unconfirmed was skipped: it may be this shard's, and that
+//!      shard's confirming read tells. The search is made again a poll
+//!      interval later (when that shard has confirmed it, it is held; when
+//!      it has refuted it, or stopped, it is a candidate again); nothing is
+//!      created meanwhile.
+//!    - No candidate and none skipped, the search complete: the create
+//!      never landed, and the job creates again. This is the only way to a
+//!      second create.
 //!    - A candidate or more: the job follows the oldest (created nearest
 //!      the create) *unconfirmed*: it polls it like its own, but never
 //!      cancels it (it may be someone else's) and delivers nothing from it

@@ -8,9 +8,152 @@
 //! transitions, retries and Range resume as a job the process created.
 //! What lives here is the bookkeeping of a plain file download
 //! (`Client::download_file` in each transport): the file object's declared
-//! size bounds the content read.
+//! size bounds the content read; and the single requests on a batch by id
+//! (`Client::retrieve_batch`, `cancel_batch` and `list` in each transport)
+//! in the protocol of the configured provider
+//! ([`Protocol`](crate::provider::Protocol)): OpenAI's `/batches` or
+//! Anthropic's `/v1/messages/batches` (see [`crate::anthropic`]), whose
+//! answers read as the same [`Batch`] and [`List`].
 
-use crate::api::FileObject;
+use http::Request;
+
+use crate::anthropic;
+use crate::api::{
+    self, ApiBase, Batch, FileObject, List, ListBatches, Outgoing, RequestError, ResponseError,
+};
+use crate::provider::Protocol;
+
+fn message_batches(api: &ApiBase) -> bool {
+    api.provider().protocol == Protocol::AnthropicMessageBatches
+}
+
+/// The request reading batch `batch_id` once: `GET /batches/{id}`, or
+/// `GET /v1/messages/batches/{id}` for Message Batches. Read its answer
+/// with [`parse_batch_answer`].
+///
+/// # Errors
+/// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
+pub fn retrieve_batch_request(
+    api: &ApiBase,
+    batch_id: &str,
+) -> Result<Request<Outgoing>, RequestError> {
+    if message_batches(api) {
+        anthropic::retrieve_batch(api, batch_id)
+    } else {
+        api::retrieve_batch(api, batch_id)
+    }
+}
+
+/// The request cancelling batch `batch_id`: `POST /batches/{id}/cancel`,
+/// or `POST /v1/messages/batches/{id}/cancel` for Message Batches. Read its
+/// answer with [`parse_batch_answer`].
+///
+/// # Errors
+/// As [`retrieve_batch_request`].
+pub fn cancel_batch_request(
+    api: &ApiBase,
+    batch_id: &str,
+) -> Result<Request<Outgoing>, RequestError> {
+    if message_batches(api) {
+        anthropic::cancel_batch(api, batch_id)
+    } else {
+        api::cancel_batch(api, batch_id)
+    }
+}
+
+/// The request listing one page of batches, newest first, after the
+/// batch `after` (the previous page's `last_id`): `GET /batches?after=`,
+/// or `GET /v1/messages/batches?after_id=` for Message Batches. Read its
+/// answer with [`parse_batch_list_answer`].
+///
+/// # Errors
+/// [`RequestError`] for a `limit` out of the API's range (1 to 100 for
+/// OpenAI, 1 to 1,000 for Message Batches) or an empty `after`.
+pub fn list_batches_request(
+    api: &ApiBase,
+    limit: Option<u32>,
+    after: Option<&str>,
+) -> Result<Request<Outgoing>, RequestError> {
+    if message_batches(api) {
+        anthropic::list_batches(
+            api,
+            &anthropic::ListMessageBatches {
+                limit,
+                before_id: None,
+                after_id: after.map(str::to_owned),
+            },
+        )
+    } else {
+        api::list_batches(
+            api,
+            &ListBatches {
+                after: after.map(str::to_owned),
+                limit,
+            },
+        )
+    }
+}
+
+/// Reads the answer to [`retrieve_batch_request`] or
+/// [`cancel_batch_request`] as a [`Batch`]; a Message Batch reads as the
+/// job reads it ([`MessageBatch::to_batch`](anthropic::MessageBatch::to_batch)).
+///
+/// # Errors
+/// [`ResponseError::Api`] for a non-2xx status, [`ResponseError::Decode`]
+/// for a 2xx body that is not a batch.
+pub fn parse_batch_answer(
+    api: &ApiBase,
+    head: &http::response::Parts,
+    body: &[u8],
+) -> Result<Batch, ResponseError> {
+    if message_batches(api) {
+        anthropic::parse_message_batch(head, body).map(|b| b.to_batch())
+    } else {
+        api::parse_batch(head, body)
+    }
+}
+
+/// Reads the answer to [`list_batches_request`] as a page of [`Batch`]es,
+/// whose `last_id` is the next page's `after`.
+///
+/// # Errors
+/// As [`parse_batch_answer`].
+pub fn parse_batch_list_answer(
+    api: &ApiBase,
+    head: &http::response::Parts,
+    body: &[u8],
+) -> Result<List<Batch>, ResponseError> {
+    if !message_batches(api) {
+        return api::parse_batch_list(head, body);
+    }
+    let page = anthropic::parse_message_batch_page(head, body)?;
+    Ok(List {
+        object: "list".to_owned(),
+        data: page
+            .data
+            .iter()
+            .map(anthropic::MessageBatch::to_batch)
+            .collect(),
+        first_id: page.first_id,
+        last_id: page.last_id,
+        has_more: page.has_more,
+    })
+}
+
+/// Whether the provider serves files to download by id
+/// (`Client::download_file`).
+///
+/// # Errors
+/// For Message Batches, which have no files (their results are read by
+/// batch id, `batch_results`), a message saying so.
+pub fn check_file_download(api: &ApiBase, file_id: &str) -> Result<(), String> {
+    if message_batches(api) {
+        return Err(format!(
+            "Anthropic's Message Batches have no files to download (file {file_id:?}): requests go inline in the create body and results are served by batch id; read them with batch_results or stream_batch_results"
+        ));
+    }
+    Ok(())
+}
 
 /// Checks a file's content against the size its file object declares
 /// (`GET /files/{id}` first, then `GET /files/{id}/content`): a body longer

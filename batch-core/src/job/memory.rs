@@ -64,6 +64,12 @@ pub struct BatchOptions {
     /// [`for_provider`](Self::for_provider)).
     #[serde(default)]
     pub url_style: crate::provider::UrlStyle,
+    /// The token limit of each request of Anthropic's Message Batches,
+    /// which require one (an item's own `max_tokens` wins); see
+    /// [`BatchJob::from_items_for`]. OpenAI's requests do not use it (set
+    /// their `max_tokens` per item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 impl BatchOptions {
@@ -82,7 +88,16 @@ impl BatchOptions {
             output_expires_after: None,
             file_expires_after: None,
             url_style: crate::provider::UrlStyle::Versioned,
+            max_tokens: None,
         }
+    }
+
+    /// Sets the token limit of Anthropic's Message Batches requests (see
+    /// [`max_tokens`](Self#structfield.max_tokens)).
+    #[must_use]
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
     }
 
     /// Takes `provider`'s per-file limits and url style: give it the
@@ -221,6 +236,48 @@ impl BatchJob {
             .enumerate()
             .map(|(i, item)| template.request("items", i as u64 + 1, item));
         Self::build(requests, options, seed)
+    }
+
+    /// Encodes `items` for a client of `provider`, in its protocol: as
+    /// [`from_anthropic_items`](Self::from_anthropic_items) with the
+    /// options' [`max_tokens`](BatchOptions#structfield.max_tokens) for
+    /// Anthropic's Message Batches, else as [`from_items`](Self::from_items).
+    /// The transports' `submit_batch` and `submit_and_wait` plan this way.
+    ///
+    /// # Errors
+    /// As `from_items` or `from_anthropic_items`.
+    pub fn from_items_for(
+        provider: &crate::provider::Provider,
+        items: &[Item],
+        prompt: &SystemPrompt,
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
+        if provider.protocol == crate::provider::Protocol::AnthropicMessageBatches {
+            Self::from_anthropic_items(items, prompt, options.max_tokens, options, seed)
+        } else {
+            Self::from_items(items, prompt, options, seed)
+        }
+    }
+
+    /// Encodes raw request lines for a client of `provider`, in its
+    /// protocol: as [`from_anthropic_requests`](Self::from_anthropic_requests)
+    /// for Anthropic's Message Batches, else as
+    /// [`from_requests`](Self::from_requests).
+    ///
+    /// # Errors
+    /// As `from_requests` or `from_anthropic_requests`.
+    pub fn from_requests_for(
+        provider: &crate::provider::Provider,
+        requests: &[BatchRequest],
+        options: &BatchOptions,
+        seed: u64,
+    ) -> Result<BatchJob, InputError> {
+        if provider.protocol == crate::provider::Protocol::AnthropicMessageBatches {
+            Self::from_anthropic_requests(requests, options, seed)
+        } else {
+            Self::from_requests(requests, options, seed)
+        }
     }
 
     /// Encodes raw request lines (any endpoint) into shards.

@@ -56,7 +56,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use crate::error::ClientError;
-pub use by_id::FileDownload;
+pub use by_id::{
+    FileDownload, cancel_batch_request, check_file_download, list_batches_request,
+    parse_batch_answer, parse_batch_list_answer, retrieve_batch_request,
+};
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, EffectState, ShardCheckpoint, Tally};
 pub use client_config::{ClientConfig, ClientSettings, ManualClock, Proxy};
 pub use io::JobIo;
@@ -239,6 +242,9 @@ struct Shard {
     unconfirmed: bool,
     /// Message Batches: the candidates of a search in progress.
     candidates: Vec<anthropic::MessageBatch>,
+    /// Message Batches: the search in progress skipped a batch of the
+    /// shard's size that another shard follows unconfirmed.
+    search_followed: bool,
     /// Message Batches: batches found after a lost create answer whose
     /// results showed they are not this shard's (checkpointed).
     refuted: Vec<String>,
@@ -1751,8 +1757,11 @@ impl Job {
     /// A page of the search for a Message Batch whose create answer was
     /// lost (see the reconcile in [`crate::anthropic`]).
     fn search_page(&mut self, i: usize, page: anthropic::MessageBatchPage) {
-        // Batches other shards hold as confirmed are theirs; one another
-        // shard follows unconfirmed may still be this shard's.
+        // Batches other shards hold as confirmed are theirs, and are never
+        // candidates. One another shard follows unconfirmed may still be
+        // this shard's: it is skipped while followed (two shards following
+        // one batch would leave one of them without its own), and waited
+        // for if nothing else is left.
         let held: BTreeSet<String> = self
             .shards
             .iter()
@@ -1760,6 +1769,15 @@ impl Job {
             .filter(|(k, s)| *k != i && !s.unconfirmed)
             .filter_map(|(_, s)| s.batch_id.clone())
             .collect();
+        let followed: BTreeSet<String> = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(k, s)| *k != i && s.unconfirmed && s.end.is_none() && s.finishing.is_none())
+            .filter_map(|(_, s)| s.batch_id.clone())
+            .collect();
+        let poll_interval = self.cfg.poll_interval;
+        let now = self.now;
         let sh = &mut self.shards[i];
         let armed = sh.create_armed_at.unwrap_or(self.created_at);
         let floor = i64::try_from(armed.as_secs())
@@ -1777,7 +1795,11 @@ impl Job {
                 && !sh.refuted.contains(&b.id)
                 && !sh.candidates.iter().any(|c| c.id == b.id)
             {
-                sh.candidates.push(b.clone());
+                if followed.contains(&b.id) {
+                    sh.search_followed = true;
+                } else {
+                    sh.candidates.push(b.clone());
+                }
             }
         }
         let more = page.has_more && !older && !page.data.is_empty();
@@ -1790,6 +1812,7 @@ impl Job {
             return;
         }
         let candidates = std::mem::take(&mut sh.candidates);
+        let waits = std::mem::take(&mut sh.search_followed);
         sh.search_after = None;
         sh.search_pages = 0;
         let since = anthropic::format_rfc3339(floor);
@@ -1812,6 +1835,16 @@ impl Job {
                 ids()
             );
             self.begin_finishing(i, "create_unknown", message, ShardEnd::Stopped);
+            return;
+        }
+        if candidates.is_empty() && waits {
+            // Only batches other shards follow unconfirmed are left: one may
+            // be this shard's, and is known once they have read it. The
+            // search is made again a poll interval later; never a create.
+            sh.not_before = now.saturating_add(poll_interval);
+            sh.wait_reason = Some(WaitReason::PollBatch {
+                shard: sh.plan.index,
+            });
             return;
         }
         if candidates.is_empty() {
@@ -2921,6 +2954,7 @@ impl Shard {
             create_armed_at: None,
             unconfirmed: false,
             candidates: Vec::new(),
+            search_followed: false,
             refuted: Vec::new(),
             confirm: None,
         }
