@@ -5,6 +5,7 @@
 mod common;
 
 mod anthropic;
+mod anthropic_by_id;
 mod by_id;
 mod credentials;
 

@@ -10,13 +10,16 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use batch_core::api::{self, Batch, ResponseError};
 use batch_core::job::{
     BatchJob, BatchOptions, FileDownload, JobError, JobEvent, JobResult, JobStatus, JobSummary,
+    cancel_batch_request, check_file_download, parse_batch_answer, retrieve_batch_request,
 };
 
 use crate::client::{Client, seed};
 use crate::error::Error;
 
 impl Client {
-    /// Reads batch `batch_id` (`GET /batches/{id}`, API notes §2) once.
+    /// Reads batch `batch_id` (`GET /batches/{id}`, API notes §2; `GET
+    /// /v1/messages/batches/{id}` for Anthropic's Message Batches, read as
+    /// a [`Batch`]) once.
     ///
     /// # Errors
     /// [`Error::Job`] with the API's status, code and message for a non-2xx
@@ -24,14 +27,14 @@ impl Client {
     /// [`Error::Transport`] if the request could not be carried out;
     /// [`Error::Setup`] for an id that is not a plain path segment.
     pub async fn retrieve_batch(&self, batch_id: &str) -> Result<Batch, Error> {
-        let request =
-            api::retrieve_batch(self.api(), batch_id).map_err(|e| Error::Setup(e.to_string()))?;
+        let request = retrieve_batch_request(self.api(), batch_id)
+            .map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;
-        api::parse_batch(&head, &bytes).map_err(|e| self.refused(e))
+        parse_batch_answer(self.api(), &head, &bytes).map_err(|e| self.refused(e))
     }
 
     /// Asks the server to cancel batch `batch_id` (`POST
-    /// /batches/{id}/cancel`) and returns the batch as it answered, usually
+    /// /batches/{id}/cancel`, or its Message Batches twin) and returns the batch as it answered, usually
     /// `cancelling`. It does not wait: the batch becomes `cancelled` within
     /// minutes, and [`batch_results`](Self::batch_results) then collects
     /// what it ran. To cancel, wait and collect in one call, use
@@ -42,9 +45,9 @@ impl Client {
     /// ended answers 409, an [`Error::Job`].
     pub async fn cancel_batch(&self, batch_id: &str) -> Result<Batch, Error> {
         let request =
-            api::cancel_batch(self.api(), batch_id).map_err(|e| Error::Setup(e.to_string()))?;
+            cancel_batch_request(self.api(), batch_id).map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;
-        api::parse_batch(&head, &bytes).map_err(|e| self.refused(e))
+        parse_batch_answer(self.api(), &head, &bytes).map_err(|e| self.refused(e))
     }
 
     /// Polls batch `batch_id` once, with retries, and returns its status as
@@ -98,12 +101,15 @@ impl Client {
     /// # Errors
     /// [`Error::Job`] for a non-2xx answer (a 404 for an unknown file);
     /// [`Error::Transport`] if the connection failed or the body broke the
-    /// declared size; [`Error::Io`] if writing to `out` failed.
+    /// declared size; [`Error::Io`] if writing to `out` failed;
+    /// [`Error::Setup`] for Anthropic's Message Batches, which have no
+    /// files (read their results with `batch_results`).
     pub async fn download_file(
         &self,
         file_id: &str,
         out: &mut (dyn AsyncWrite + Unpin + Send),
     ) -> Result<u64, Error> {
+        check_file_download(self.api(), file_id).map_err(Error::Setup)?;
         let request =
             api::retrieve_file(self.api(), file_id).map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;

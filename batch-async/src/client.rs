@@ -3,7 +3,7 @@
 //! in the core ([`BatchJob::begin`] and the `finish_*` methods); this file
 //! only drives the job in between.
 
-use batch_core::api::{self, ApiBase, Batch, List, ListBatches};
+use batch_core::api::{self, ApiBase, Batch, List};
 use batch_core::credential::{Credential, CredentialCache, CredentialError, CredentialSource};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
@@ -199,6 +199,11 @@ impl Client {
     /// server refuses for good (a file over its size limit) do not stop it:
     /// their requests' outcomes come from [`get_results`](Self::get_results).
     ///
+    /// The items are planned in the protocol of the client's provider
+    /// ([`BatchJob::from_items_for`]): with an Anthropic configuration, as
+    /// Message Batches whose requests take `opts.max_tokens` (required
+    /// there, unless every item sets its own).
+    ///
     /// # Errors
     /// [`Error::Job`] on invalid items (nothing is sent; the message names
     /// the item, field and problem). [`Error::Ended`] if the job stopped: the
@@ -212,7 +217,8 @@ impl Client {
         prompt: &SystemPrompt,
         opts: &BatchOptions,
     ) -> Result<BatchJob, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let mut handle =
+            BatchJob::from_items_for(self.api().provider(), items, prompt, opts, seed())?;
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
@@ -228,7 +234,8 @@ impl Client {
         requests: &[BatchRequest],
         opts: &BatchOptions,
     ) -> Result<BatchJob, Error> {
-        let mut handle = BatchJob::from_requests(requests, opts, seed())?;
+        let mut handle =
+            BatchJob::from_requests_for(self.api().provider(), requests, opts, seed())?;
         let summary = self
             .drive(&mut handle, JobOp::Submit, &SystemClock, None, &mut |_| {})
             .await?;
@@ -298,7 +305,8 @@ impl Client {
         prompt: &SystemPrompt,
         opts: &BatchOptions,
     ) -> Result<Vec<JobResult>, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let mut handle =
+            BatchJob::from_items_for(self.api().provider(), items, prompt, opts, seed())?;
         let summary = self
             .drive(&mut handle, JobOp::Collect, &SystemClock, None, &mut |_| {})
             .await?;
@@ -319,7 +327,8 @@ impl Client {
         opts: &BatchOptions,
         on_event: &mut (dyn FnMut(&JobEvent) + Send),
     ) -> Result<Vec<JobResult>, Error> {
-        let mut handle = BatchJob::from_items(items, prompt, opts, seed())?;
+        let mut handle =
+            BatchJob::from_items_for(self.api().provider(), items, prompt, opts, seed())?;
         let summary = self
             .drive(&mut handle, JobOp::Collect, &SystemClock, None, on_event)
             .await?;
@@ -350,7 +359,10 @@ impl Client {
         self.collect(job, JobOp::Cancel, &SystemClock).await
     }
 
-    /// One page of batches, newest first.
+    /// One page of batches, newest first, in the provider's protocol
+    /// (`GET /batches`, or `GET /v1/messages/batches` for Anthropic's
+    /// Message Batches, whose batches read as [`Batch`]es); `after` is the
+    /// previous page's `last_id`.
     ///
     /// # Errors
     /// [`Error::Transport`] if the request could not be sent or its answer
@@ -361,17 +373,11 @@ impl Client {
         limit: Option<u32>,
         after: Option<&str>,
     ) -> Result<List<Batch>, Error> {
-        let request = api::list_batches(
-            &self.settings.api,
-            &ListBatches {
-                after: after.map(str::to_owned),
-                limit,
-            },
-        )
-        .map_err(|e| Error::Setup(e.to_string()))?;
+        let request = batch_core::job::list_batches_request(&self.settings.api, limit, after)
+            .map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;
         // The server's words may quote the key: it never reaches an error.
-        api::parse_batch_list(&head, &bytes)
+        batch_core::job::parse_batch_list_answer(&self.settings.api, &head, &bytes)
             .map_err(|e| Error::Job(JobError::Response(e.redacted(&self.settings.api))))
     }
 
