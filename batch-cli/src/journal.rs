@@ -1574,6 +1574,45 @@ mod tests {
         assert_eq!(counts.failed, 1);
     }
 
+    /// Results in input order make one long run, copied without being
+    /// read; each line's id is still checked, a wrong one anywhere in it
+    /// is found, and puts not yet synced are written when the store is
+    /// dropped.
+    #[test]
+    fn a_long_run_is_checked_line_by_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 400u64;
+        let big = "y".repeat(8_000);
+        let names: Vec<String> = (0..n).map(|i| format!("id-{i}")).collect();
+        let mut store = ResultStore::open(dir.path(), n).expect("open");
+        for i in 0..n {
+            let id = if i == 250 {
+                "stray"
+            } else {
+                &names[i as usize]
+            };
+            store.put(i, Kind::Succeeded, &line(id, &big)).expect("put");
+        }
+        drop(store);
+        let mut store = ResultStore::open(dir.path(), n).expect("reopen");
+        let ids_all = || names.clone().into_iter().map(Ok::<String, CliError>);
+        let err = store
+            .assemble(ids_all(), &mut Vec::new())
+            .expect_err("slot 251 holds another id");
+        assert!(
+            matches!(&err, CliError::Failed(m) if m.contains("request 251 (\"id-250\")")
+                && m.contains("holds the result of \"stray\"")),
+            "{err:?}"
+        );
+        store
+            .put(250, Kind::Succeeded, &line(&names[250], &big))
+            .expect("put");
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = names.iter().flat_map(|id| line(id, &big)).collect();
+        assert_eq!(out, expect);
+    }
+
     #[test]
     fn a_missing_result_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().expect("tempdir");
