@@ -33,10 +33,15 @@
 //!
 //! A result is appended to the spill, then its slot in the index is pointed
 //! at it with a positioned write: a redelivered result (after a resume or in
-//! a retry round) simply overwrites its slot. Before each checkpoint the
-//! spill and the index are synced (the core's `JobIo::persist` contract).
+//! a retry round) simply overwrites its slot. Appends are gathered and
+//! written a MiB at a time, index records a few thousand at a time, the
+//! spill's bytes always before the records that point at them. Before each
+//! checkpoint both are written and synced (the core's `JobIo::persist`
+//! contract), so nothing held back is ever needed after a crash: the
+//! checkpoint does not count it, and the job fetches it again.
 //! The output file is assembled by reading slots 0..n in order and copying
-//! their bytes, so memory stays flat whatever the size of the results.
+//! their bytes, a run of lines that lie one after the other in the spill at
+//! a time, so memory stays flat whatever the size of the results.
 
 use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
