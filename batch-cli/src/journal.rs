@@ -33,12 +33,17 @@
 //!
 //! A result is appended to the spill, then its slot in the index is pointed
 //! at it with a positioned write: a redelivered result (after a resume or in
-//! a retry round) simply overwrites its slot. Before each checkpoint the
-//! spill and the index are synced (the core's `JobIo::persist` contract).
+//! a retry round) simply overwrites its slot. Appends are gathered and
+//! written a MiB at a time, index records a few thousand at a time, the
+//! spill's bytes always before the records that point at them. Before each
+//! checkpoint both are written and synced (the core's `JobIo::persist`
+//! contract), so nothing held back is ever needed after a crash: the
+//! checkpoint does not count it, and the job fetches it again.
 //! The output file is assembled by reading slots 0..n in order and copying
-//! their bytes, so memory stays flat whatever the size of the results.
+//! their bytes, a run of lines that lie one after the other in the spill at
+//! a time, so memory stays flat whatever the size of the results.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -881,17 +886,78 @@ impl Kind {
 
 const SLOT: u64 = 16;
 
+/// Result bytes gathered before they are written to the spill, at most (a
+/// longer line is written on its own).
+const PENDING_SPILL: usize = 1 << 20;
+
+/// Index records gathered before they are written, at most.
+const PENDING_INDEX: usize = 4096;
+
+/// How much of a line is read to check its `custom_id` when assembling
+/// (all of it when the id is longer).
+const ID_HEAD: usize = 256;
+
+/// A run of consecutive spill lines longer than this is copied by the
+/// kernel rather than read into memory (see [`ResultStore::assemble`]).
+const COPY_MIN: u64 = 1 << 20;
+
+/// Writes not yet made: results are gathered and written a block at a
+/// time, not a syscall or two per line. The spill's bytes always go out
+/// before the index records that point at them.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Spill bytes not yet written; they end at the store's `spill_len`.
+    spill: Vec<u8>,
+    /// Index records not yet written, with their slots, in the order put
+    /// (a slot put twice: the later record wins).
+    index: Vec<(u64, [u8; SLOT as usize])>,
+    /// The records of consecutive slots, as one write.
+    staging: Vec<u8>,
+}
+
+impl Pending {
+    /// Writes the gathered spill bytes, which end at `end`.
+    fn write_spill(&mut self, file: &File, cursor: &Cell<Option<u64>>, end: u64) -> io::Result<()> {
+        if self.spill.is_empty() {
+            return Ok(());
+        }
+        write_at(file, cursor, end - self.spill.len() as u64, &self.spill)?;
+        self.spill.clear();
+        Ok(())
+    }
+
+    /// Writes the gathered index records, one positioned write per run
+    /// of consecutive slots.
+    fn write_index(&mut self, file: &File) -> io::Result<()> {
+        let mut i = 0;
+        while i < self.index.len() {
+            let from = self.index[i].0;
+            self.staging.clear();
+            let mut j = i;
+            while j < self.index.len() && self.index[j].0 == from + (j - i) as u64 {
+                self.staging.extend_from_slice(&self.index[j].1);
+                j += 1;
+            }
+            write_all_at(file, from * SLOT, &self.staging)?;
+            i = j;
+        }
+        self.index.clear();
+        Ok(())
+    }
+}
+
 /// `results.spill` and `results.index`.
 #[derive(Debug)]
 pub(crate) struct ResultStore {
     spill: File,
+    /// The spill's length, with the bytes not yet written.
     spill_len: u64,
     index: File,
     slots: u64,
-    /// Where the spill's and the index's file cursors are, when known:
-    /// appending, or reading, in order then needs no seek.
+    pending: RefCell<Pending>,
+    /// Where the spill's file cursor is, when known: appending then needs
+    /// no seek.
     spill_cursor: Cell<Option<u64>>,
-    index_cursor: Cell<Option<u64>>,
 }
 
 impl ResultStore {
@@ -931,12 +997,14 @@ impl ResultStore {
             spill_len,
             index,
             slots,
+            pending: RefCell::new(Pending::default()),
             spill_cursor: Cell::new(None),
-            index_cursor: Cell::new(None),
         })
     }
 
-    /// Appends `line` to the spill and points slot `slot` at it.
+    /// Appends `line` to the spill and points slot `slot` at it. The
+    /// bytes may be held back until a later put, [`sync`](Self::sync) or
+    /// read; they are durable only after `sync`.
     pub(crate) fn put(&mut self, slot: u64, kind: Kind, line: &[u8]) -> io::Result<()> {
         if slot >= self.slots {
             return Err(io::Error::other(format!(
@@ -951,13 +1019,34 @@ impl ResultStore {
         rec[..8].copy_from_slice(&offset.to_le_bytes());
         rec[8..12].copy_from_slice(&len.to_le_bytes());
         rec[12] = kind as u8;
-        write_at(&self.spill, &self.spill_cursor, offset, line)?;
+        let p = self.pending.get_mut();
+        if p.spill.len() + line.len() > PENDING_SPILL {
+            p.write_spill(&self.spill, &self.spill_cursor, offset)?;
+        }
+        if line.len() >= PENDING_SPILL {
+            write_at(&self.spill, &self.spill_cursor, offset, line)?;
+        } else {
+            p.spill.extend_from_slice(line);
+        }
         self.spill_len += u64::from(len);
-        write_at(&self.index, &self.index_cursor, slot * SLOT, &rec)
+        if p.index.len() >= PENDING_INDEX {
+            p.write_spill(&self.spill, &self.spill_cursor, self.spill_len)?;
+            p.write_index(&self.index)?;
+        }
+        p.index.push((slot, rec));
+        Ok(())
+    }
+
+    /// Writes what the puts held back (the spill first), without syncing.
+    fn flush(&self) -> io::Result<()> {
+        let mut p = self.pending.borrow_mut();
+        p.write_spill(&self.spill, &self.spill_cursor, self.spill_len)?;
+        p.write_index(&self.index)
     }
 
     /// Makes everything written so far durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        self.flush()?;
         self.spill.sync_data()?;
         self.index.sync_data()
     }
@@ -970,12 +1059,11 @@ impl ResultStore {
     /// Reads the slots `from..from + n` (at most 4096 at a time) into `out`
     /// as (offset, length, kind).
     pub(crate) fn slots(&self, from: u64, out: &mut Vec<(u64, u32, Kind)>) -> io::Result<()> {
+        self.flush()?;
         out.clear();
         let n = (self.slots - from.min(self.slots)).min(4096);
         let mut buf = vec![0u8; usize::try_from(n * SLOT).unwrap_or(0)];
-        self.index_cursor.set(None);
-        (&self.index).seek(SeekFrom::Start(from * SLOT))?;
-        (&self.index).read_exact(&mut buf)?;
+        read_exact_at(&self.index, from * SLOT, &mut buf)?;
         for rec in buf.chunks_exact(SLOT as usize) {
             let offset = u64::from_le_bytes(rec[..8].try_into().unwrap_or([0; 8]));
             let len = u32::from_le_bytes(rec[8..12].try_into().unwrap_or([0; 4]));
@@ -984,23 +1072,79 @@ impl ResultStore {
         Ok(())
     }
 
-    /// Reads `len` bytes of the spill at `offset` into `buf`.
-    fn read_line(&self, offset: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.resize(len as usize, 0);
-        // Lines read in spill order (results that came in input order)
-        // need no seek.
-        if self.spill_cursor.take() != Some(offset) {
-            (&self.spill).seek(SeekFrom::Start(offset))?;
+    /// The `custom_id` of the line of `len` bytes at `offset` of the
+    /// spill, reading only its head when the id fits in it.
+    fn custom_id_at(&self, offset: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<Option<String>> {
+        // Off unix the reads move the file's cursor.
+        self.spill_cursor.set(None);
+        let len = len as usize;
+        buf.resize(len.min(ID_HEAD), 0);
+        read_exact_at(&self.spill, offset, buf)?;
+        if let Some(id) = first_custom_id(buf) {
+            return Ok(Some(id));
         }
-        (&self.spill).read_exact(buf)?;
-        self.spill_cursor.set(Some(offset + u64::from(len)));
+        if buf.len() == len {
+            return Ok(None);
+        }
+        buf.resize(len, 0);
+        read_exact_at(&self.spill, offset, buf)?;
+        Ok(first_custom_id(buf))
+    }
+
+    /// Copies the spill's bytes `from..to` to `out`: inside the kernel
+    /// when `out` is a file (`copy_file_range` on Linux, through
+    /// `std::io::copy`), not through this process's memory.
+    fn copy_spill(&self, from: u64, to: u64, out: &mut impl Write) -> io::Result<()> {
+        self.spill_cursor.set(None);
+        let mut f = &self.spill;
+        f.seek(SeekFrom::Start(from))?;
+        let n = io::copy(&mut f.take(to - from), out)?;
+        if n != to - from {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "results.spill ended early",
+            ));
+        }
         Ok(())
+    }
+
+    /// Writes `run` to `out` once its lines' ids are checked: a short run
+    /// is read whole (one read) and its ids checked in what was read; a
+    /// long one was checked line by line and is copied by
+    /// [`copy_spill`](Self::copy_spill).
+    fn write_run(
+        &self,
+        run: &mut Run,
+        buf: &mut Vec<u8>,
+        out: &mut impl Write,
+    ) -> Result<(), CliError> {
+        let io = |e: io::Error| CliError::failed(format!("cannot assemble the results: {e}"));
+        if run.long {
+            return self.copy_spill(run.from, run.to, out).map_err(io);
+        }
+        buf.resize(usize::try_from(run.to - run.from).unwrap_or(usize::MAX), 0);
+        // Off unix the read moves the file's cursor.
+        self.spill_cursor.set(None);
+        read_exact_at(&self.spill, run.from, buf).map_err(io)?;
+        let mut at = 0;
+        for (i, len, want) in run.unchecked.drain(..) {
+            let line = &buf[at..at + len as usize];
+            check_id(i, &want, first_custom_id(line))?;
+            at += len as usize;
+        }
+        out.write_all(buf).map_err(io)
     }
 
     /// Counts the outcomes and writes every slot's line, in order, to `out`.
     /// `expected` gives the `custom_id` each slot must hold, in input order
     /// (see [`ShardIds`]): a slot holding another request's result is an
     /// error, not a wrong output file.
+    ///
+    /// The lines are written a run at a time, a run being lines that lie
+    /// one after the other in the spill. A run of up to [`COPY_MIN`] bytes
+    /// is read at once; a longer one (results that came in input order) is
+    /// copied by the kernel after each line's `custom_id` is read from its
+    /// head.
     ///
     /// # Errors
     /// Fails if a slot is empty, points outside the spill, or holds the
@@ -1020,40 +1164,61 @@ impl ResultStore {
         let io = |e: io::Error| CliError::failed(format!("cannot assemble the results: {e}"));
         let mut counts = Counts::default();
         let mut slots = Vec::new();
-        let mut line = Vec::new();
+        let mut buf = Vec::new();
+        let mut run: Option<Run> = None;
         let mut i = 0;
         while i < self.slots {
             self.slots(i, &mut slots).map_err(io)?;
-            for (offset, len, kind) in &slots {
+            for &(offset, len, kind) in &slots {
                 match kind {
                     Kind::Empty => return Err(damaged(i, "is missing")),
                     Kind::Succeeded => counts.succeeded += 1,
                     Kind::Failed | Kind::FailedRetryable => counts.failed += 1,
                     Kind::NotProcessed | Kind::NotProcessedRetryable => counts.not_processed += 1,
                 }
-                if *len == 0 || offset + u64::from(*len) > self.spill_len {
+                let end = offset + u64::from(len);
+                if len == 0 || end > self.spill_len {
                     return Err(damaged(i, "points outside results.spill"));
                 }
-                self.read_line(*offset, *len, &mut line).map_err(io)?;
                 let want = expected
                     .next()
                     .transpose()?
                     .ok_or_else(|| damaged(i, "has no request in the shard files"))?;
-                let found = first_custom_id(&line);
-                if found.as_deref() != Some(want.as_str()) {
-                    return Err(damaged(
+                let r = match run.take() {
+                    Some(mut r) if r.to == offset => {
+                        r.to = end;
+                        r
+                    }
+                    other => {
+                        if let Some(mut r) = other {
+                            self.write_run(&mut r, &mut buf, out)?;
+                        }
+                        Run {
+                            from: offset,
+                            to: end,
+                            long: false,
+                            unchecked: Vec::new(),
+                        }
+                    }
+                };
+                let r = run.insert(r);
+                if r.long {
+                    check_id(
                         i,
-                        &format!(
-                            "({want:?}): slot {} of results.index holds {}",
-                            i + 1,
-                            match &found {
-                                Some(id) => format!("the result of {id:?}"),
-                                None => "a line with no custom_id".to_owned(),
-                            }
-                        ),
-                    ));
+                        &want,
+                        self.custom_id_at(offset, len, &mut buf).map_err(io)?,
+                    )?;
+                } else {
+                    r.unchecked.push((i, len, want));
+                    if r.to - r.from > COPY_MIN {
+                        let mut at = r.from;
+                        for (j, len, want) in r.unchecked.drain(..) {
+                            check_id(j, &want, self.custom_id_at(at, len, &mut buf).map_err(io)?)?;
+                            at += u64::from(len);
+                        }
+                        r.long = true;
+                    }
                 }
-                out.write_all(&line).map_err(io)?;
                 i += 1;
             }
         }
@@ -1062,6 +1227,9 @@ impl ResultStore {
                 "the journal is damaged: the shard files hold more requests than results.index; \
                  the results were not written",
             ));
+        }
+        if let Some(mut r) = run {
+            self.write_run(&mut r, &mut buf, out)?;
         }
         Ok(counts)
     }
@@ -1075,6 +1243,42 @@ impl ResultStore {
             pos: 0,
         }
     }
+}
+
+impl Drop for ResultStore {
+    /// Writes what the puts held back, as a store that wrote every line at
+    /// once would have it (durable only once synced, either way).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Lines that lie one after the other in the spill, not yet written out.
+struct Run {
+    from: u64,
+    to: u64,
+    /// Over [`COPY_MIN`] bytes: each line's id was checked as it came, and
+    /// the run is copied without being read.
+    long: bool,
+    /// Each line's slot, length and expected `custom_id`, while not `long`.
+    unchecked: Vec<(u64, u32, String)>,
+}
+
+/// Fails unless slot `i`'s line holds the result of `want`.
+fn check_id(i: u64, want: &str, found: Option<String>) -> Result<(), CliError> {
+    if found.as_deref() == Some(want) {
+        return Ok(());
+    }
+    Err(CliError::failed(format!(
+        "the journal is damaged: the result of request {} ({want:?}): slot {} of results.index \
+         holds {}; the results were not written",
+        i + 1,
+        i + 1,
+        match &found {
+            Some(id) => format!("the result of {id:?}"),
+            None => "a line with no custom_id".to_owned(),
+        }
+    )))
 }
 
 /// Iterates over the kinds of all slots, a block at a time.
@@ -1204,6 +1408,38 @@ pub(crate) fn write_output(
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
     Ok(counts)
+}
+
+/// Fills `buf` from `file` at `offset` (on unix without moving the file's
+/// cursor).
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
+/// Writes `bytes` at `offset` of `file` (on unix without moving the
+/// file's cursor).
+fn write_all_at(file: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(bytes)
+    }
 }
 
 /// Writes `bytes` at `offset` of `file`, seeking only when its cursor is
@@ -1341,6 +1577,45 @@ mod tests {
             .collect();
         assert_eq!(out, expect);
         assert_eq!(counts.failed, 1);
+    }
+
+    /// Results in input order make one long run, copied without being
+    /// read; each line's id is still checked, a wrong one anywhere in it
+    /// is found, and puts not yet synced are written when the store is
+    /// dropped.
+    #[test]
+    fn a_long_run_is_checked_line_by_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 400u64;
+        let big = "y".repeat(8_000);
+        let names: Vec<String> = (0..n).map(|i| format!("id-{i}")).collect();
+        let mut store = ResultStore::open(dir.path(), n).expect("open");
+        for i in 0..n {
+            let id = if i == 250 {
+                "stray"
+            } else {
+                &names[i as usize]
+            };
+            store.put(i, Kind::Succeeded, &line(id, &big)).expect("put");
+        }
+        drop(store);
+        let mut store = ResultStore::open(dir.path(), n).expect("reopen");
+        let ids_all = || names.clone().into_iter().map(Ok::<String, CliError>);
+        let err = store
+            .assemble(ids_all(), &mut Vec::new())
+            .expect_err("slot 251 holds another id");
+        assert!(
+            matches!(&err, CliError::Failed(m) if m.contains("request 251 (\"id-250\")")
+                && m.contains("holds the result of \"stray\"")),
+            "{err:?}"
+        );
+        store
+            .put(250, Kind::Succeeded, &line(&names[250], &big))
+            .expect("put");
+        let mut out = Vec::new();
+        store.assemble(ids_all(), &mut out).expect("assemble");
+        let expect: Vec<u8> = names.iter().flat_map(|id| line(id, &big)).collect();
+        assert_eq!(out, expect);
     }
 
     #[test]
