@@ -273,18 +273,26 @@ fn finish(
     let expected = journal::ShardIds::new(journal.shard_paths(&pf.shards)?);
     let counts = journal::write_output(output, |w| driven.store.assemble(expected, w))?;
     let (mut input_tokens, mut output_tokens, mut bad_lines) = (0, 0, 0);
-    let mut batches = Vec::new();
+    let mut batches: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for s in &driven.summaries {
         input_tokens += s.usage.input_tokens;
         output_tokens += s.usage.output_tokens;
         bad_lines += s.bad_lines;
-        batches.extend(s.shards.iter().filter_map(|sh| sh.batch_id.clone()));
+        // A shard's batch can be named again (a reconcile that found the
+        // batch an earlier attempt created): each batch is listed once.
+        for id in s.shards.iter().filter_map(|sh| sh.batch_id.as_ref()) {
+            if seen.insert(id.as_str()) {
+                batches.push(id.clone());
+            }
+        }
     }
     let timed_out = last.is_some_and(|s| s.timed_out);
+    let anthropic = pf.options.endpoint == batch_core::anthropic::MESSAGES_PATH;
     let cost = pf
         .model
         .as_deref()
-        .and_then(|m| price::estimate(m, input_tokens, output_tokens));
+        .and_then(|m| price::estimate(anthropic, m, input_tokens, output_tokens));
     let elapsed = started.elapsed().as_secs_f64();
     let requests = driven.store.len();
     let rounds = driven.summaries.len();
@@ -327,6 +335,9 @@ fn finish(
         let model = pf.model.as_deref().unwrap_or("unknown model");
         lines.push(match cost {
             Some(c) => format!("  cost estimate  ${c:.4} ({model} at batch prices)"),
+            None if anthropic => {
+                format!("  cost estimate  unknown (no Anthropic price known for {model})")
+            }
             None => format!("  cost estimate  unknown (no price known for {model})"),
         });
         lines.push(format!("  batches        {}", short_list(&batches)));
