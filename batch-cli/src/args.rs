@@ -298,6 +298,11 @@ pub(crate) struct ListArgs {
     /// How many batches to list (1 to 100).
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: u32,
+    /// List the batches of the service a job's journal runs on (its
+    /// provider and base URL, or its built-in emulator, whose batches live
+    /// in the journal).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) journal: Option<PathBuf>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

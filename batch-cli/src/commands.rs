@@ -273,20 +273,17 @@ fn finish(
     let expected = journal::ShardIds::new(journal.shard_paths(&pf.shards)?);
     let counts = journal::write_output(output, |w| driven.store.assemble(expected, w))?;
     let (mut input_tokens, mut output_tokens, mut bad_lines) = (0, 0, 0);
-    let mut batches: Vec<String> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     for s in &driven.summaries {
         input_tokens += s.usage.input_tokens;
         output_tokens += s.usage.output_tokens;
         bad_lines += s.bad_lines;
-        // A shard's batch can be named again (a reconcile that found the
-        // batch an earlier attempt created): each batch is listed once.
-        for id in s.shards.iter().filter_map(|sh| sh.batch_id.as_ref()) {
-            if seen.insert(id.as_str()) {
-                batches.push(id.clone());
-            }
-        }
     }
+    let batches = distinct(
+        driven
+            .summaries
+            .iter()
+            .flat_map(|s| s.shards.iter().filter_map(|sh| sh.batch_id.as_deref())),
+    );
     let timed_out = last.is_some_and(|s| s.timed_out);
     let anthropic = pf.options.endpoint == batch_core::anthropic::MESSAGES_PATH;
     let cost = pf
@@ -363,6 +360,16 @@ fn finish(
     } else {
         EXIT_SOME_FAILED
     })
+}
+
+/// The batch ids, each once, in the order first named: a batch can be
+/// named again (a reconcile that found the batch an earlier attempt
+/// created).
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.filter(|id| seen.insert(*id))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn short_list(items: &[String]) -> String {
@@ -650,7 +657,16 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
     if !(1..=100).contains(&args.limit) {
         return Err(CliError::usage("--limit must be between 1 and 100"));
     }
-    let api = job::connect(ctx, &args.api, None, None, None)?;
+    let (journal, pf, api_args) = match &args.journal {
+        Some(dir) => {
+            let j = Journal::new(dir.clone());
+            let pf = j.read_plan()?.ok_or_else(|| no_job(&j))?;
+            let api_args = recorded_api(&args.api, Some(&pf), &j)?;
+            (Some(j), Some(pf), api_args)
+        }
+        None => (None, None, args.api.clone()),
+    };
+    let api = job::connect(ctx, &api_args, journal.as_ref(), pf.as_ref(), None)?;
     let data = if is_anthropic(&api) {
         let request = batch_core::anthropic::list_batches(
             api.client.api(),
@@ -695,7 +711,12 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
         ));
     }
     if data.is_empty() {
-        term::err("no batches");
+        term::err(if api.emulator.is_some() && journal.is_none() {
+            "no batches (the built-in emulator starts empty; `list --journal DIR` lists the \
+             batches of a job run on it)"
+        } else {
+            "no batches"
+        });
     }
     Ok(EXIT_OK)
 }
@@ -724,5 +745,20 @@ mod tests {
              and writes the results"
         );
         assert!(submitted_note(1, Path::new("j")).starts_with("submitted 1 batch;"));
+    }
+
+    #[test]
+    fn each_batch_is_listed_once_in_first_named_order() {
+        let ids = [
+            "msgbatch_b",
+            "msgbatch_a",
+            "msgbatch_b",
+            "msgbatch_c",
+            "msgbatch_a",
+        ];
+        assert_eq!(
+            distinct(ids.into_iter()),
+            ["msgbatch_b", "msgbatch_a", "msgbatch_c"]
+        );
     }
 }

@@ -182,12 +182,15 @@ pub(crate) fn connect(
         }
         if mode == batch_emulator::ProviderMode::Anthropic {
             // Inputs written for OpenAI name OpenAI's models; Anthropic's
-            // API answers those with `not_found_error`.
+            // API answers those with `not_found_error`. Said only by the
+            // commands that send requests (`limits` given).
             b = b.accept_any_model(true);
-            ctx.note(
-                "the built-in emulator's Anthropic mode accepts any model name; \
-                 Anthropic's API refuses models it does not serve",
-            );
+            if limits.is_some() {
+                ctx.note(
+                    "the built-in emulator's Anthropic mode accepts any model name; \
+                     Anthropic's API refuses models it does not serve",
+                );
+            }
         }
         if let Some(j) = journal {
             b = b.data_dir(j.emulator_dir());

@@ -230,6 +230,24 @@ fn the_done_when_command_runs_the_openai_example_on_the_emulator() {
         assert_eq!(v["message"]["type"], "message", "{v}");
         assert_eq!(v["message"]["model"], "gpt-4o-mini", "{v}");
     }
+    // `list --journal` reads the batches of the job's own emulator (a new
+    // one starts empty); `status` says nothing about models.
+    let journal = dir.path().join("out.jsonl.journal");
+    let o = run(&["list", "--journal", journal.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.starts_with(got[0]["batch_id"].as_str().unwrap()),
+        "{listed}"
+    );
+    let o = run(&["status", "--journal", journal.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!stderr(&o).contains("any model"), "{}", text(&o));
+    let o = run(&["list", "--emulator", "--provider", "anthropic"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stderr(&o).contains("list --journal DIR"), "{}", text(&o));
+
     // Every fifth line sets its own token limit; the others got the default.
     let sent = sent_params(&dir.path().join("out.jsonl.journal"));
     assert_eq!(sent.len(), 32);
@@ -646,4 +664,14 @@ fn lost_create_answers_and_cut_downloads_still_give_one_batch_per_shard() {
         .map(|v| format!("{}.jsonl", v["batch_id"].as_str().unwrap()))
         .collect();
     assert_eq!(used, batches);
+    // The summary names each batch once, however often it was looked for.
+    let listed: Vec<String> = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("batches"))
+        .unwrap_or_else(|| panic!("no batches line: {err}"))
+        .split(',')
+        .map(|id| format!("{}.jsonl", id.trim()))
+        .collect();
+    assert_eq!(listed.len(), 3, "{err}");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), batches);
 }
