@@ -587,10 +587,13 @@ fn check_same_options(
         return Err(differs(format!("--endpoint {}", have.endpoint)));
     }
     if effective_max_tokens(have) != effective_max_tokens(want) {
-        return Err(differs(match have.max_tokens {
-            Some(n) => format!("--max-tokens {n}"),
-            None => "no --max-tokens".to_owned(),
-        }));
+        return Err(differs(
+            match (have.max_tokens, effective_max_tokens(have)) {
+                (Some(n), _) => format!("--max-tokens {n}"),
+                (None, Some(n)) => format!("no --max-tokens (its default, {n})"),
+                (None, None) => "no --max-tokens".to_owned(),
+            },
+        ));
     }
     if have.max_requests_per_batch != want.max_requests_per_batch {
         return Err(differs(format!(

@@ -351,6 +351,16 @@ fn short_lines_without_a_token_limit_get_the_default_and_their_own_wins() {
     spelled.extend(["--max-tokens", "1024"]);
     let o = run(&spelled, &[]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    // Another limit is another job.
+    let mut other = args.to_vec();
+    other.extend(["--max-tokens", "50"]);
+    let o = run(&other, &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        stderr(&o).contains("started with no --max-tokens (its default, 1024)"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir_all(dir.path().join("out.jsonl.journal")).unwrap();
     std::fs::remove_file(&out).unwrap();
 
