@@ -43,7 +43,7 @@ pub(crate) struct ApiArgs {
     /// AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION), groq (GROQ_API_KEY), or
     /// custom (OPENAI_API_KEY and OPENAI_BASE_URL or --base-url, Bearer auth,
     /// any completion window), or anthropic (Message Batches; ANTHROPIC_API_KEY,
-    /// ANTHROPIC_BASE_URL; needs --max-tokens for short lines) [default: the
+    /// ANTHROPIC_BASE_URL; short lines get --max-tokens) [default: the
     /// journal's, else openai]. A
     /// journal records it with --api-version, --query and --header (the
     /// names of credential headers only), so commands that continue a job
@@ -116,7 +116,7 @@ pub(crate) struct PlanArgs {
     #[arg(long, value_name = "TEXT|@FILE")]
     pub(crate) system: Option<String>,
     /// With --provider anthropic: the `max_tokens` of short lines that do
-    /// not set one (Anthropic requires it on every request).
+    /// not set one (Anthropic requires it on every request) [default: 1024].
     #[arg(long, value_name = "N")]
     pub(crate) max_tokens: Option<u32>,
     /// The endpoint, e.g. /v1/chat/completions, /v1/responses, /v1/embeddings
@@ -298,6 +298,11 @@ pub(crate) struct ListArgs {
     /// How many batches to list (1 to 100).
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: u32,
+    /// List the batches of the service a job's journal runs on (its
+    /// provider and base URL, or its built-in emulator, whose batches live
+    /// in the journal).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) journal: Option<PathBuf>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

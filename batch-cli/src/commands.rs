@@ -273,18 +273,23 @@ fn finish(
     let expected = journal::ShardIds::new(journal.shard_paths(&pf.shards)?);
     let counts = journal::write_output(output, |w| driven.store.assemble(expected, w))?;
     let (mut input_tokens, mut output_tokens, mut bad_lines) = (0, 0, 0);
-    let mut batches = Vec::new();
     for s in &driven.summaries {
         input_tokens += s.usage.input_tokens;
         output_tokens += s.usage.output_tokens;
         bad_lines += s.bad_lines;
-        batches.extend(s.shards.iter().filter_map(|sh| sh.batch_id.clone()));
     }
+    let batches = distinct(
+        driven
+            .summaries
+            .iter()
+            .flat_map(|s| s.shards.iter().filter_map(|sh| sh.batch_id.as_deref())),
+    );
     let timed_out = last.is_some_and(|s| s.timed_out);
+    let anthropic = pf.options.endpoint == batch_core::anthropic::MESSAGES_PATH;
     let cost = pf
         .model
         .as_deref()
-        .and_then(|m| price::estimate(m, input_tokens, output_tokens));
+        .and_then(|m| price::estimate(anthropic, m, input_tokens, output_tokens));
     let elapsed = started.elapsed().as_secs_f64();
     let requests = driven.store.len();
     let rounds = driven.summaries.len();
@@ -327,6 +332,9 @@ fn finish(
         let model = pf.model.as_deref().unwrap_or("unknown model");
         lines.push(match cost {
             Some(c) => format!("  cost estimate  ${c:.4} ({model} at batch prices)"),
+            None if anthropic => {
+                format!("  cost estimate  unknown (no Anthropic price known for {model})")
+            }
             None => format!("  cost estimate  unknown (no price known for {model})"),
         });
         lines.push(format!("  batches        {}", short_list(&batches)));
@@ -352,6 +360,16 @@ fn finish(
     } else {
         EXIT_SOME_FAILED
     })
+}
+
+/// The batch ids, each once, in the order first named: a batch can be
+/// named again (a reconcile that found the batch an earlier attempt
+/// created).
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.filter(|id| seen.insert(*id))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn short_list(items: &[String]) -> String {
@@ -639,7 +657,16 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
     if !(1..=100).contains(&args.limit) {
         return Err(CliError::usage("--limit must be between 1 and 100"));
     }
-    let api = job::connect(ctx, &args.api, None, None, None)?;
+    let (journal, pf, api_args) = match &args.journal {
+        Some(dir) => {
+            let j = Journal::new(dir.clone());
+            let pf = j.read_plan()?.ok_or_else(|| no_job(&j))?;
+            let api_args = recorded_api(&args.api, Some(&pf), &j)?;
+            (Some(j), Some(pf), api_args)
+        }
+        None => (None, None, args.api.clone()),
+    };
+    let api = job::connect(ctx, &api_args, journal.as_ref(), pf.as_ref(), None)?;
     let data = if is_anthropic(&api) {
         let request = batch_core::anthropic::list_batches(
             api.client.api(),
@@ -684,7 +711,12 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
         ));
     }
     if data.is_empty() {
-        term::err("no batches");
+        term::err(if api.emulator.is_some() && journal.is_none() {
+            "no batches (the built-in emulator starts empty; `list --journal DIR` lists the \
+             batches of a job run on it)"
+        } else {
+            "no batches"
+        });
     }
     Ok(EXIT_OK)
 }
@@ -713,5 +745,20 @@ mod tests {
              and writes the results"
         );
         assert!(submitted_note(1, Path::new("j")).starts_with("submitted 1 batch;"));
+    }
+
+    #[test]
+    fn each_batch_is_listed_once_in_first_named_order() {
+        let ids = [
+            "msgbatch_b",
+            "msgbatch_a",
+            "msgbatch_b",
+            "msgbatch_c",
+            "msgbatch_a",
+        ];
+        assert_eq!(
+            distinct(ids.into_iter()),
+            ["msgbatch_b", "msgbatch_a", "msgbatch_c"]
+        );
     }
 }

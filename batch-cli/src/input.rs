@@ -38,8 +38,8 @@ pub(crate) struct PlanSpec {
     /// How the shard lines write their `url` (`/chat/completions` for
     /// Azure OpenAI's dated API); input lines may use either form then.
     pub(crate) url_style: UrlStyle,
-    /// `--max-tokens`: the `max_tokens` of short lines of a Message Batches
-    /// job that set none.
+    /// `--max-tokens` (or its default): the `max_tokens` of short lines of a
+    /// Message Batches job that set none.
     pub(crate) max_tokens: Option<u32>,
     /// Whether the job is an Anthropic Message Batches job: lines are
     /// Anthropic's own (`custom_id` and `params`) or short lines, turned
@@ -62,6 +62,9 @@ pub(crate) struct Planned {
     /// The shard files written (named by file name alone), when asked to
     /// write them.
     pub(crate) shard_files: Vec<StoredShardFile>,
+    /// How many short lines of a Message Batches job set no `max_tokens`
+    /// and took the spec's.
+    pub(crate) filled_max_tokens: u64,
 }
 
 /// Reads `input` and builds the plan of job `job_id`. With `shards_dir`, the
@@ -199,6 +202,7 @@ pub(crate) fn build_plan_from(
         input_hash: format!("{:016x}", hasher.finish()),
         model,
         shard_files,
+        filled_max_tokens: parser.filled_max_tokens,
     })
 }
 
@@ -419,6 +423,9 @@ struct LineParser<'a> {
     system: SystemPrompt,
     templates: HashMap<String, RequestTemplate>,
     anthropic_templates: HashMap<String, anthropic::MessagesTemplate>,
+    /// How many short lines of a Message Batches job took the spec's
+    /// `max_tokens`.
+    filled_max_tokens: u64,
 }
 
 /// The keys of a short line that are not copied into the body as they are.
@@ -443,6 +450,7 @@ impl<'a> LineParser<'a> {
             system,
             templates: HashMap::new(),
             anthropic_templates: HashMap::new(),
+            filled_max_tokens: 0,
         }
     }
 
@@ -621,6 +629,9 @@ impl<'a> LineParser<'a> {
                 "is missing: Anthropic requires `max_tokens` on every request; pass \
                  --max-tokens N, or give the line a \"max_tokens\"",
             ));
+        }
+        if max_tokens.is_none() {
+            self.filled_max_tokens += 1;
         }
         let system = &self.system;
         let max = self.spec.max_tokens;

@@ -63,6 +63,17 @@ pub(crate) struct Api {
 /// The key used with the built-in emulator (it accepts any key).
 const EMULATOR_KEY: &str = "sk-emulator";
 
+/// The `max_tokens` of a Message Batches job's short lines that set none
+/// when `--max-tokens` is not given (Anthropic requires it on every request).
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// The `max_tokens` short lines without one get: `--max-tokens`, else
+/// [`DEFAULT_MAX_TOKENS`] for a Message Batches job, else none.
+fn effective_max_tokens(opts: &PlanOptions) -> Option<u32> {
+    let anthropic = opts.endpoint == batch_core::anthropic::MESSAGES_PATH;
+    opts.max_tokens.or(anthropic.then_some(DEFAULT_MAX_TOKENS))
+}
+
 /// Checks, before a journal is made, what [`connect`] would refuse: a job
 /// that needs a key and has none, or a key that would go over plain
 /// `http://` to a host that is not this machine.
@@ -168,6 +179,18 @@ pub(crate) fn connect(
         };
         if mode != batch_emulator::ProviderMode::OpenAi {
             b = b.provider(mode);
+        }
+        if mode == batch_emulator::ProviderMode::Anthropic {
+            // Inputs written for OpenAI name OpenAI's models; Anthropic's
+            // API answers those with `not_found_error`. Said only by the
+            // commands that send requests (`limits` given).
+            b = b.accept_any_model(true);
+            if limits.is_some() {
+                ctx.note(
+                    "the built-in emulator's Anthropic mode accepts any model name; \
+                     Anthropic's API refuses models it does not serve",
+                );
+            }
         }
         if let Some(j) = journal {
             b = b.data_dir(j.emulator_dir());
@@ -297,8 +320,8 @@ fn read_system(path: &str) -> Result<String, CliError> {
 /// `api` says how request lines write their url.
 ///
 /// A Message Batches job (`--provider anthropic`) has the `/v1/messages`
-/// endpoint and takes `--max-tokens`; other providers refuse `--max-tokens`
-/// (a short line sets its own `max_tokens`).
+/// endpoint and takes `--max-tokens` (else [`DEFAULT_MAX_TOKENS`]); other
+/// providers refuse `--max-tokens` (a short line sets its own `max_tokens`).
 pub(crate) fn requested_options(args: &PlanArgs, api: &ApiArgs) -> Result<Requested, CliError> {
     let system = match &args.system {
         Some(s) if s.starts_with('@') => Some(read_system(&s[1..])?),
@@ -377,7 +400,7 @@ fn spec_of(opts: &PlanOptions) -> PlanSpec {
         } else {
             batch_core::provider::UrlStyle::Versioned
         },
-        max_tokens: opts.max_tokens,
+        max_tokens: effective_max_tokens(opts),
         anthropic: opts.endpoint == batch_core::anthropic::MESSAGES_PATH,
         shard_lines: false,
     }
@@ -466,6 +489,15 @@ pub(crate) fn prepare(
             return Err(e);
         }
     };
+    if planned.filled_max_tokens > 0 && opts.max_tokens.is_none() {
+        let n = planned.filled_max_tokens;
+        ctx.note(&format!(
+            "{n} short line{} set{} no max_tokens: sending max_tokens {DEFAULT_MAX_TOKENS}, the \
+             default of --max-tokens",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" },
+        ));
+    }
     // The shard files' names are durable before the job that names them.
     crate::journal::sync_dir(&shards)
         .map_err(|e| CliError::failed(format!("cannot sync {}: {e}", shards.display())))?;
@@ -554,11 +586,14 @@ fn check_same_options(
     if endpoint_given && have.endpoint != want.endpoint {
         return Err(differs(format!("--endpoint {}", have.endpoint)));
     }
-    if have.max_tokens != want.max_tokens {
-        return Err(differs(match have.max_tokens {
-            Some(n) => format!("--max-tokens {n}"),
-            None => "no --max-tokens".to_owned(),
-        }));
+    if effective_max_tokens(have) != effective_max_tokens(want) {
+        return Err(differs(
+            match (have.max_tokens, effective_max_tokens(have)) {
+                (Some(n), _) => format!("--max-tokens {n}"),
+                (None, Some(n)) => format!("no --max-tokens (its default, {n})"),
+                (None, None) => "no --max-tokens".to_owned(),
+            },
+        ));
     }
     if have.max_requests_per_batch != want.max_requests_per_batch {
         return Err(differs(format!(

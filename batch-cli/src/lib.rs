@@ -232,7 +232,7 @@ fn journal_hint(c: &Command) -> Option<String> {
         ),
         Command::Cancel(a) => a.journal.clone(),
         Command::Status(a) => a.journal.clone(),
-        Command::List(_) => None,
+        Command::List(a) => a.journal.clone(),
     };
     p.map(|p| p.display().to_string())
 }

@@ -72,9 +72,15 @@ fn base_model(model: &str) -> &str {
 }
 
 /// The estimated cost in dollars of `input` and `output` tokens on `model`
-/// at batch prices, if the model's prices are known.
-pub(crate) fn estimate(model: &str, input: u64, output: u64) -> Option<f64> {
+/// at batch prices, if the model's prices are known for the job's service:
+/// a Message Batches job (`anthropic`) prices only Claude models, any other
+/// job only the others (a model name the service does not serve itself,
+/// as the emulator allows, has no price there).
+pub(crate) fn estimate(anthropic: bool, model: &str, input: u64, output: u64) -> Option<f64> {
     let m = base_model(model);
+    if m.starts_with("claude-") != anthropic {
+        return None;
+    }
     let (_, i, o) = BATCH_PRICES.iter().find(|(name, _, _)| *name == m)?;
     #[allow(clippy::cast_precision_loss)]
     Some((input as f64 * i + output as f64 * o) / 1_000_000.0)
@@ -86,23 +92,39 @@ mod tests {
 
     #[test]
     fn known_models_and_snapshots_have_prices() {
-        assert_eq!(estimate("gpt-4o-mini", 1_000_000, 1_000_000), Some(0.375));
-        assert_eq!(estimate("gpt-4o-mini-2024-07-18", 2_000_000, 0), Some(0.15));
-        assert_eq!(estimate("gpt-4o", 1_000_000, 0), Some(1.25));
-        assert_eq!(estimate("my-finetune", 1, 1), None);
-        assert_eq!(estimate("gpt-4o-mini-emulated", 1, 1), None);
+        assert_eq!(
+            estimate(false, "gpt-4o-mini", 1_000_000, 1_000_000),
+            Some(0.375)
+        );
+        assert_eq!(
+            estimate(false, "gpt-4o-mini-2024-07-18", 2_000_000, 0),
+            Some(0.15)
+        );
+        assert_eq!(estimate(false, "gpt-4o", 1_000_000, 0), Some(1.25));
+        assert_eq!(estimate(false, "my-finetune", 1, 1), None);
+        assert_eq!(estimate(false, "gpt-4o-mini-emulated", 1, 1), None);
     }
 
     #[test]
     fn claude_models_have_half_the_standard_price() {
         // Sonnet 4.5: $3 in, $15 out per million at the standard price.
         assert_eq!(
-            estimate("claude-sonnet-4-5-20250929", 1_000_000, 1_000_000),
+            estimate(true, "claude-sonnet-4-5-20250929", 1_000_000, 1_000_000),
             Some(9.0)
         );
-        assert_eq!(estimate("claude-haiku-4-5", 2_000_000, 0), Some(1.0));
-        assert_eq!(estimate("claude-3-5-haiku-latest", 0, 1_000_000), Some(2.0));
-        assert_eq!(estimate("claude-sonnet-4-5-emulated", 1, 1), None);
-        assert_eq!(estimate("claude-next", 1, 1), None);
+        assert_eq!(estimate(true, "claude-haiku-4-5", 2_000_000, 0), Some(1.0));
+        assert_eq!(
+            estimate(true, "claude-3-5-haiku-latest", 0, 1_000_000),
+            Some(2.0)
+        );
+        assert_eq!(estimate(true, "claude-sonnet-4-5-emulated", 1, 1), None);
+        assert_eq!(estimate(true, "claude-next", 1, 1), None);
+    }
+
+    #[test]
+    fn a_model_of_the_other_service_has_no_price() {
+        assert_eq!(estimate(true, "gpt-4o-mini", 1_000_000, 0), None);
+        assert_eq!(estimate(false, "claude-haiku-4-5", 1_000_000, 0), None);
+        assert_eq!(estimate(true, "claude-haiku-4-5", 2_000_000, 0), Some(1.0));
     }
 }

@@ -163,10 +163,135 @@ fn the_example_runs_on_the_built_in_emulator_with_openais_line_shape() {
     assert_eq!(ours, theirs);
 }
 
+/// The shard lines a journal sent, by `custom_id`: each one's `params`.
+fn sent_params(journal: &Path) -> std::collections::BTreeMap<String, Value> {
+    let mut sent = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(journal.join("shards")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line.trim_start_matches(',')).unwrap();
+            sent.insert(
+                v["custom_id"].as_str().unwrap().to_owned(),
+                v["params"].clone(),
+            );
+        }
+    }
+    sent
+}
+
 #[test]
-fn the_openai_example_gets_one_line_per_request_with_anthropics_reason() {
-    // Its lines name gpt-4o-mini, which Anthropic does not serve: every
-    // request fails with the server's error, in the same line format.
+fn the_done_when_command_runs_the_openai_example_on_the_emulator() {
+    // Exactly `openai-batch run examples/requests.jsonl -o out.jsonl
+    // --emulator --provider anthropic`, from a folder holding the example.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::copy(
+        example("requests.jsonl"),
+        dir.path().join("examples/requests.jsonl"),
+    )
+    .unwrap();
+    let mut c = Command::new(BIN);
+    c.args([
+        "run",
+        "examples/requests.jsonl",
+        "-o",
+        "out.jsonl",
+        "--emulator",
+        "--provider",
+        "anthropic",
+    ])
+    .current_dir(dir.path())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for var in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"] {
+        c.env_remove(var);
+    }
+    let o = wait(c.spawn().unwrap(), Duration::from_secs(180));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("26 short lines set no max_tokens: sending max_tokens 1024"),
+        "{err}"
+    );
+    assert!(err.contains("accepts any model name"), "{err}");
+    // OpenAI's price is not Anthropic's: no estimate for an OpenAI model.
+    assert!(
+        err.contains("unknown (no Anthropic price known for gpt-4o-mini)"),
+        "{err}"
+    );
+    let out = dir.path().join("out.jsonl");
+    let got = lines(&out);
+    assert_eq!(got.len(), 32);
+    let want: Vec<String> = (1..=32).map(|i| format!("req-{i:03}")).collect();
+    assert_eq!(ids(&out), want);
+    for v in &got {
+        assert_eq!(v["outcome"], "succeeded", "{v}");
+        assert_eq!(v["message"]["type"], "message", "{v}");
+        assert_eq!(v["message"]["model"], "gpt-4o-mini", "{v}");
+    }
+    // `list --journal` reads the batches of the job's own emulator (a new
+    // one starts empty); `status` says nothing about models.
+    let journal = dir.path().join("out.jsonl.journal");
+    let o = run(&["list", "--journal", journal.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.starts_with(got[0]["batch_id"].as_str().unwrap()),
+        "{listed}"
+    );
+    let o = run(&["status", "--journal", journal.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!stderr(&o).contains("any model"), "{}", text(&o));
+    let o = run(&["list", "--emulator", "--provider", "anthropic"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stderr(&o).contains("list --journal DIR"), "{}", text(&o));
+
+    // Every fifth line sets its own token limit; the others got the default.
+    let sent = sent_params(&dir.path().join("out.jsonl.journal"));
+    assert_eq!(sent.len(), 32);
+    for (i, id) in want.iter().enumerate() {
+        let limit = if (i + 1) % 5 == 0 { 60 } else { 1024 };
+        assert_eq!(sent[id]["max_tokens"], limit, "{id}");
+    }
+
+    // The same members as an OpenAI run's lines, `message` for `response`
+    // (and no `id`: Anthropic's result lines have none).
+    let openai = dir.path().join("openai.jsonl");
+    let o = run(
+        &[
+            "run",
+            example("requests.jsonl").to_str().unwrap(),
+            "-o",
+            openai.to_str().unwrap(),
+            "--emulator",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let theirs = lines(&openai);
+    assert_eq!(theirs.len(), 32);
+    for (t, g) in theirs.iter().zip(&got) {
+        let mut t_keys = keys(t);
+        assert!(t_keys.remove("response") && t_keys.remove("id"), "{t}");
+        t_keys.insert("message".into());
+        assert_eq!(keys(g), t_keys, "{g}");
+        assert_eq!(t["custom_id"], g["custom_id"]);
+    }
+}
+
+#[test]
+fn the_openai_example_on_anthropics_api_gets_its_model_error_per_line() {
+    // Its lines name gpt-4o-mini, which Anthropic does not serve: a server
+    // that checks models (as the real API does) fails every request with
+    // its own error, in the same line format.
+    let emu = emulator();
+    let base = emu.base_url();
+    let env = [
+        ("ANTHROPIC_API_KEY", KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     let o = run(
@@ -175,15 +300,13 @@ fn the_openai_example_gets_one_line_per_request_with_anthropics_reason() {
             example("requests.jsonl").to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
-            "--emulator",
             "--provider",
             "anthropic",
-            "--max-tokens",
-            "100",
         ],
-        &[],
+        &env,
     );
     assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(!stderr(&o).contains("accepts any model"), "{}", text(&o));
     let got = lines(&out);
     assert_eq!(got.len(), 32);
     for v in &got {
@@ -193,7 +316,7 @@ fn the_openai_example_gets_one_line_per_request_with_anthropics_reason() {
 }
 
 #[test]
-fn short_lines_without_a_token_limit_name_the_flag() {
+fn short_lines_without_a_token_limit_get_the_default_and_their_own_wins() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(
@@ -213,15 +336,33 @@ fn short_lines_without_a_token_limit_name_the_flag() {
         "anthropic",
     ];
     let o = run(&args, &[]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
-    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(
-        err.contains("in.jsonl:2: field `max_tokens`") && err.contains("--max-tokens"),
-        "{err}"
+        stderr(&o).contains("1 short line sets no max_tokens: sending max_tokens 1024"),
+        "{}",
+        text(&o)
     );
-    assert!(!err.contains("in.jsonl:1"), "line 1 sets its own: {err}");
-    assert!(!out.exists());
-    assert!(!dir.path().join("out.jsonl.journal").exists());
+    let sent = sent_params(&dir.path().join("out.jsonl.journal"));
+    assert_eq!(sent["a"]["max_tokens"], 5);
+    assert_eq!(sent["b"]["max_tokens"], 1024);
+    assert_eq!(ids(&out), ["a", "b"]);
+    // Resuming the finished job with the default spelled out is the same job.
+    let mut spelled = args.to_vec();
+    spelled.extend(["--max-tokens", "1024"]);
+    let o = run(&spelled, &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // Another limit is another job.
+    let mut other = args.to_vec();
+    other.extend(["--max-tokens", "50"]);
+    let o = run(&other, &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        stderr(&o).contains("started with no --max-tokens (its default, 1024)"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(dir.path().join("out.jsonl.journal")).unwrap();
+    std::fs::remove_file(&out).unwrap();
 
     // Other providers refuse the flag; Anthropic refuses OpenAI's lines.
     let o = run(
@@ -263,12 +404,16 @@ fn short_lines_without_a_token_limit_name_the_flag() {
         stderr(&o)
     );
 
-    // With the flag, both lines run.
+    // With the flag, the line without its own limit takes the flag's.
     let mut with_flag = args.to_vec();
     with_flag.extend(["--max-tokens", "7"]);
     let o = run(&with_flag, &[]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!stderr(&o).contains("no max_tokens"), "{}", text(&o));
     assert_eq!(ids(&out), ["a", "b"]);
+    let sent = sent_params(&dir.path().join("out.jsonl.journal"));
+    assert_eq!(sent["a"]["max_tokens"], 5);
+    assert_eq!(sent["b"]["max_tokens"], 7);
 }
 
 fn emulator() -> EmulatorHandle {
@@ -529,4 +674,14 @@ fn lost_create_answers_and_cut_downloads_still_give_one_batch_per_shard() {
         .map(|v| format!("{}.jsonl", v["batch_id"].as_str().unwrap()))
         .collect();
     assert_eq!(used, batches);
+    // The summary names each batch once, however often it was looked for.
+    let listed: Vec<String> = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("batches"))
+        .unwrap_or_else(|| panic!("no batches line: {err}"))
+        .split(',')
+        .map(|id| format!("{}.jsonl", id.trim()))
+        .collect();
+    assert_eq!(listed.len(), 3, "{err}");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), batches);
 }
