@@ -16,36 +16,15 @@ use batch_emulator::{Emulator, EmulatorHandle, ProviderMode, Timings};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, code, stderr, wait};
+use common::{BIN, code, stderr, text, wait};
 
 const KEY: &str = "anthropic-cli-secret-key-0123456789";
 
 /// The binary with a clean provider environment plus `env`, output captured.
 fn cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::with_env(args, env);
     if args.first() == Some(&"run") || args.first() == Some(&"results") {
         c.args(["--poll-interval", "0.05"]);
-    }
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-        "OPENAI_API_VERSION",
-        "GROQ_API_KEY",
-        "GROQ_BASE_URL",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "OPENAI_BATCH_PANIC_AFTER_SUBMIT",
-    ] {
-        c.env_remove(var);
-    }
-    for (k, v) in env {
-        c.env(k, v);
     }
     c
 }
@@ -55,10 +34,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd(args, env).spawn().expect("spawn"),
         Duration::from_secs(180),
     )
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
 }
 
 fn example(name: &str) -> PathBuf {

@@ -5,40 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use batch_emulator::{Emulator, EmulatorHandle, ProviderMode, Timings};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, code, stderr, wait};
+use common::{code, text, wait};
 
 const KEY: &str = "journal-store-secret-key-0123456789";
 
 /// The binary with a clean provider environment plus `env`, output captured.
 fn cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-        "OPENAI_API_VERSION",
-        "GROQ_API_KEY",
-        "GROQ_BASE_URL",
-        "OPENAI_BATCH_PANIC_AFTER_SUBMIT",
-    ] {
-        c.env_remove(var);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
+    common::with_env(args, env)
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -46,10 +26,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd(args, env).spawn().expect("spawn"),
         Duration::from_secs(120),
     )
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
 }
 
 /// An input of `n` short lines.

@@ -15,8 +15,10 @@ use batch_core::api::{self, ApiConfig, FilePurpose, ListFiles};
 use batch_emulator::{Emulator, EmulatorHandle, ProviderMode, Timings};
 use serde_json::Value;
 
+mod common;
+use common::text;
+
 const KEY: &str = "provider-secret-key-0123456789";
-const BIN: &str = env!("CARGO_BIN_EXE_openai-batch");
 
 fn emulator(mode: ProviderMode) -> EmulatorHandle {
     Emulator::builder()
@@ -45,35 +47,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// As [`run`], not started.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).stdin(Stdio::null());
+    let mut c = common::with_env(args, env);
     if args.first() == Some(&"run") {
         c.args(["--poll-interval", "0.05"]);
     }
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-        "OPENAI_API_VERSION",
-        "GROQ_API_KEY",
-        "GROQ_BASE_URL",
-        "AZURE_OPENAI_AD_TOKEN",
-    ] {
-        c.env_remove(var);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn succeeded(path: &Path) -> usize {

@@ -24,6 +24,43 @@ pub(crate) fn bare(args: &[&str], key: &str) -> Command {
     c
 }
 
+/// Provider settings a child must not inherit from the test's environment.
+const PROVIDER_VARS: [&str; 11] = [
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_AD_TOKEN",
+    "GROQ_API_KEY",
+    "GROQ_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_BATCH_PANIC_AFTER_SUBMIT",
+];
+
+/// The binary with `args`, no provider setting from the test's environment
+/// but `env`, and its output captured.
+pub(crate) fn with_env(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in PROVIDER_VARS {
+        c.env_remove(var);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// What the binary printed, stdout then stderr.
+pub(crate) fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out))
+}
+
 /// As [`bare`], pointed at `emu`.
 pub(crate) fn command(emu: &EmulatorHandle, args: &[&str], key: &str) -> Command {
     let mut c = bare(args, key);
