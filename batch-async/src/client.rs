@@ -4,7 +4,9 @@
 //! only drives the job in between.
 
 use batch_core::api::{self, ApiBase, Batch, List};
-use batch_core::credential::{Credential, CredentialCache, CredentialError, CredentialSource};
+use batch_core::credential::{
+    Credential, CredentialCache, CredentialError, CredentialNeed, CredentialSource,
+};
 use batch_core::input::{BatchRequest, Item, SystemPrompt};
 use batch_core::job::{
     BatchJob, BatchOptions, ClientConfig, ClientSettings, Job, JobError, JobEvent, JobOp,
@@ -142,31 +144,20 @@ impl Client {
     /// With a credential source, puts a valid credential into `headers`
     /// (the last one the client got, else a new one from the source).
     async fn authorize(&self, headers: &mut http::HeaderMap) -> Result<(), Error> {
-        let Some(source) = self.credential_source() else {
+        let Some(need) = self.credentials.for_request(
+            self.credential_source(),
+            SystemClock.now(),
+            self.settings.credential_refresh.margin,
+        ) else {
             return Ok(());
         };
-        let now = SystemClock.now();
-        let credential = match self
-            .credentials
-            .current(now, self.settings.credential_refresh.margin)
-        {
-            Some(c) => c,
-            None => {
-                let c = fetch_credential(source)
-                    .await
-                    .map_err(|e| Error::Setup(format!("the credential source failed: {e}")))?;
-                self.credentials.store(&c);
-                c
-            }
+        let answer = match need {
+            CredentialNeed::Ready(answer) => answer,
+            CredentialNeed::Call(source) => fetch_credential(source).await,
         };
-        let mut api = self.settings.api.clone();
-        api.set_key(credential.token).map_err(|e| {
-            Error::Setup(format!(
-                "the credential source gave a token that cannot be sent: {e}"
-            ))
-        })?;
-        api.authorize(headers);
-        Ok(())
+        self.credentials
+            .authorize(&self.settings.api, answer, headers)
+            .map_err(Error::Setup)
     }
 
     /// The API settings, checked.

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use batch_core::api::Outgoing;
-use batch_core::credential::{CredentialError, RefreshReason};
+use batch_core::credential::{CredentialNeed, RefreshReason};
 use batch_core::job::{ExchangeId, Job, JobError, JobIo, JobSummary, Step, TransportFailure};
 use batch_core::trace;
 use bytes::Bytes;
@@ -143,22 +143,12 @@ pub(crate) async fn drive(
 /// a failing source stops the job with its error. Exchanges in flight go
 /// on meanwhile; their reports queue up.
 async fn refresh(job: &mut Job, client: &Client, clock: &impl Clock, reason: &RefreshReason) {
-    let answer = match client.credential_source() {
-        None => Err(CredentialError::new(
-            "the job needs a credential, but the client has no credential source (ClientConfig::credential)",
-        )),
-        Some(source) => match client.credentials().reuse(reason) {
-            Some(c) => Ok(c),
-            None => crate::client::fetch_credential(source).await,
-        },
+    let cache = client.credentials();
+    let answer = match cache.for_job(client.credential_source(), reason) {
+        CredentialNeed::Ready(answer) => answer,
+        CredentialNeed::Call(source) => crate::client::fetch_credential(source).await,
     };
-    match answer {
-        Ok(c) => {
-            client.credentials().store(&c);
-            job.set_credential(c.token, c.expires_at, clock.now());
-        }
-        Err(e) => job.handle_credential_failure(&e, clock.now()),
-    }
+    cache.answer_job(job, answer, clock.now());
 }
 
 /// The native request, with the body resolved through `io`.

@@ -9,10 +9,16 @@
 //! in `expires_on` (Unix seconds; a number or a string of digits). Without
 //! an expiry, a new token is asked for only after a `401`.
 
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use batch_core::UnixMillis;
 use batch_core::credential::{Credential, CredentialError, CredentialSource};
+
+/// How long the command may take; past it, it is killed and the job stops
+/// as on any failing credential source (`az` answers in seconds).
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// A credential source that runs `cmd` for each token.
 pub(crate) fn source(cmd: String) -> CredentialSource {
@@ -29,10 +35,7 @@ fn run(cmd: &str) -> Result<Credential, CredentialError> {
         c.arg("-c");
         c
     };
-    let out =
-        c.arg(cmd).stdin(Stdio::null()).output().map_err(|e| {
-            CredentialError::new(format!("--azure-ad-token-cmd could not run: {e}"))
-        })?;
+    let out = run_bounded(c.arg(cmd), LIMIT)?;
     if !out.status.success() {
         // The first line of its error output says why; the output itself
         // may hold a token and is not shown.
@@ -52,6 +55,62 @@ fn run(cmd: &str) -> Result<Credential, CredentialError> {
         }));
     }
     parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs `c` to its end with its output captured, killing it past `limit`.
+fn run_bounded(c: &mut Command, limit: Duration) -> Result<Output, CredentialError> {
+    let could_not = |e: std::io::Error| {
+        CredentialError::new(format!("--azure-ad-token-cmd could not run: {e}"))
+    };
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(could_not)?;
+    // Both pipes are drained as the command writes, so it never blocks on
+    // a full pipe while this thread waits for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(could_not)? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CredentialError::new(format!(
+                "--azure-ad-token-cmd did not finish within {} s and was stopped",
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// The token (and expiry) in a command's output.
@@ -122,5 +181,14 @@ mod tests {
         assert!(!e.message().contains("secret-output"), "{e}");
         let ok = run("printf 'tok-123'").expect("runs");
         assert_eq!(ok.token.expose_secret(), "tok-123");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_command_that_never_ends_is_stopped() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "exec sleep 600"]);
+        let e = run_bounded(&mut c, Duration::from_secs(1)).expect_err("stopped");
+        assert!(e.message().contains("did not finish within 1 s"), "{e}");
     }
 }

@@ -33,7 +33,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::api::ApiKey;
+use crate::api::{ApiBase, ApiKey};
 use crate::time::UnixMillis;
 
 /// A token and the time it stops being valid.
@@ -213,6 +213,18 @@ pub enum RefreshReason {
     Refused,
 }
 
+/// What a transport does to get a credential ([`CredentialCache::for_job`],
+/// [`CredentialCache::for_request`]): the one thing the core cannot do is
+/// call the user's source, which may block or be async.
+#[derive(Debug)]
+pub enum CredentialNeed<'a> {
+    /// The answer, known without calling the source.
+    Ready(Result<Credential, CredentialError>),
+    /// Call this source (blocking or async, as the transport can) and hand
+    /// its answer back.
+    Call(&'a CredentialSource),
+}
+
 /// The last credential a client's source gave, shared by the client's jobs:
 /// a new job starts with it instead of calling the source again (the job
 /// still asks for a new one when it nears its expiry). Transports keep one
@@ -244,6 +256,81 @@ impl CredentialCache {
     /// Remembers `credential` for the next job.
     pub fn store(&self, credential: &Credential) {
         *self.lock() = Some(credential.clone());
+    }
+
+    /// How to answer a job's [`Step::RefreshCredential`](crate::job::Step::RefreshCredential)
+    /// for `reason`, given the client's `source`: at once (the last
+    /// credential, for a job that holds none yet; an error without a
+    /// source), or by calling the source and handing its answer to
+    /// [`answer_job`](Self::answer_job).
+    pub fn for_job<'a>(
+        &self,
+        source: Option<&'a CredentialSource>,
+        reason: &RefreshReason,
+    ) -> CredentialNeed<'a> {
+        match (source, self.reuse(reason)) {
+            (None, _) => CredentialNeed::Ready(Err(CredentialError::new(
+                "the job needs a credential, but the client has no credential source (ClientConfig::credential)",
+            ))),
+            (Some(_), Some(c)) => CredentialNeed::Ready(Ok(c)),
+            (Some(source), None) => CredentialNeed::Call(source),
+        }
+    }
+
+    /// Hands `answer` to `job` ([`Job::set_credential`](crate::job::Job::set_credential)
+    /// or [`Job::handle_credential_failure`](crate::job::Job::handle_credential_failure)),
+    /// remembering a credential for the client's next job.
+    pub fn answer_job(
+        &self,
+        job: &mut crate::job::Job,
+        answer: Result<Credential, CredentialError>,
+        now: UnixMillis,
+    ) {
+        match answer {
+            Ok(c) => {
+                self.store(&c);
+                job.set_credential(c.token, c.expires_at, now);
+            }
+            Err(e) => job.handle_credential_failure(&e, now),
+        }
+    }
+
+    /// How to get the credential of a single request sent outside a job:
+    /// `None` without a source (the configured key is sent); else the last
+    /// credential while it is valid for more than `margin` after `now`, or
+    /// the source to call. Hand the answer to [`authorize`](Self::authorize).
+    pub fn for_request<'a>(
+        &self,
+        source: Option<&'a CredentialSource>,
+        now: UnixMillis,
+        margin: Duration,
+    ) -> Option<CredentialNeed<'a>> {
+        let source = source?;
+        Some(match self.current(now, margin) {
+            Some(c) => CredentialNeed::Ready(Ok(c)),
+            None => CredentialNeed::Call(source),
+        })
+    }
+
+    /// Puts the credential `answer` into `headers` the way `api` sends its
+    /// key, remembering it for later requests and jobs.
+    ///
+    /// # Errors
+    /// A one-line reason when the source failed or gave a token that
+    /// cannot be sent in a header.
+    pub fn authorize(
+        &self,
+        api: &ApiBase,
+        answer: Result<Credential, CredentialError>,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), String> {
+        let credential = answer.map_err(|e| format!("the credential source failed: {e}"))?;
+        self.store(&credential);
+        let mut api = api.clone();
+        api.set_key(credential.token)
+            .map_err(|e| format!("the credential source gave a token that cannot be sent: {e}"))?;
+        api.authorize(headers);
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Credential>> {
