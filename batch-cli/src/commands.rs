@@ -465,44 +465,23 @@ fn submitted_note(batches: usize, journal: &Path) -> String {
     )
 }
 
-/// Whether `api` speaks Anthropic's Message Batches protocol.
-fn is_anthropic(api: &Api) -> bool {
-    api.client.api().provider().protocol == batch_core::provider::Protocol::AnthropicMessageBatches
-}
-
-/// Retrieves one batch (a Message Batch read as a batch for `--provider
-/// anthropic`).
+/// Retrieves one batch, in the protocol of `api` (a Message Batch is read
+/// as a batch for `--provider anthropic`).
 fn retrieve(api: &Api, id: &str) -> Result<Batch, CliError> {
     batch_op(api, id, false)
 }
 
-/// Retrieves batch `id`, or with `cancel` asks the server to cancel it, in
-/// the protocol of `api`.
+/// Retrieves batch `id`, or with `cancel` asks the server to cancel it,
+/// through the client (which follows the provider's protocol and keeps the
+/// key out of the server's words).
 fn batch_op(api: &Api, id: &str, cancel: bool) -> Result<Batch, CliError> {
-    let anthropic = is_anthropic(api);
-    let base = api.client.api();
-    let request = match (anthropic, cancel) {
-        (true, true) => batch_core::anthropic::cancel_batch(base, id),
-        (true, false) => batch_core::anthropic::retrieve_batch(base, id),
-        (false, true) => api::cancel_batch(base, id),
-        (false, false) => api::retrieve_batch(base, id),
-    }
-    .map_err(|e| CliError::usage(format!("batch id {id:?}: {e}")))?;
-    let (head, body) = api
-        .client
-        .execute(request)
-        .map_err(|e| CliError::failed(chain(&e)))?;
-    // The server's words may quote the key: it never reaches an error.
-    let failed = |e: batch_core::api::ResponseError| {
-        CliError::failed(format!("batch {id}: {}", chain(&e.redacted(base))))
-    };
-    if anthropic {
-        batch_core::anthropic::parse_message_batch(&head, &body)
-            .map(|b| b.to_batch())
-            .map_err(failed)
+    api::validate_id("batch id", id).map_err(|e| CliError::usage(e.to_string()))?;
+    let answer = if cancel {
+        api.client.cancel_batch(id)
     } else {
-        api::parse_batch(&head, &body).map_err(failed)
-    }
+        api.client.retrieve_batch(id)
+    };
+    answer.map_err(|e| CliError::failed(format!("batch {id}: {}", chain(&e))))
 }
 
 fn counts_text(b: &Batch) -> String {
@@ -667,38 +646,15 @@ pub(crate) fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8, CliError> {
         None => (None, None, args.api.clone()),
     };
     let api = job::connect(ctx, &api_args, journal.as_ref(), pf.as_ref(), None)?;
-    let data = if is_anthropic(&api) {
-        let request = batch_core::anthropic::list_batches(
-            api.client.api(),
-            &batch_core::anthropic::ListMessageBatches::newest(args.limit),
-        )
-        .map_err(|e| CliError::usage(e.to_string()))?;
-        let (head, body) = api
-            .client
-            .execute(request)
-            .map_err(|e| CliError::failed(chain(&e)))?;
-        let page = batch_core::anthropic::parse_message_batch_page(&head, &body)
-            .map_err(|e| CliError::failed(chain(&e.redacted(api.client.api()))))?;
-        if args.json {
-            // Anthropic's own batch objects, as the API describes them.
-            term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
-            return Ok(EXIT_OK);
-        }
-        page.data
-            .iter()
-            .map(batch_core::anthropic::MessageBatch::to_batch)
-            .collect()
-    } else {
-        let page = api
-            .client
-            .list(Some(args.limit), None)
-            .map_err(|e| CliError::failed(chain(&e)))?;
-        if args.json {
-            term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
-            return Ok(EXIT_OK);
-        }
-        page.data
-    };
+    let page = api
+        .client
+        .list(Some(args.limit), None)
+        .map_err(|e| CliError::failed(chain(&e)))?;
+    if args.json {
+        term::out(&serde_json::to_string(&page.data).unwrap_or_else(|_| "[]".into()));
+        return Ok(EXIT_OK);
+    }
+    let data = page.data;
     let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
     for b in &data {
         term::out(&format!(
