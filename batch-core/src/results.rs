@@ -36,6 +36,8 @@ use serde_json::{Map, Value};
 
 use crate::jsonl::{LineDecoder, LineEvent, Lines};
 
+mod scan;
+
 // ---------------------------------------------------------------------------
 // Records and outcomes
 
@@ -689,35 +691,36 @@ impl Usage {
     }
 }
 
-/// A `usage` object's fields, borrowed as raw JSON.
+/// A `usage` object's fields, borrowed as JSON text.
+#[derive(Default)]
 struct RawUsage<'a> {
-    input_tokens: Option<&'a RawValue>,
-    prompt_tokens: Option<&'a RawValue>,
-    output_tokens: Option<&'a RawValue>,
-    completion_tokens: Option<&'a RawValue>,
-    total_tokens: Option<&'a RawValue>,
-    input_tokens_details: Option<&'a RawValue>,
-    prompt_tokens_details: Option<&'a RawValue>,
-    output_tokens_details: Option<&'a RawValue>,
-    completion_tokens_details: Option<&'a RawValue>,
-    cache_read_input_tokens: Option<&'a RawValue>,
-    cache_creation_input_tokens: Option<&'a RawValue>,
+    input_tokens: Option<&'a str>,
+    prompt_tokens: Option<&'a str>,
+    output_tokens: Option<&'a str>,
+    completion_tokens: Option<&'a str>,
+    total_tokens: Option<&'a str>,
+    input_tokens_details: Option<&'a str>,
+    prompt_tokens_details: Option<&'a str>,
+    output_tokens_details: Option<&'a str>,
+    completion_tokens_details: Option<&'a str>,
+    cache_read_input_tokens: Option<&'a str>,
+    cache_creation_input_tokens: Option<&'a str>,
+}
+
+/// A details object's fields (`*_tokens_details`), borrowed as JSON text.
+#[derive(Default)]
+struct RawDetails<'a> {
+    cached_tokens: Option<&'a str>,
+    reasoning_tokens: Option<&'a str>,
 }
 
 impl RawUsage<'_> {
-    /// The usage, as [`Usage::from_value`] reads it; `Err` where only the
+    /// The usage, as [`Usage::from_value`] reads it; `None` where only the
     /// tree reading can tell (a details object that repeats a key).
-    fn usage(&self) -> Result<Usage, ()> {
-        #[derive(Deserialize)]
-        struct Details<'a> {
-            #[serde(borrow)]
-            cached_tokens: Option<&'a RawValue>,
-            #[serde(borrow)]
-            reasoning_tokens: Option<&'a RawValue>,
-        }
+    fn usage(&self) -> Option<Usage> {
         /// A non-negative integer, as `Value::as_u64` reads one.
-        fn count(v: Option<&RawValue>) -> Option<u64> {
-            let t = v?.get();
+        fn count(v: Option<&str>) -> Option<u64> {
+            let t = v?;
             if t.bytes().all(|b| b.is_ascii_digit()) {
                 t.parse().ok()
             } else {
@@ -725,31 +728,99 @@ impl RawUsage<'_> {
                 serde_json::from_str::<Value>(t).ok()?.as_u64()
             }
         }
-        /// The details object, `Ok(None)` if it is not an object.
-        fn details(v: Option<&RawValue>) -> Result<Option<Details<'_>>, ()> {
+        /// The details object, `Some(None)` if it is not an object.
+        fn details(v: Option<&str>) -> Option<Option<RawDetails<'_>>> {
             match v {
-                Some(v) if v.get().starts_with('{') => {
-                    serde_json::from_str(v.get()).map(Some).map_err(|_| ())
-                }
-                _ => Ok(None),
+                Some(v) if v.starts_with('{') => read_details(v).map(Some),
+                _ => Some(None),
             }
         }
         let input = details(self.input_tokens_details)?;
         let prompt = details(self.prompt_tokens_details)?;
         let output = details(self.output_tokens_details)?;
         let completion = details(self.completion_tokens_details)?;
-        Ok(Usage {
+        Some(Usage {
             input_tokens: count(self.input_tokens).or_else(|| count(self.prompt_tokens)),
             output_tokens: count(self.output_tokens).or_else(|| count(self.completion_tokens)),
             total_tokens: count(self.total_tokens),
-            cached_tokens: count(input.and_then(|d| d.cached_tokens))
-                .or_else(|| count(prompt.and_then(|d| d.cached_tokens)))
+            cached_tokens: count(input.as_ref().and_then(|d| d.cached_tokens))
+                .or_else(|| count(prompt.as_ref().and_then(|d| d.cached_tokens)))
                 .or_else(|| count(self.cache_read_input_tokens)),
-            reasoning_tokens: count(output.and_then(|d| d.reasoning_tokens))
-                .or_else(|| count(completion.and_then(|d| d.reasoning_tokens))),
+            reasoning_tokens: count(output.as_ref().and_then(|d| d.reasoning_tokens))
+                .or_else(|| count(completion.as_ref().and_then(|d| d.reasoning_tokens))),
             cache_creation_tokens: count(self.cache_creation_input_tokens),
         })
     }
+}
+
+/// Reads a `usage` value's text as the one pass does: `Some(None)` for
+/// `null`; `None` (leaving the line to the tree reading) for anything else
+/// that is not an object, an object that repeats a key it reads, and a key
+/// with escapes.
+fn read_usage(text: &str) -> Option<Option<Usage>> {
+    let mut cur = scan::Cursor::new(text);
+    if !cur.eat(b'{') {
+        let v = cur.value()?;
+        return (cur.slice(v) == "null" && cur.at_end()).then_some(None);
+    }
+    let mut u = RawUsage::default();
+    let mut first = true;
+    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
+        let slot = match key {
+            "input_tokens" => &mut u.input_tokens,
+            "prompt_tokens" => &mut u.prompt_tokens,
+            "output_tokens" => &mut u.output_tokens,
+            "completion_tokens" => &mut u.completion_tokens,
+            "total_tokens" => &mut u.total_tokens,
+            "input_tokens_details" => &mut u.input_tokens_details,
+            "prompt_tokens_details" => &mut u.prompt_tokens_details,
+            "output_tokens_details" => &mut u.output_tokens_details,
+            "completion_tokens_details" => &mut u.completion_tokens_details,
+            "cache_read_input_tokens" => &mut u.cache_read_input_tokens,
+            "cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+            _ => {
+                cur.value()?;
+                continue;
+            }
+        };
+        // A repeated key: the tree reading (the last one wins) decides.
+        if slot.is_some() {
+            return None;
+        }
+        let v = cur.value()?;
+        *slot = Some(cur.slice(v));
+    }
+    if !cur.at_end() {
+        return None;
+    }
+    u.usage().map(Some)
+}
+
+/// Reads a details object's text; `None` if it repeats a key it reads or
+/// has a key with escapes.
+fn read_details(text: &str) -> Option<RawDetails<'_>> {
+    let mut cur = scan::Cursor::new(text);
+    let mut d = RawDetails::default();
+    if !cur.eat(b'{') {
+        return None;
+    }
+    let mut first = true;
+    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
+        let slot = match key {
+            "cached_tokens" => &mut d.cached_tokens,
+            "reasoning_tokens" => &mut d.reasoning_tokens,
+            _ => {
+                cur.value()?;
+                continue;
+            }
+        };
+        if slot.is_some() {
+            return None;
+        }
+        let v = cur.value()?;
+        *slot = Some(cur.slice(v));
+    }
+    cur.at_end().then_some(d)
 }
 
 impl Usage {
@@ -757,120 +828,11 @@ impl Usage {
     /// reads it; the same answer, whatever the value.
     #[cfg(test)]
     fn from_raw(raw: &RawValue) -> Option<Usage> {
-        use serde::de::DeserializeSeed as _;
-        let text = raw.get();
-        let mut de = serde_json::Deserializer::from_str(text);
-        match UsageSeed.deserialize(&mut de) {
-            Ok(usage) => usage,
+        match read_usage(raw.get()) {
+            Some(usage) => usage,
             // Repeated keys and the like: the tree reading decides.
-            Err(_) => Usage::from_value(&serde_json::from_str(text).ok()?),
+            None => Usage::from_value(&serde_json::from_str(raw.get()).ok()?),
         }
-    }
-}
-
-/// Reads a body's `usage` in the one pass: `None` for `null`. Fails
-/// (sending the line to the full parse) for anything else that is not an
-/// object, or an object only the tree reading can judge.
-struct UsageSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for UsageSeed {
-    type Value = Option<Usage>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for UsageSeed {
-    type Value = Option<Usage>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a usage object or null")
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        use serde::de::Error as _;
-        let mut u = RawUsage {
-            input_tokens: None,
-            prompt_tokens: None,
-            output_tokens: None,
-            completion_tokens: None,
-            total_tokens: None,
-            input_tokens_details: None,
-            prompt_tokens_details: None,
-            output_tokens_details: None,
-            completion_tokens_details: None,
-            cache_read_input_tokens: None,
-            cache_creation_input_tokens: None,
-        };
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let slot = match key.as_str() {
-                "input_tokens" => &mut u.input_tokens,
-                "prompt_tokens" => &mut u.prompt_tokens,
-                "output_tokens" => &mut u.output_tokens,
-                "completion_tokens" => &mut u.completion_tokens,
-                "total_tokens" => &mut u.total_tokens,
-                "input_tokens_details" => &mut u.input_tokens_details,
-                "prompt_tokens_details" => &mut u.prompt_tokens_details,
-                "output_tokens_details" => &mut u.output_tokens_details,
-                "completion_tokens_details" => &mut u.completion_tokens_details,
-                "cache_read_input_tokens" => &mut u.cache_read_input_tokens,
-                "cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    continue;
-                }
-            };
-            // A repeated key: the tree reading (the last one wins) decides.
-            if slot.is_some() {
-                return Err(M::Error::custom("repeated key"));
-            }
-            *slot = Some(map.next_value()?);
-        }
-        u.usage()
-            .map(Some)
-            .map_err(|()| M::Error::custom("usage details to read whole"))
-    }
-}
-
-/// An object key as read: borrowed from the line when it has no escapes.
-/// Reading one allocates only for a key with escapes.
-enum Key<'de> {
-    Raw(&'de str),
-    Escaped(String),
-}
-
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Raw(s) => s,
-            Key::Escaped(s) => s,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Raw(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Escaped(v.to_owned()))
-            }
-        }
-        d.deserialize_str(Visit)
     }
 }
 
@@ -1056,66 +1018,51 @@ fn parse_full(line: u64, bytes: &[u8], text: &str) -> Result<ResultRecord, BadLi
     })
 }
 
-/// A line read in one typed, borrowing pass: the `id`, `custom_id`,
+/// A line read in one pass by a [`scan::Cursor`]: the `id`, `custom_id`,
 /// `response.status_code`, `response.request_id`, the body's `usage` and
-/// `error`, and the line's `error`. The rest of the body is skipped
-/// unbuilt, and where `response` and the error lie in the line is noted
-/// (see [`ResultRecord::raw_parts`]).
+/// `error`, and the line's `error`. The rest of the body is skipped unbuilt
+/// (checked as `serde_json` checks a value it skips), and where `response`
+/// and the error lie in the line is noted (see
+/// [`ResultRecord::raw_parts`]).
 ///
 /// A success keeps its body unread. A failure reads its body once more,
 /// alone, for [`Failure::body`] (failure bodies are small).
 ///
 /// `None` for anything the full parse must judge (a body that is not an
-/// object, a repeated key, a field of the wrong type, bad JSON): the full
-/// parse then reads the line and says what is wrong with it.
+/// object, a repeated key, a key with escapes, a field of the wrong type,
+/// bad JSON): the full parse then reads the line and says what is wrong
+/// with it.
 fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
-    let open = text.len() - text.trim_start().len();
-    // A map visitor would also take an array; the full parse says why
-    // that is wrong.
-    if !text[open..].starts_with('{') {
-        return None;
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let head = serde::Deserializer::deserialize_map(
-        &mut de,
-        LineVisit {
-            text,
-            open: open + 1,
-        },
-    )
-    .ok()?;
-    de.end().ok()?;
-    let custom_id = raw_str(head.custom_id?)?;
-    let line_error = head.error;
-    if line_error.is_some_and(|e| !e.get().starts_with(['{', '"'])) {
+    let mut cur = scan::Cursor::new(text);
+    let head = read_line_head(&mut cur)?;
+    let custom_id = raw_str(cur.slice(head.custom_id?))?;
+    let line_error = head.error.map(|s| cur.slice(s));
+    if line_error.is_some_and(|e| !e.starts_with(['{', '"'])) {
         return None;
     }
     let mut spans = RawSpans {
         known: true,
         response: None,
-        error: line_error.and_then(|e| span_of(text, e)),
+        error: head.error,
     };
     let raw: Arc<str> = Arc::from(text);
     let outcome = match head.response {
         Some(resp) => {
             let status_code = match resp.status_code {
                 None => None,
-                Some(raw) => Some(status(raw)?),
+                Some(s) => Some(status(cur.slice(s))?),
             };
             let body = resp.body.unwrap_or_default();
-            spans.response = head.response_span.filter(|&(a, b)| {
-                text.get(a..b)
-                    .is_some_and(|s| s.starts_with('{') && s.ends_with('}'))
-            });
-            spans.known = spans.response.is_some();
+            let body_error = body.error.map(|s| cur.slice(s));
+            spans.response = Some(resp.span);
             if line_error.is_none() {
-                spans.error = body.error.and_then(|e| span_of(text, e));
+                spans.error = body.error;
             }
             let ok = match status_code {
                 Some(s) => (200..300).contains(&s),
-                None => !body.error.is_some_and(|e| e.get().starts_with('{')),
+                None => !body_error.is_some_and(|e| e.starts_with('{')),
             };
-            let request_id = resp.request_id.and_then(raw_string);
+            let request_id = resp.request_id.and_then(|s| raw_string(cur.slice(s)));
             if ok && line_error.is_none() {
                 Outcome::Succeeded(Success::lazy(
                     status_code,
@@ -1130,8 +1077,8 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
                     request_id,
                     ..Failure::default()
                 };
-                let failure = match line_error.or(body.error) {
-                    Some(e) => failure.with_error(&serde_json::from_str(e.get()).ok()?),
+                let failure = match line_error.or(body_error) {
+                    Some(e) => failure.with_error(&serde_json::from_str(e).ok()?),
                     // No error object: a bare string body is the best message there is.
                     None => Failure {
                         message: body_value.as_str().map(str::to_owned),
@@ -1145,13 +1092,13 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
             }
         }
         None => Outcome::Failed(match line_error {
-            Some(e) => Failure::default().with_error(&serde_json::from_str(e.get()).ok()?),
+            Some(e) => Failure::default().with_error(&serde_json::from_str(e).ok()?),
             None => Failure::default(),
         }),
     };
     Some(ResultRecord {
         line,
-        id: head.id.and_then(raw_string),
+        id: head.id.and_then(|s| raw_string(cur.slice(s))),
         custom_id: custom_id.into_owned(),
         outcome,
         raw,
@@ -1159,97 +1106,27 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
     })
 }
 
-/// An HTTP status from a raw JSON value: an integer in `0..=65535`.
-fn status(raw: &RawValue) -> Option<u16> {
-    let t = raw.get();
+/// An HTTP status from a JSON number: an integer in `0..=65535`.
+fn status(t: &str) -> Option<u16> {
     if (1..=5).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()) {
         return t.parse().ok();
     }
     u16::try_from(serde_json::from_str::<u64>(t).ok()?).ok()
 }
 
-/// The string a raw JSON value holds, if it is a string.
-fn raw_string(raw: &RawValue) -> Option<String> {
-    raw_str(raw).map(Cow::into_owned)
+/// The string a JSON value holds, if it is a string.
+fn raw_string(t: &str) -> Option<String> {
+    raw_str(t).map(Cow::into_owned)
 }
 
-/// The string a raw JSON value holds, borrowed when it has no escapes.
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let t = raw.get();
+/// The string a JSON value holds, borrowed when it has no escapes.
+fn raw_str(t: &str) -> Option<Cow<'_, str>> {
     let inner = t.strip_prefix('"')?.strip_suffix('"')?;
     if inner.contains('\\') {
         serde_json::from_str::<String>(t).ok().map(Cow::Owned)
     } else {
         Some(Cow::Borrowed(inner))
     }
-}
-
-/// Where `raw`, borrowed from `text`, lies in it.
-fn span_of(text: &str, raw: &RawValue) -> Option<(usize, usize)> {
-    let s = raw.get();
-    let start = (s.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start.checked_add(s.len())?;
-    (end <= text.len()).then_some((start, end))
-}
-
-/// From `at`, just after an object's `{` or one of its values, skips the
-/// comma, the next key and its colon: where the next value starts. `None`
-/// if the bytes there are not that.
-fn value_start(text: &str, at: usize) -> Option<usize> {
-    let b = text.as_bytes();
-    let mut i = skip_ws(b, at);
-    if b.get(i) == Some(&b',') {
-        i = skip_ws(b, i + 1);
-    }
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    i += 1;
-    loop {
-        match b.get(i)? {
-            b'"' => break,
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    i = skip_ws(b, i + 1);
-    if b.get(i) != Some(&b':') {
-        return None;
-    }
-    Some(skip_ws(b, i + 1))
-}
-
-/// From `at`, the start of the value of member `key` (read without
-/// escapes), goes back over the colon, the key and the comma before it:
-/// where the value before ends. `None` if the bytes there are not that.
-fn value_end_before(text: &str, at: usize, key: &Key<'_>) -> Option<usize> {
-    let Key::Raw(key) = key else {
-        return None;
-    };
-    let b = text.as_bytes();
-    let mut i = skip_ws_back(b, at);
-    i = i.checked_sub(1).filter(|&i| b[i] == b':')?;
-    i = skip_ws_back(b, i);
-    let k = i.checked_sub(key.len() + 2)?;
-    let quoted = b.get(k..i)?;
-    if quoted.first() != Some(&b'"')
-        || quoted.last() != Some(&b'"')
-        || &quoted[1..quoted.len() - 1] != key.as_bytes()
-    {
-        return None;
-    }
-    i = skip_ws_back(b, k);
-    i = i.checked_sub(1).filter(|&i| b[i] == b',')?;
-    Some(skip_ws_back(b, i))
-}
-
-/// Going back from `i`, past whitespace: the index just after the last
-/// byte that is not whitespace.
-fn skip_ws_back(bytes: &[u8], mut i: usize) -> usize {
-    while i > 0 && matches!(bytes[i - 1], b' ' | b'\t' | b'\r' | b'\n') {
-        i -= 1;
-    }
-    i
 }
 
 /// Where the server's own objects lie in a record's line, as the one-pass
@@ -1260,222 +1137,146 @@ pub(crate) struct RawSpans {
     /// reads the line again.
     known: bool,
     /// The line's `response` object.
-    response: Option<(usize, usize)>,
+    response: Option<scan::Span>,
     /// The line's own `error`, else `response.body.error` (not `null`).
-    error: Option<(usize, usize)>,
+    error: Option<scan::Span>,
 }
 
-/// What the one-pass read keeps of a line.
+/// What the one-pass read keeps of a line: where its values lie.
 #[derive(Default)]
-struct LineHead<'a> {
-    id: Option<&'a RawValue>,
-    custom_id: Option<&'a RawValue>,
-    response: Option<ResponseHead<'a>>,
-    response_span: Option<(usize, usize)>,
+struct LineHead {
+    id: Option<scan::Span>,
+    custom_id: Option<scan::Span>,
+    response: Option<ResponseHead>,
     /// The line's `error`, unless `null`.
-    error: Option<&'a RawValue>,
-}
-
-/// Reads a line object. Every member but `response` is taken as raw JSON,
-/// so where it lies is known; `response` lies between the member before it
-/// and the one after it (or the line's end). Fails (sending the line to the
-/// full parse) when a key repeats.
-struct LineVisit<'a> {
-    text: &'a str,
-    /// Just after the line's `{`.
-    open: usize,
-}
-
-impl<'de> serde::de::Visitor<'de> for LineVisit<'de> {
-    type Value = LineHead<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a result line object")
-    }
-    fn visit_map<M: serde::de::MapAccess<'de>>(
-        self,
-        mut map: M,
-    ) -> Result<LineHead<'de>, M::Error> {
-        use serde::de::Error as _;
-        let text = self.text;
-        let mut head = LineHead::default();
-        // The end of the last value read, while known.
-        let mut last = Some(self.open);
-        // The start of `response`, until its end is found.
-        let mut response_start = None;
-        let mut seen = [false; 4];
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let slot = match key.as_str() {
-                "id" => Some(0),
-                "custom_id" => Some(1),
-                "response" => Some(2),
-                "error" => Some(3),
-                _ => None,
-            };
-            if let Some(k) = slot
-                && std::mem::replace(&mut seen[k], true)
-            {
-                return Err(M::Error::custom("repeated key"));
-            }
-            if slot == Some(2) {
-                response_start = last.and_then(|at| value_start(text, at));
-                head.response = map.next_value_seed(ResponseSeed)?;
-                last = None;
-                continue;
-            }
-            let v: &'de RawValue = map.next_value()?;
-            let span = span_of(text, v);
-            if let Some(start) = response_start.take() {
-                head.response_span = span
-                    .and_then(|(at, _)| value_end_before(text, at, &key))
-                    .map(|end| (start, end));
-            }
-            last = span.map(|(_, end)| end);
-            match slot {
-                Some(0) => head.id = Some(v),
-                Some(1) => head.custom_id = Some(v),
-                Some(_) => head.error = (v.get() != "null").then_some(v),
-                None => {}
-            }
-        }
-        if let Some(start) = response_start {
-            // `response` came last: it ends before the line's `}`.
-            let b = text.as_bytes();
-            let close = skip_ws_back(b, b.len());
-            head.response_span = close
-                .checked_sub(1)
-                .filter(|&i| b[i] == b'}')
-                .map(|i| (start, skip_ws_back(b, i)));
-        }
-        Ok(head)
-    }
+    error: Option<scan::Span>,
 }
 
 /// What the one-pass read keeps of a `response` object.
 #[derive(Default)]
-struct ResponseHead<'a> {
-    status_code: Option<&'a RawValue>,
-    request_id: Option<&'a RawValue>,
-    body: Option<BodyHead<'a>>,
+struct ResponseHead {
+    /// The whole object.
+    span: scan::Span,
+    /// Unless `null`.
+    status_code: Option<scan::Span>,
+    request_id: Option<scan::Span>,
+    body: Option<BodyHead>,
 }
 
-/// Reads `response` (`None` for `null`). Fails (sending the line to the
-/// full parse) when it is not an object or null, or repeats a key.
-struct ResponseSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for ResponseSeed {
-    type Value = Option<ResponseHead<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ResponseSeed {
-    type Value = Option<ResponseHead<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a response object or null")
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        use serde::de::Error as _;
-        let mut head = ResponseHead::default();
-        let (mut status, mut rid, mut body) = (false, false, false);
-        let repeated = || M::Error::custom("repeated key");
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_str() {
-                "status_code" => {
-                    if std::mem::replace(&mut status, true) {
-                        return Err(repeated());
-                    }
-                    let v: &'de RawValue = map.next_value()?;
-                    head.status_code = (v.get() != "null").then_some(v);
-                }
-                "request_id" => {
-                    if std::mem::replace(&mut rid, true) {
-                        return Err(repeated());
-                    }
-                    head.request_id = Some(map.next_value()?);
-                }
-                "body" => {
-                    if std::mem::replace(&mut body, true) {
-                        return Err(repeated());
-                    }
-                    head.body = map.next_value_seed(BodySeed)?;
-                }
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Some(head))
-    }
-}
-
-/// What the one-pass read keeps of a body: its `usage`, read, and its
-/// `error`, raw.
+/// What the one-pass read keeps of a body: its `usage`, read, and where
+/// its `error` lies.
 #[derive(Default)]
-struct BodyHead<'a> {
+struct BodyHead {
     usage: Option<Usage>,
     /// The body's `error`, unless `null`.
-    error: Option<&'a RawValue>,
+    error: Option<scan::Span>,
 }
 
-/// Reads a body (`None` for `null`). Fails (sending the line to the full
-/// parse) when the body is not an object or null, or repeats `usage` or
-/// `error`.
-struct BodySeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for BodySeed {
-    type Value = Option<BodyHead<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
+/// Reads a line object; the whole text must be that one object. `None`
+/// (sending the line to the full parse) when a key repeats.
+fn read_line_head(cur: &mut scan::Cursor<'_>) -> Option<LineHead> {
+    if !cur.eat(b'{') {
+        return None;
     }
-}
-
-impl<'de> serde::de::Visitor<'de> for BodySeed {
-    type Value = Option<BodyHead<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a response body object or null")
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        use serde::de::Error as _;
-        let mut head = BodyHead::default();
-        let mut usage = false;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_str() {
-                "usage" if !usage => {
-                    usage = true;
-                    head.usage = map.next_value_seed(UsageSeed)?;
-                }
-                // `null` counts as no error, as in the full parse.
-                "error" if head.error.is_none() => {
-                    let v: &'de RawValue = map.next_value()?;
-                    head.error = (v.get() != "null").then_some(v);
-                }
-                "usage" | "error" => return Err(M::Error::custom("repeated key")),
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
+    let mut head = LineHead::default();
+    let mut seen = [false; 4];
+    let mut first = true;
+    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
+        let slot = match key {
+            "id" => 0,
+            "custom_id" => 1,
+            "response" => 2,
+            "error" => 3,
+            _ => {
+                cur.value()?;
+                continue;
+            }
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            0 => head.id = Some(cur.value()?),
+            1 => head.custom_id = Some(cur.value()?),
+            2 => head.response = read_response(cur)?,
+            _ => {
+                let v = cur.value()?;
+                head.error = (cur.slice(v) != "null").then_some(v);
             }
         }
-        Ok(Some(head))
     }
+    cur.at_end().then_some(head)
+}
+
+/// Reads `response`: `Some(None)` for `null`; `None` (sending the line to
+/// the full parse) when it is neither an object nor null, or repeats a key.
+fn read_response(cur: &mut scan::Cursor<'_>) -> Option<Option<ResponseHead>> {
+    if cur.peek()? != b'{' {
+        let v = cur.value()?;
+        return (cur.slice(v) == "null").then_some(None);
+    }
+    let start = cur.value_start();
+    cur.eat(b'{');
+    let mut head = ResponseHead::default();
+    let (mut status, mut rid, mut body) = (false, false, false);
+    let mut first = true;
+    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
+        let seen = match key {
+            "status_code" => &mut status,
+            "request_id" => &mut rid,
+            "body" => &mut body,
+            _ => {
+                cur.value()?;
+                continue;
+            }
+        };
+        if std::mem::replace(seen, true) {
+            return None;
+        }
+        match key {
+            "status_code" => {
+                let v = cur.value()?;
+                head.status_code = (cur.slice(v) != "null").then_some(v);
+            }
+            "request_id" => head.request_id = Some(cur.value()?),
+            _ => head.body = read_body(cur)?,
+        }
+    }
+    head.span = (start, cur.pos());
+    Some(Some(head))
+}
+
+/// Reads a body: `Some(None)` for `null`; `None` (sending the line to the
+/// full parse) when the body is neither an object nor null, or repeats
+/// `usage` or `error`.
+fn read_body(cur: &mut scan::Cursor<'_>) -> Option<Option<BodyHead>> {
+    if cur.peek()? != b'{' {
+        let v = cur.value()?;
+        return (cur.slice(v) == "null").then_some(None);
+    }
+    cur.eat(b'{');
+    let mut head = BodyHead::default();
+    let mut usage = false;
+    let mut first = true;
+    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
+        match key {
+            "usage" if !usage => {
+                usage = true;
+                let v = cur.value()?;
+                head.usage = read_usage(cur.slice(v))?;
+            }
+            // `null` counts as no error, as in the full parse.
+            "error" if head.error.is_none() => {
+                let v = cur.value()?;
+                head.error = (cur.slice(v) != "null").then_some(v);
+            }
+            "usage" | "error" => return None,
+            _ => {
+                cur.value()?;
+            }
+        }
+    }
+    Some(Some(head))
 }
 
 /// Decides the outcome of a line that carries a response.
@@ -2408,6 +2209,139 @@ mod tests {
         assert!(s.derived.get().is_none(), "the body was read eagerly");
         assert_eq!(s.kind(), BodyKind::Embeddings);
         assert_eq!(s.usage.and_then(|u| u.input_tokens), Some(9));
+    }
+
+    /// Lines the one pass must hand to the full parse, or read as it does:
+    /// escaped keys, deep bodies, bad numbers and strings deep in a body.
+    #[test]
+    fn one_pass_agrees_on_lines_it_must_skip_or_refuse() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let lines = [
+            r#"{"custom_id":"a","response":{"status_code":200,"body":{"us\u0061ge":{"prompt_tokens":3}}}}"#.to_owned(),
+            r#"{"cust\u006fm_id":"b","response":{"status_code":200,"body":{}}}"#.to_owned(),
+            r#"{"custom_id":"d","response":{"status_code":200,"body":{"x":01}}}"#.to_owned(),
+            r#"{"custom_id":"e","response":{"status_code":200,"body":{"x":[1,]}}}"#.to_owned(),
+            "{\"custom_id\":\"f\",\"response\":{\"status_code\":200,\"body\":{\"x\":\"a\u{1}b\"}}}".to_owned(),
+            r#"{"custom_id":"g","response":{"status_code":200,"body":{"x":"\q"}}}"#.to_owned(),
+            r#"{"custom_id":"h","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}}}}"#.to_owned(),
+            r#"{"custom_id":"i","response":{"status_code":200,"body":{"usage":5}}}"#.to_owned(),
+            r#"{"custom_id":"j","response":{"status_code":200,"body":{"usage":{"total_tokens":-0}}}}"#.to_owned(),
+            r#"{"custom_id":"k","response":{"status_code":200,"body":{}}} x"#.to_owned(),
+            r#"{"custom_id":"l","response":{"status_code":200,"body":{}},}"#.to_owned(),
+            "\t{ \"custom_id\" :\"m\" ,\r\n\"response\": { \"status_code\" : 200 , \"body\" : { \"data\" : [ 1.5e3 , -0.25 ] } } }\n".to_owned(),
+            r#"{"custom_id":"n","response":{"status_code":200,"body":{"data":[1e5,2E+7,-0,0.0]},"body":{}}}"#.to_owned(),
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            let n = i as u64 + 1;
+            assert_eq!(
+                parse_result_line(n, l.as_bytes()),
+                parse_full(n, l.as_bytes(), l),
+                "line {l}"
+            );
+        }
+        // A body nested deeper than the tree reading goes (128 levels) is
+        // still valid JSON: the one pass takes it, as serde's skipping
+        // does, and copies it through whole.
+        let l = format!(
+            r#"{{"custom_id":"c","response":{{"status_code":200,"body":{{"deep":{deep}}}}}}}"#
+        );
+        let rec = parse_result_line(1, l.as_bytes()).expect("a deep body is valid JSON");
+        assert!(rec.is_success());
+        assert_eq!(
+            rec.raw_parts().response,
+            Some(format!(r#"{{"status_code":200,"body":{{"deep":{deep}}}}}"#).as_str())
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// On result lines with any body, whitespace and key order, and on
+        /// the same lines with a byte cut out, the one pass gives what the
+        /// full parse gives.
+        #[test]
+        fn one_pass_agrees_on_any_line(
+            body in prop_body(),
+            status in proptest::prelude::prop_oneof![proptest::prelude::Just(200u64), proptest::prelude::Just(400), 0u64..70_000],
+            pretty in proptest::prelude::any::<bool>(),
+            error_first in proptest::prelude::any::<bool>(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut line = serde_json::Map::new();
+            if error_first {
+                line.insert("error".into(), Value::Null);
+            }
+            line.insert("id".into(), json!("batch_req_1"));
+            line.insert("custom_id".into(), json!("c-1"));
+            line.insert("response".into(), json!({"status_code": status, "request_id": "req", "body": body}));
+            line.insert("error".into(), Value::Null);
+            let v = Value::Object(line);
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).expect("json").replace('\n', " ")
+            } else {
+                v.to_string()
+            };
+            proptest::prop_assert_eq!(parse_result_line(1, text.as_bytes()), parse_full(1, text.as_bytes(), &text));
+            let at = cut.index(text.len());
+            let mut cut_text = text.into_bytes();
+            cut_text.remove(at);
+            if let Ok(t) = std::str::from_utf8(&cut_text) {
+                proptest::prop_assert_eq!(parse_result_line(1, t.as_bytes()), parse_full(1, t.as_bytes(), t));
+            }
+        }
+    }
+
+    /// A response body: any JSON, with `usage` and `error` often present.
+    fn prop_body() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z \"\\\\\u{e9}\n]{0,20}".prop_map(Value::String),
+        ];
+        let any_json = leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        let usage = prop_oneof![
+            Just(Value::Null),
+            Just(json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})),
+            Just(
+                json!({"input_tokens": 2, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 1}})
+            ),
+            any_json.clone(),
+        ];
+        let error = prop_oneof![
+            Just(Value::Null),
+            Just(json!({"message": "no", "code": "bad"})),
+            Just(json!("a string")),
+            any_json.clone(),
+        ];
+        (
+            any_json,
+            proptest::option::of(usage),
+            proptest::option::of(error),
+        )
+            .prop_map(|(body, usage, error)| {
+                let mut body = match body {
+                    Value::Object(m) => m,
+                    other => return other,
+                };
+                if let Some(u) = usage {
+                    body.insert("usage".into(), u);
+                }
+                if let Some(e) = error {
+                    body.insert("error".into(), e);
+                }
+                Value::Object(body)
+            })
     }
 
     /// Usage read from raw text matches usage read from a tree.
