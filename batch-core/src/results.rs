@@ -1052,6 +1052,7 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
                 None => None,
                 Some(s) => Some(status(cur.slice(s))?),
             };
+            let body_span = resp.body.as_ref().map(|b| b.span);
             let body = resp.body.unwrap_or_default();
             let body_error = body.error.map(|s| cur.slice(s));
             spans.response = Some(resp.span);
@@ -1071,7 +1072,10 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
                     Arc::clone(&raw),
                 ))
             } else {
-                let body_value = body_of_line(text);
+                let body_value = match body_span {
+                    Some(span) => serde_json::from_str(cur.slice(span)).ok()?,
+                    None => Value::Null,
+                };
                 let failure = Failure {
                     status_code,
                     request_id,
@@ -1167,6 +1171,8 @@ struct ResponseHead {
 /// its `error` lies.
 #[derive(Default)]
 struct BodyHead {
+    /// The whole object.
+    span: scan::Span,
     usage: Option<Usage>,
     /// The body's `error`, unless `null`.
     error: Option<scan::Span>,
@@ -1254,6 +1260,7 @@ fn read_body(cur: &mut scan::Cursor<'_>) -> Option<Option<BodyHead>> {
         let v = cur.value()?;
         return (cur.slice(v) == "null").then_some(None);
     }
+    let start = cur.value_start();
     cur.eat(b'{');
     let mut head = BodyHead::default();
     let mut usage = false;
@@ -1276,6 +1283,7 @@ fn read_body(cur: &mut scan::Cursor<'_>) -> Option<Option<BodyHead>> {
             }
         }
     }
+    head.span = (start, cur.pos());
     Some(Some(head))
 }
 
