@@ -22,6 +22,7 @@ use std::io::{ErrorKind, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
 
 use batch_core::api::Outgoing;
 use batch_core::credential::{CredentialNeed, RefreshReason};
@@ -33,8 +34,11 @@ use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
 
-/// The size of the chunks a response body is read in.
-const CHUNK: usize = 64 * 1024;
+/// The largest chunk of a response body sent to the loop at once.
+const CHUNK: usize = 256 * 1024;
+
+/// How long read bytes may wait for more before they are sent to the loop.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Reports queued from the exchanges to the loop at most.
 pub(crate) const QUEUE: usize = 16;
@@ -268,19 +272,39 @@ fn exchange(
         return;
     }
     let mut reader = body.into_reader();
+    // Reads are gathered into chunks of up to `CHUNK` bytes, each sent once
+    // full or `GATHER` after its first byte, whichever comes first: fewer,
+    // larger hand-offs to the loop on a fast download, and no byte held
+    // back long on a slow one.
     let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    let mut since = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let report = match reader.read(&mut buf) {
-            Ok(0) => Report::End(id),
-            Ok(n) => Report::Chunk(id, buf[..n].to_vec()),
+        let last = match reader.read(&mut buf[filled..]) {
+            Ok(0) => Some(Report::End(id)),
+            Ok(n) => {
+                if filled == 0 {
+                    since = Instant::now();
+                }
+                filled += n;
+                if filled < CHUNK && since.elapsed() < GATHER {
+                    continue;
+                }
+                None
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => Report::Failed(id, convert::failure_in_body(&e)),
+            Err(e) => Some(Report::Failed(id, convert::failure_in_body(&e))),
         };
-        let last = !matches!(report, Report::Chunk(..));
-        if tx.send(report).is_err() || last {
+        // What was gathered goes first, before the end or the failure.
+        if filled > 0 && tx.send(Report::Chunk(id, buf[..filled].to_vec())).is_err() {
+            return;
+        }
+        filled = 0;
+        if let Some(last) = last {
+            let _ = tx.send(last);
             return;
         }
     }

@@ -25,6 +25,18 @@
 //! `custom_id`, or has a `response` or `error` of the wrong type, is a
 //! [`BadLine`]: a per-line problem with its line number and whatever
 //! `custom_id` could be salvaged. It never stops the lines after it.
+//!
+//! # How a line is read
+//!
+//! A line is read once, by a scanner that finds where each value lies
+//! without building it: the ids, the status, the request id, the body's
+//! `usage` and `error`, and the line's `error` are taken from their text;
+//! the rest of the body is skipped (checked exactly as `serde_json` checks
+//! a value it skips, eight bytes at a time through digits and plain string
+//! bytes), and a success's body is parsed only when first asked for. A line
+//! the scanner does not take as it is (a repeated key, a key with escapes,
+//! a field of the wrong type, bad JSON) is read whole into a
+//! `serde_json::Value`, which decides the outcome or says what is wrong.
 
 use std::borrow::Cow;
 use std::fmt;
