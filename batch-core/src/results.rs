@@ -704,7 +704,6 @@ impl Usage {
 }
 
 /// A `usage` object's fields, borrowed as JSON text.
-#[derive(Default)]
 struct RawUsage<'a> {
     input_tokens: Option<&'a str>,
     prompt_tokens: Option<&'a str>,
@@ -720,7 +719,6 @@ struct RawUsage<'a> {
 }
 
 /// A details object's fields (`*_tokens_details`), borrowed as JSON text.
-#[derive(Default)]
 struct RawDetails<'a> {
     cached_tokens: Option<&'a str>,
     reasoning_tokens: Option<&'a str>,
@@ -770,69 +768,86 @@ impl RawUsage<'_> {
 /// that is not an object, an object that repeats a key it reads, and a key
 /// with escapes.
 fn read_usage(text: &str) -> Option<Option<Usage>> {
-    let mut cur = scan::Cursor::new(text);
-    if !cur.eat(b'{') {
-        let v = cur.value()?;
-        return (cur.slice(v) == "null" && cur.at_end()).then_some(None);
+    if text == "null" {
+        return Some(None);
     }
-    let mut u = RawUsage::default();
-    let mut first = true;
-    while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
-        let slot = match key {
-            "input_tokens" => &mut u.input_tokens,
-            "prompt_tokens" => &mut u.prompt_tokens,
-            "output_tokens" => &mut u.output_tokens,
-            "completion_tokens" => &mut u.completion_tokens,
-            "total_tokens" => &mut u.total_tokens,
-            "input_tokens_details" => &mut u.input_tokens_details,
-            "prompt_tokens_details" => &mut u.prompt_tokens_details,
-            "output_tokens_details" => &mut u.output_tokens_details,
-            "completion_tokens_details" => &mut u.completion_tokens_details,
-            "cache_read_input_tokens" => &mut u.cache_read_input_tokens,
-            "cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
-            _ => {
-                cur.value()?;
-                continue;
-            }
-        };
-        // A repeated key: the tree reading (the last one wins) decides.
-        if slot.is_some() {
-            return None;
-        }
-        let v = cur.value()?;
-        *slot = Some(cur.slice(v));
+    let [
+        input_tokens,
+        prompt_tokens,
+        output_tokens,
+        completion_tokens,
+        total_tokens,
+        input_tokens_details,
+        prompt_tokens_details,
+        output_tokens_details,
+        completion_tokens_details,
+        cache_read_input_tokens,
+        cache_creation_input_tokens,
+    ] = read_fields(
+        text,
+        [
+            "input_tokens",
+            "prompt_tokens",
+            "output_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "input_tokens_details",
+            "prompt_tokens_details",
+            "output_tokens_details",
+            "completion_tokens_details",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ],
+    )?;
+    RawUsage {
+        input_tokens,
+        prompt_tokens,
+        output_tokens,
+        completion_tokens,
+        total_tokens,
+        input_tokens_details,
+        prompt_tokens_details,
+        output_tokens_details,
+        completion_tokens_details,
+        cache_read_input_tokens,
+        cache_creation_input_tokens,
     }
-    if !cur.at_end() {
-        return None;
-    }
-    u.usage().map(Some)
+    .usage()
+    .map(Some)
 }
 
 /// Reads a details object's text; `None` if it repeats a key it reads or
 /// has a key with escapes.
 fn read_details(text: &str) -> Option<RawDetails<'_>> {
+    let [cached_tokens, reasoning_tokens] =
+        read_fields(text, ["cached_tokens", "reasoning_tokens"])?;
+    Some(RawDetails {
+        cached_tokens,
+        reasoning_tokens,
+    })
+}
+
+/// Reads `text`, one JSON object, taking the text of the members named
+/// `keys`, in their order (the rest skipped). `None` if the text is not one
+/// object, a named key repeats (the tree reading, where the last one wins,
+/// decides then), or a key has escapes.
+fn read_fields<'a, const N: usize>(text: &'a str, keys: [&str; N]) -> Option<[Option<&'a str>; N]> {
     let mut cur = scan::Cursor::new(text);
-    let mut d = RawDetails::default();
     if !cur.eat(b'{') {
         return None;
     }
+    let mut fields = [None; N];
     let mut first = true;
     while let Some(key) = cur.next_key(std::mem::take(&mut first))? {
-        let slot = match key {
-            "cached_tokens" => &mut d.cached_tokens,
-            "reasoning_tokens" => &mut d.reasoning_tokens,
-            _ => {
-                cur.value()?;
-                continue;
-            }
-        };
-        if slot.is_some() {
-            return None;
-        }
         let v = cur.value()?;
-        *slot = Some(cur.slice(v));
+        if let Some(k) = keys.iter().position(|&k| k == key) {
+            if fields[k].is_some() {
+                return None;
+            }
+            fields[k] = Some(cur.slice(v));
+        }
     }
-    cur.at_end().then_some(d)
+    cur.at_end().then_some(fields)
 }
 
 impl Usage {
