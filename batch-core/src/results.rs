@@ -703,20 +703,21 @@ impl Usage {
     }
 }
 
-/// A `usage` object's fields, borrowed as JSON text.
-struct RawUsage<'a> {
-    input_tokens: Option<&'a str>,
-    prompt_tokens: Option<&'a str>,
-    output_tokens: Option<&'a str>,
-    completion_tokens: Option<&'a str>,
-    total_tokens: Option<&'a str>,
-    input_tokens_details: Option<&'a str>,
-    prompt_tokens_details: Option<&'a str>,
-    output_tokens_details: Option<&'a str>,
-    completion_tokens_details: Option<&'a str>,
-    cache_read_input_tokens: Option<&'a str>,
-    cache_creation_input_tokens: Option<&'a str>,
-}
+/// The members of a `usage` object the one pass reads, in the order of
+/// the fields [`usage_of`] takes.
+const USAGE_KEYS: [&str; 11] = [
+    "input_tokens",
+    "prompt_tokens",
+    "output_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "input_tokens_details",
+    "prompt_tokens_details",
+    "output_tokens_details",
+    "completion_tokens_details",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+];
 
 /// A details object's fields (`*_tokens_details`), borrowed as JSON text.
 struct RawDetails<'a> {
@@ -724,53 +725,9 @@ struct RawDetails<'a> {
     reasoning_tokens: Option<&'a str>,
 }
 
-impl RawUsage<'_> {
-    /// The usage, as [`Usage::from_value`] reads it; `None` where only the
-    /// tree reading can tell (a details object that repeats a key).
-    fn usage(&self) -> Option<Usage> {
-        /// A non-negative integer, as `Value::as_u64` reads one.
-        fn count(v: Option<&str>) -> Option<u64> {
-            let t = v?;
-            if t.bytes().all(|b| b.is_ascii_digit()) {
-                t.parse().ok()
-            } else {
-                // `-0` and the like: rare, read as the tree reads them.
-                serde_json::from_str::<Value>(t).ok()?.as_u64()
-            }
-        }
-        /// The details object, `Some(None)` if it is not an object.
-        fn details(v: Option<&str>) -> Option<Option<RawDetails<'_>>> {
-            match v {
-                Some(v) if v.starts_with('{') => read_details(v).map(Some),
-                _ => Some(None),
-            }
-        }
-        let input = details(self.input_tokens_details)?;
-        let prompt = details(self.prompt_tokens_details)?;
-        let output = details(self.output_tokens_details)?;
-        let completion = details(self.completion_tokens_details)?;
-        Some(Usage {
-            input_tokens: count(self.input_tokens).or_else(|| count(self.prompt_tokens)),
-            output_tokens: count(self.output_tokens).or_else(|| count(self.completion_tokens)),
-            total_tokens: count(self.total_tokens),
-            cached_tokens: count(input.as_ref().and_then(|d| d.cached_tokens))
-                .or_else(|| count(prompt.as_ref().and_then(|d| d.cached_tokens)))
-                .or_else(|| count(self.cache_read_input_tokens)),
-            reasoning_tokens: count(output.as_ref().and_then(|d| d.reasoning_tokens))
-                .or_else(|| count(completion.as_ref().and_then(|d| d.reasoning_tokens))),
-            cache_creation_tokens: count(self.cache_creation_input_tokens),
-        })
-    }
-}
-
-/// Reads a `usage` value's text as the one pass does: `Some(None)` for
-/// `null`; `None` (leaving the line to the tree reading) for anything else
-/// that is not an object, an object that repeats a key it reads, and a key
-/// with escapes.
-fn read_usage(text: &str) -> Option<Option<Usage>> {
-    if text == "null" {
-        return Some(None);
-    }
+/// The usage, as [`Usage::from_value`] reads it; `None` where only the
+/// tree reading can tell (a details object that repeats a key).
+fn usage_of(fields: [Option<&str>; 11]) -> Option<Usage> {
     let [
         input_tokens,
         prompt_tokens,
@@ -783,37 +740,50 @@ fn read_usage(text: &str) -> Option<Option<Usage>> {
         completion_tokens_details,
         cache_read_input_tokens,
         cache_creation_input_tokens,
-    ] = read_fields(
-        text,
-        [
-            "input_tokens",
-            "prompt_tokens",
-            "output_tokens",
-            "completion_tokens",
-            "total_tokens",
-            "input_tokens_details",
-            "prompt_tokens_details",
-            "output_tokens_details",
-            "completion_tokens_details",
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-        ],
-    )?;
-    RawUsage {
-        input_tokens,
-        prompt_tokens,
-        output_tokens,
-        completion_tokens,
-        total_tokens,
-        input_tokens_details,
-        prompt_tokens_details,
-        output_tokens_details,
-        completion_tokens_details,
-        cache_read_input_tokens,
-        cache_creation_input_tokens,
+    ] = fields;
+    /// A non-negative integer, as `Value::as_u64` reads one.
+    fn count(v: Option<&str>) -> Option<u64> {
+        let t = v?;
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            // `-0` and the like: rare, read as the tree reads them.
+            serde_json::from_str::<Value>(t).ok()?.as_u64()
+        }
     }
-    .usage()
-    .map(Some)
+    /// The details object, `Some(None)` if it is not an object.
+    fn details(v: Option<&str>) -> Option<Option<RawDetails<'_>>> {
+        match v {
+            Some(v) if v.starts_with('{') => read_details(v).map(Some),
+            _ => Some(None),
+        }
+    }
+    let input = details(input_tokens_details)?;
+    let prompt = details(prompt_tokens_details)?;
+    let output = details(output_tokens_details)?;
+    let completion = details(completion_tokens_details)?;
+    Some(Usage {
+        input_tokens: count(input_tokens).or_else(|| count(prompt_tokens)),
+        output_tokens: count(output_tokens).or_else(|| count(completion_tokens)),
+        total_tokens: count(total_tokens),
+        cached_tokens: count(input.as_ref().and_then(|d| d.cached_tokens))
+            .or_else(|| count(prompt.as_ref().and_then(|d| d.cached_tokens)))
+            .or_else(|| count(cache_read_input_tokens)),
+        reasoning_tokens: count(output.as_ref().and_then(|d| d.reasoning_tokens))
+            .or_else(|| count(completion.as_ref().and_then(|d| d.reasoning_tokens))),
+        cache_creation_tokens: count(cache_creation_input_tokens),
+    })
+}
+
+/// Reads a `usage` value's text as the one pass does: `Some(None)` for
+/// `null`; `None` (leaving the line to the tree reading) for anything else
+/// that is not an object, an object that repeats a key it reads, and a key
+/// with escapes.
+fn read_usage(text: &str) -> Option<Option<Usage>> {
+    if text == "null" {
+        return Some(None);
+    }
+    usage_of(read_fields(text, USAGE_KEYS)?).map(Some)
 }
 
 /// Reads a details object's text; `None` if it repeats a key it reads or
@@ -1241,15 +1211,25 @@ fn read_line_head(cur: &mut scan::Cursor<'_>) -> Option<LineHead> {
     cur.at_end().then_some(head)
 }
 
-/// Reads `response`: `Some(None)` for `null`; `None` (sending the line to
-/// the full parse) when it is neither an object nor null, or repeats a key.
-fn read_response(cur: &mut scan::Cursor<'_>) -> Option<Option<ResponseHead>> {
+/// At a value that must be an object or `null`: `Some(None)` for `null`
+/// (taken), `Some(Some(start))` once the object's `{` is taken, `start`
+/// being where it lies; `None` for anything else.
+fn object_or_null(cur: &mut scan::Cursor<'_>) -> Option<Option<usize>> {
     if cur.peek()? != b'{' {
         let v = cur.value()?;
         return (cur.slice(v) == "null").then_some(None);
     }
     let start = cur.value_start();
     cur.eat(b'{');
+    Some(Some(start))
+}
+
+/// Reads `response`: `Some(None)` for `null`; `None` (sending the line to
+/// the full parse) when it is neither an object nor null, or repeats a key.
+fn read_response(cur: &mut scan::Cursor<'_>) -> Option<Option<ResponseHead>> {
+    let Some(start) = object_or_null(cur)? else {
+        return Some(None);
+    };
     let mut head = ResponseHead::default();
     let (mut status, mut rid, mut body) = (false, false, false);
     let mut first = true;
@@ -1283,12 +1263,9 @@ fn read_response(cur: &mut scan::Cursor<'_>) -> Option<Option<ResponseHead>> {
 /// full parse) when the body is neither an object nor null, or repeats
 /// `usage` or `error`.
 fn read_body(cur: &mut scan::Cursor<'_>) -> Option<Option<BodyHead>> {
-    if cur.peek()? != b'{' {
-        let v = cur.value()?;
-        return (cur.slice(v) == "null").then_some(None);
-    }
-    let start = cur.value_start();
-    cur.eat(b'{');
+    let Some(start) = object_or_null(cur)? else {
+        return Some(None);
+    };
     let mut head = BodyHead::default();
     let mut usage = false;
     let mut first = true;
