@@ -22,7 +22,6 @@ use std::io::{ErrorKind, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
 
 use batch_core::api::Outgoing;
 use batch_core::credential::{CredentialNeed, RefreshReason};
@@ -34,11 +33,8 @@ use crate::clock::Clock;
 use crate::convert;
 use crate::error::Error;
 
-/// The largest chunk of a response body sent to the loop at once.
+/// The largest chunk of a response body read, and sent to the loop, at once.
 const CHUNK: usize = 256 * 1024;
-
-/// How long read bytes may wait for more before they are sent to the loop.
-const GATHER: Duration = Duration::from_millis(20);
 
 /// Reports queued from the exchanges to the loop at most.
 pub(crate) const QUEUE: usize = 16;
@@ -272,39 +268,24 @@ fn exchange(
         return;
     }
     let mut reader = body.into_reader();
-    // Reads are gathered into chunks of up to `CHUNK` bytes, each sent once
-    // full or `GATHER` after its first byte, whichever comes first: fewer,
-    // larger hand-offs to the loop on a fast download, and no byte held
-    // back long on a slow one.
+    // Each read is sent on at once: bytes are never held while the next
+    // read waits on the server, so the job's stall rule counts every byte
+    // when it arrives. A read returns what the connection's buffer holds
+    // (up to 128 KiB with ureq's default), so a fast download still goes
+    // to the loop in large chunks.
     let mut buf = vec![0u8; CHUNK];
-    let mut filled = 0;
-    let mut since = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let last = match reader.read(&mut buf[filled..]) {
-            Ok(0) => Some(Report::End(id)),
-            Ok(n) => {
-                if filled == 0 {
-                    since = Instant::now();
-                }
-                filled += n;
-                if filled < CHUNK && since.elapsed() < GATHER {
-                    continue;
-                }
-                None
-            }
+        let report = match reader.read(&mut buf) {
+            Ok(0) => Report::End(id),
+            Ok(n) => Report::Chunk(id, buf[..n].to_vec()),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => Some(Report::Failed(id, convert::failure_in_body(&e))),
+            Err(e) => Report::Failed(id, convert::failure_in_body(&e)),
         };
-        // What was gathered goes first, before the end or the failure.
-        if filled > 0 && tx.send(Report::Chunk(id, buf[..filled].to_vec())).is_err() {
-            return;
-        }
-        filled = 0;
-        if let Some(last) = last {
-            let _ = tx.send(last);
+        let last = !matches!(report, Report::Chunk(..));
+        if tx.send(report).is_err() || last {
             return;
         }
     }
