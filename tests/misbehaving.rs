@@ -547,3 +547,59 @@ fn a_server_that_takes_an_upload_and_never_answers_is_cut_by_the_stall_rule() {
         },
     );
 }
+
+/// `download_file` by id is held to the client's exchange limits, as a
+/// job's downloads are: a file trickled a byte at a time is cut by the
+/// stall rule (not left to run for the hours its declared size would allow
+/// at that pace), on both transports.
+#[test]
+fn a_trickled_download_by_id_is_cut_by_the_stall_rule() {
+    let server = RawServer::start(|route, _| {
+        if route == "content" {
+            Act::Trickle
+        } else {
+            Act::Normal
+        }
+    });
+    let config = || {
+        let mut c = batch_core::job::ClientConfig::new(api_config(&server.base, KEY));
+        c.connect_timeout = Duration::from_secs(5);
+        c.io_timeout = Duration::from_secs(20);
+        c.exchange.stall_window = Duration::from_millis(400);
+        c.exchange.stall_min_bytes = 64;
+        c
+    };
+    let check = |who: &str, err: String, written: usize| {
+        assert!(
+            err.contains("file-out: the download stalled (fewer than 64 bytes in 400 ms)"),
+            "{who}: {err}"
+        );
+        assert!(
+            written < 64,
+            "{who}: {written} bytes written before the cut"
+        );
+    };
+
+    let client = batch_blocking::Client::new(config()).expect("blocking client");
+    let mut out = Vec::new();
+    let err = client
+        .download_file("file-out", &mut out)
+        .expect_err("the trickle is cut");
+    check("blocking", err.to_string(), out.len());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let client = batch_async::Client::new(config()).expect("async client");
+    let mut out = Vec::new();
+    let err = rt
+        .block_on(client.download_file("file-out", &mut out))
+        .expect_err("the trickle is cut");
+    check("async", err.to_string(), out.len());
+    assert_eq!(
+        server.count("content"),
+        2,
+        "one download per transport, no retry"
+    );
+}

@@ -14,6 +14,7 @@ use batch_core::job::{
 };
 
 use crate::client::{Client, seed};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 
 impl Client {
@@ -97,11 +98,17 @@ impl Client {
     /// an input file) into `out`, and returns its length. The file object is
     /// read first: the content may not exceed its declared size, and a body
     /// that ends short is an error. Memory stays flat (one network chunk at a time).
+    /// The download is held to the client's exchange limits
+    /// ([`ClientConfig::exchange`](batch_core::job::ClientConfig::exchange)),
+    /// as a job's downloads are: it must end within the deadline its
+    /// declared size allows, and is cut if it stalls; a single read that
+    /// waits longer than `io_timeout` fails too.
     ///
     /// # Errors
     /// [`Error::Job`] for a non-2xx answer (a 404 for an unknown file);
-    /// [`Error::Transport`] if the connection failed or the body broke the
-    /// declared size; [`Error::Io`] if writing to `out` failed;
+    /// [`Error::Transport`] if the connection failed, the body broke the
+    /// declared size, or the download passed its deadline or stalled;
+    /// [`Error::Io`] if writing to `out` failed;
     /// [`Error::Setup`] for Anthropic's Message Batches, which have no
     /// files (read their results with `batch_results`).
     pub async fn download_file(
@@ -114,7 +121,7 @@ impl Client {
             api::retrieve_file(self.api(), file_id).map_err(|e| Error::Setup(e.to_string()))?;
         let (head, bytes) = self.execute(request).await?;
         let file = api::parse_file(&head, &bytes).map_err(|e| self.refused(e))?;
-        let mut check = FileDownload::new(&file);
+        let mut check = FileDownload::watched(&file, self.exchange_limits(), SystemClock.now());
         let request = api::file_content(self.api(), file_id, None)
             .map_err(|e| Error::Setup(e.to_string()))?;
         let (parts, _) = request.into_parts();
@@ -141,7 +148,9 @@ impl Client {
             return Err(self.refused(api::parse_api_error(&head, &bytes).into()));
         }
         while let Some(chunk) = response.chunk().await.map_err(broken)? {
-            check.accept(chunk.len()).map_err(in_body)?;
+            check
+                .accept_at(chunk.len(), SystemClock.now())
+                .map_err(in_body)?;
             out.write_all(&chunk).await?;
         }
         out.flush().await?;

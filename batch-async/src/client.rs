@@ -133,6 +133,11 @@ impl Client {
         &self.http
     }
 
+    /// The bounds of every exchange, which `download_file` applies too.
+    pub(crate) fn exchange_limits(&self) -> &batch_core::job::ExchangeLimits {
+        &self.settings.exchange
+    }
+
     pub(crate) fn credential_source(&self) -> Option<&CredentialSource> {
         self.settings.credential.as_ref()
     }

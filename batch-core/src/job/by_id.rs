@@ -15,13 +15,17 @@
 //! Anthropic's `/v1/messages/batches` (see [`crate::anthropic`]), whose
 //! answers read as the same [`Batch`] and [`List`].
 
+use std::time::Duration;
+
 use http::Request;
 
 use crate::anthropic;
 use crate::api::{
     self, ApiBase, Batch, FileObject, List, ListBatches, Outgoing, RequestError, ResponseError,
 };
+use crate::job::ExchangeLimits;
 use crate::provider::Protocol;
+use crate::time::UnixMillis;
 
 fn message_batches(api: &ApiBase) -> bool {
     api.provider().protocol == Protocol::AnthropicMessageBatches
@@ -161,11 +165,29 @@ pub fn check_file_download(api: &ApiBase, file_id: &str) -> Result<(), String> {
 ///
 /// Feed it every chunk's length with [`accept`](Self::accept) before writing
 /// the chunk, then call [`finish`](Self::finish) at the end of the body.
+///
+/// Made [`watched`](Self::watched), it also holds the download to the
+/// bounds a job's downloads have ([`ExchangeLimits`]): a deadline scaled to
+/// the declared size, and the stall rule. Feed it the time of each chunk
+/// with [`accept_at`](Self::accept_at).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileDownload {
     file_id: String,
     declared: u64,
     received: u64,
+    watch: Option<Watch>,
+}
+
+/// The time bounds of a watched download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watch {
+    started: UnixMillis,
+    deadline: UnixMillis,
+    window: Duration,
+    min_bytes: u64,
+    /// The current stall window began here and has seen this many bytes.
+    window_start: UnixMillis,
+    window_bytes: u64,
 }
 
 impl FileDownload {
@@ -175,7 +197,66 @@ impl FileDownload {
             file_id: file.id.clone(),
             declared: file.bytes,
             received: 0,
+            watch: None,
         }
+    }
+
+    /// A download of `file` that starts at `now`, bounded by its `bytes`
+    /// and by `limits`: it must end within
+    /// [`ExchangeLimits::transfer_time`] of its declared size, and receive
+    /// at least [`stall_min_bytes`](ExchangeLimits::stall_min_bytes) in
+    /// every [`stall_window`](ExchangeLimits::stall_window).
+    pub fn watched(file: &FileObject, limits: &ExchangeLimits, now: UnixMillis) -> FileDownload {
+        FileDownload {
+            watch: Some(Watch {
+                started: now,
+                deadline: now.saturating_add(limits.transfer_time(file.bytes)),
+                window: limits.stall_window,
+                min_bytes: limits.stall_min_bytes,
+                window_start: now,
+                window_bytes: 0,
+            }),
+            ..FileDownload::new(file)
+        }
+    }
+
+    /// [`accept`](Self::accept), for a chunk that arrived at `now`; a
+    /// [`watched`](Self::watched) download also judges its bounds. Call it
+    /// with `len` 0 to judge them between chunks (when a read returns
+    /// nothing yet).
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept), and, for a watched download, if it is
+    /// past its deadline, or the last stall window passed with too few
+    /// bytes: the download must be dropped, the chunk not written.
+    pub fn accept_at(&mut self, len: usize, now: UnixMillis) -> Result<(), String> {
+        if let Some(w) = &mut self.watch {
+            if now > w.deadline {
+                return Err(format!(
+                    "file {} took longer than the {} s its download may take ({} bytes)",
+                    self.file_id,
+                    w.started.until(w.deadline).as_secs(),
+                    self.declared
+                ));
+            }
+            if now >= w.window_start.saturating_add(w.window) {
+                // Judged when a chunk comes: the window that ended holds
+                // too few bytes, or a whole window since it held none.
+                let silent = now >= w.window_start.saturating_add(w.window.saturating_mul(2));
+                if w.window_bytes < w.min_bytes || (silent && w.min_bytes > 0) {
+                    return Err(format!(
+                        "file {}: the download stalled (fewer than {} bytes in {} ms)",
+                        self.file_id,
+                        w.min_bytes,
+                        w.window.as_millis()
+                    ));
+                }
+                w.window_start = now;
+                w.window_bytes = 0;
+            }
+            w.window_bytes = w.window_bytes.saturating_add(len as u64);
+        }
+        self.accept(len)
     }
 
     /// The size the file object declares.
@@ -231,6 +312,74 @@ mod tests {
             "filename": "out.jsonl", "purpose": "batch_output"
         }))
         .expect("a file object")
+    }
+
+    fn limits() -> ExchangeLimits {
+        ExchangeLimits {
+            transfer_grace: Duration::from_secs(10),
+            transfer_rate: 1000,
+            stall_window: Duration::from_secs(2),
+            stall_min_bytes: 100,
+            ..ExchangeLimits::default()
+        }
+    }
+
+    /// A watched download must end within its size-scaled deadline.
+    #[test]
+    fn a_watched_download_ends_by_its_deadline() {
+        // 10 s of grace plus 5,000 bytes at 1,000 a second: 15 s.
+        let t0 = UnixMillis(1_000_000);
+        let mut d = FileDownload::watched(&file(5000), &limits(), t0);
+        for s in 0..15 {
+            assert_eq!(
+                d.accept_at(300, t0.plus_millis(s * 1000)),
+                Ok(()),
+                "second {s}"
+            );
+        }
+        assert_eq!(d.accept_at(100, t0.plus_millis(15_000)), Ok(()));
+        let late = d
+            .accept_at(100, t0.plus_millis(15_001))
+            .expect_err("past its deadline");
+        assert!(late.contains("took longer than the 15 s"), "{late}");
+        // An unwatched download has no clock.
+        let mut d = FileDownload::new(&file(5000));
+        assert_eq!(d.accept_at(100, UnixMillis(u64::MAX)), Ok(()));
+    }
+
+    /// Fewer bytes than the minimum in a window, or a whole window of
+    /// silence before a chunk, is a stall; a steady flow is not.
+    #[test]
+    fn a_watched_download_is_cut_when_it_stalls() {
+        let t0 = UnixMillis(1_000_000);
+        // A steady 100 bytes every second: 200 per 2 s window.
+        let mut d = FileDownload::watched(&file(100_000), &limits(), t0);
+        for s in 1..=8 {
+            assert_eq!(d.accept_at(100, t0.plus_millis(s * 1000)), Ok(()));
+        }
+        // A trickle: 10 bytes a second is 20 per window.
+        let mut d = FileDownload::watched(&file(100_000), &limits(), t0);
+        let mut cut = None;
+        for s in 1..=8 {
+            if let Err(e) = d.accept_at(10, t0.plus_millis(s * 1000)) {
+                cut = Some((s, e));
+                break;
+            }
+        }
+        let (s, e) = cut.expect("the trickle is cut");
+        assert_eq!(s, 2, "cut at the end of the first window");
+        assert!(
+            e.contains("stalled (fewer than 100 bytes in 2000 ms)"),
+            "{e}"
+        );
+        // Plenty, then a pause of over two windows, then plenty again.
+        let mut d = FileDownload::watched(&file(100_000), &limits(), t0);
+        assert_eq!(d.accept_at(5000, t0.plus_millis(500)), Ok(()));
+        assert_eq!(d.accept_at(5000, t0.plus_millis(2100)), Ok(()));
+        let e = d
+            .accept_at(5000, t0.plus_millis(6200))
+            .expect_err("a silent window");
+        assert!(e.contains("stalled"), "{e}");
     }
 
     #[test]
