@@ -272,6 +272,8 @@ pub struct Success {
     pub usage: Option<Usage>,
     /// The whole line the body is read from.
     line: Arc<str>,
+    /// Where the body lies in `line`, when the one-pass read found it.
+    body_span: Option<(usize, usize)>,
     /// What was read from the body, once asked for.
     derived: OnceLock<Box<Derived>>,
 }
@@ -340,12 +342,14 @@ impl Success {
         request_id: Option<String>,
         usage: Option<Usage>,
         line: Arc<str>,
+        body_span: Option<(usize, usize)>,
     ) -> Success {
         Success {
             status_code,
             request_id,
             usage,
             line,
+            body_span,
             derived: OnceLock::new(),
         }
     }
@@ -365,13 +369,21 @@ impl Success {
             request_id,
             usage,
             line,
+            body_span: None,
             derived,
         }
     }
 
     fn derived(&self) -> &Derived {
-        self.derived
-            .get_or_init(|| Box::new(Derived::of(body_of_line(&self.line))))
+        self.derived.get_or_init(|| {
+            // The body alone where the scan found it (a body nested too
+            // deep for a tree is read as the line reading reads it).
+            let body = self
+                .body_span
+                .and_then(|(a, b)| serde_json::from_str(self.line.get(a..b)?).ok())
+                .unwrap_or_else(|| body_of_line(&self.line));
+            Box::new(Derived::of(body))
+        })
     }
 
     /// `response.body`, parsed (`Null` if absent). Keys are sorted by
@@ -1067,6 +1079,7 @@ fn fast_parse(line: u64, text: &str) -> Option<ResultRecord> {
                     request_id,
                     body.usage,
                     Arc::clone(&raw),
+                    body_span,
                 ))
             } else {
                 let body_value = match body_span {
@@ -2251,6 +2264,16 @@ mod tests {
                 "line {l}"
             );
         }
+        // A number beyond f64's range is valid JSON: the one pass takes
+        // the line and keeps its bytes, where the tree reading cannot.
+        let l = r#"{"custom_id":"o","response":{"status_code":200,"body":{"x":-8702053370943651e+300}}}"#;
+        let rec = parse_result_line(1, l.as_bytes()).expect("valid JSON");
+        assert!(rec.is_success());
+        assert!(parse_full(1, l.as_bytes(), l).is_err());
+        assert_eq!(
+            rec.raw_parts().response,
+            Some(r#"{"status_code":200,"body":{"x":-8702053370943651e+300}}"#)
+        );
         // A body nested deeper than the tree reading goes (128 levels) is
         // still valid JSON: the one pass takes it, as serde's skipping
         // does, and copies it through whole.
@@ -2293,14 +2316,30 @@ mod tests {
             } else {
                 v.to_string()
             };
-            proptest::prop_assert_eq!(parse_result_line(1, text.as_bytes()), parse_full(1, text.as_bytes(), &text));
+            agree_with_full(&text)?;
             let at = cut.index(text.len());
             let mut cut_text = text.into_bytes();
             cut_text.remove(at);
             if let Ok(t) = std::str::from_utf8(&cut_text) {
-                proptest::prop_assert_eq!(parse_result_line(1, t.as_bytes()), parse_full(1, t.as_bytes(), t));
+                agree_with_full(t)?;
             }
         }
+    }
+
+    /// The one pass gives what the full parse gives, but for one
+    /// difference by design: a number beyond `f64`'s range (valid JSON,
+    /// which a cut in `1.5e300` can make) is skipped by the one pass, as
+    /// serde skips it, where the tree reading refuses the line.
+    fn agree_with_full(t: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let fast = parse_result_line(1, t.as_bytes());
+        let full = parse_full(1, t.as_bytes(), t);
+        if let (Ok(_), Err(bad)) = (&fast, &full)
+            && bad.error.contains("number out of range")
+        {
+            return Ok(());
+        }
+        proptest::prop_assert_eq!(fast, full, "{}", t);
+        Ok(())
     }
 
     /// A response body: any JSON, with `usage` and `error` often present.
