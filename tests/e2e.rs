@@ -6,6 +6,7 @@ mod common;
 
 mod anthropic;
 mod anthropic_by_id;
+mod anthropic_stream;
 mod by_id;
 mod credentials;
 

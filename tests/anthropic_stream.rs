@@ -1,22 +1,21 @@
-//! The async transport runs a Message Batches job unchanged: the create
-//! body is streamed from the shard between `{"requests":[` and `]}`, with
-//! the core's `Content-Type` and exact `Content-Length`, and the results
-//! are read from the batch's `results_url`. Checked against a loopback
-//! server that records each request and answers in Anthropic's shapes.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+//! Both transports run a Message Batches job unchanged: the create body is
+//! streamed from the shard between `{"requests":[` and `]}`, with the
+//! core's `Content-Type` and exact `Content-Length`, and the results are
+//! read from the batch's `results_url`. Checked against a loopback server
+//! that records each request and answers in Anthropic's shapes.
 
 use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use batch_async::{Client, ClientConfig, Clock, SystemClock, run};
+use batch_blocking::{Clock, SystemClock};
 use batch_core::anthropic::MessagesTemplate;
 use batch_core::api::ShardRef;
 use batch_core::input::{Item, SystemPrompt};
 use batch_core::job::{
-    Checkpoint, ClientSettings, Job, JobEvent, JobIo, JobOutcome, JobResult, PlanBuilder,
-    ShardLimits,
+    Checkpoint, ClientConfig, ClientSettings, Job, JobEvent, JobIo, JobOutcome, JobResult,
+    JobSummary, PlanBuilder, ShardLimits,
 };
 use serde_json::{Value, json};
 
@@ -121,73 +120,103 @@ impl JobIo for Io {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_batch_is_created_from_the_streamed_shard_and_its_results_read() {
-    let (url, rx) = server();
-    let mut config = ClientConfig::anthropic("sk-ant-loop");
-    config.api.base_url = url;
-    let client = Client::new(config.clone()).expect("client");
+#[test]
+fn a_message_batch_is_created_from_the_streamed_shard_and_its_results_read() {
+    for who in ["blocking", "async"] {
+        let (url, rx) = server();
+        let mut config = ClientConfig::anthropic("sk-ant-loop");
+        config.api.base_url = url;
 
-    let template = MessagesTemplate::new(
-        "claude-loop",
-        &SystemPrompt::Text("be brief".into()),
-        Some(16),
-    );
-    let mut builder = PlanBuilder::anthropic("job-loop", ShardLimits::new(100, 1 << 20), "items");
-    let mut shard = Vec::new();
-    let mut line = Vec::new();
-    for i in 0..3u64 {
-        let req = template
-            .request("items", i + 1, &Item::new(format!("r{i}"), format!("q{i}")))
-            .expect("request");
-        builder.push(i + 1, &req, &mut line).expect("placed");
-        shard.extend_from_slice(&line);
+        let template = MessagesTemplate::new(
+            "claude-loop",
+            &SystemPrompt::Text("be brief".into()),
+            Some(16),
+        );
+        let mut builder =
+            PlanBuilder::anthropic("job-loop", ShardLimits::new(100, 1 << 20), "items");
+        let mut shard = Vec::new();
+        let mut line = Vec::new();
+        for i in 0..3u64 {
+            let req = template
+                .request("items", i + 1, &Item::new(format!("r{i}"), format!("q{i}")))
+                .expect("request");
+            builder.push(i + 1, &req, &mut line).expect("placed");
+            shard.extend_from_slice(&line);
+        }
+        let plan = builder.finish().expect("plan");
+        let settings = ClientSettings::new(&config).expect("settings");
+        let mut job = Job::new(settings.job_config(), plan, SystemClock.now());
+        let mut io = Io {
+            shards: vec![shard.clone()],
+            results: Vec::new(),
+            events: Vec::new(),
+            checkpoint: None,
+        };
+        let summary: JobSummary = if who == "blocking" {
+            let client = batch_blocking::Client::new(config).expect("client");
+            batch_blocking::run(&mut job, &client, &SystemClock, &mut io).expect("run")
+        } else {
+            let client = batch_async::Client::new(config).expect("client");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(batch_async::run(
+                &mut job,
+                &client,
+                &batch_async::SystemClock,
+                &mut io,
+            ))
+            .expect("run")
+        };
+        check(who, &summary, &io, &rx, &shard);
     }
-    let plan = builder.finish().expect("plan");
-    let settings = ClientSettings::new(&config).expect("settings");
-    let mut job = Job::new(settings.job_config(), plan, SystemClock.now());
-    let mut io = Io {
-        shards: vec![shard.clone()],
-        results: Vec::new(),
-        events: Vec::new(),
-        checkpoint: None,
-    };
-    let clock = SystemClock;
-    let summary = run(&mut job, &client, &clock, &mut io).await.expect("run");
-    assert!(summary.complete, "{summary:?} {:?}", io.events);
-    assert_eq!(summary.succeeded, 3);
+}
+
+/// What the server saw and what the job gave, the same on both transports.
+fn check(who: &str, summary: &JobSummary, io: &Io, rx: &mpsc::Receiver<Seen>, shard: &[u8]) {
+    assert!(summary.complete, "{who}: {summary:?} {:?}", io.events);
+    assert_eq!(summary.succeeded, 3, "{who}");
 
     let (create_head, create_body) = rx.recv_timeout(Duration::from_secs(30)).expect("create");
     assert!(
         create_head[0].starts_with("post /v1/messages/batches "),
-        "{create_head:?}"
+        "{who}: {create_head:?}"
     );
     let has = |p: &str| create_head.iter().any(|h| h == p);
-    assert!(has("content-type: application/json"), "{create_head:?}");
-    assert!(has(&format!("content-length: {}", create_body.len())));
-    assert!(has("x-api-key: sk-ant-loop"));
-    assert!(has("anthropic-version: 2023-06-01"));
+    assert!(
+        has("content-type: application/json"),
+        "{who}: {create_head:?}"
+    );
+    assert!(
+        has(&format!("content-length: {}", create_body.len())),
+        "{who}"
+    );
+    assert!(has("x-api-key: sk-ant-loop"), "{who}");
+    assert!(has("anthropic-version: 2023-06-01"), "{who}");
     assert!(
         !create_head
             .iter()
-            .any(|h| h.starts_with("transfer-encoding"))
+            .any(|h| h.starts_with("transfer-encoding")),
+        "{who}"
     );
     let mut want = b"{\"requests\":[".to_vec();
-    want.extend_from_slice(&shard);
+    want.extend_from_slice(shard);
     want.extend_from_slice(b"]}");
     assert_eq!(
         create_body, want,
-        "the body is the shard between head and tail"
+        "{who}: the body is the shard between head and tail"
     );
     let v: Value = serde_json::from_slice(&create_body).expect("one JSON document");
-    assert_eq!(v["requests"][2]["custom_id"], "r2");
-    assert_eq!(v["requests"][0]["params"]["system"], "be brief");
-    assert_eq!(v["requests"][0]["params"]["max_tokens"], 16);
+    assert_eq!(v["requests"][2]["custom_id"], "r2", "{who}");
+    assert_eq!(v["requests"][0]["params"]["system"], "be brief", "{who}");
+    assert_eq!(v["requests"][0]["params"]["max_tokens"], 16, "{who}");
 
     let (results_head, _) = rx.recv_timeout(Duration::from_secs(30)).expect("results");
     assert!(
         results_head[0].starts_with("get /v1/messages/batches/msgbatch_1/results "),
-        "{results_head:?}"
+        "{who}: {results_head:?}"
     );
     let mut texts: Vec<(String, String)> = io
         .results
@@ -196,7 +225,7 @@ async fn a_message_batch_is_created_from_the_streamed_shard_and_its_results_read
             JobOutcome::Succeeded(rec) => {
                 (r.custom_id.clone(), rec.content().unwrap_or("").to_owned())
             }
-            other => panic!("{other:?}"),
+            other => panic!("{who}: {other:?}"),
         })
         .collect();
     texts.sort();
@@ -206,6 +235,7 @@ async fn a_message_batch_is_created_from_the_streamed_shard_and_its_results_read
             ("r0".to_owned(), "echo r0".to_owned()),
             ("r1".to_owned(), "echo r1".to_owned()),
             ("r2".to_owned(), "echo r2".to_owned())
-        ]
+        ],
+        "{who}"
     );
 }
