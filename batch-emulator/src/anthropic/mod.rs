@@ -36,7 +36,7 @@ mod model;
 mod respond;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +44,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::faults::{CommitFault, Route};
-use crate::server::{AppState, cut_body, drain};
+use crate::server::{AppState, counted_route, cut_body, drain};
 use crate::state::{Shared, lock};
 use crate::util::derived_b62_id;
 
@@ -176,51 +176,20 @@ fn status_fault(status: u16, retry_after: u64) -> AnthError {
 /// Anthropic routes; adds `request-id` to every answer and `request_id` to
 /// error bodies.
 async fn layer(State(shared): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let route = route_of(req.method(), &path);
-    let route_name = route.map_or("unmatched", Route::as_str);
-    if let Some(step) = shared.cfg.step_per_request {
-        shared
-            .clock
-            .advance_ms(u64::try_from(step.as_millis()).unwrap_or(u64::MAX));
-    }
-    let request_no = {
-        let mut c = lock(&shared.counters);
-        c.requests_total += 1;
-        *c.requests.entry(route_name.to_owned()).or_default() += 1;
-        c.requests_total
-    };
-    let resp = match check_headers(&shared, &req) {
-        Err(e) => {
-            drain(req.into_body()).await;
-            e.into_response()
-        }
-        Ok(()) => {
-            let fault = route.and_then(|r| lock(&shared.faults).on_request(r));
-            match fault {
-                Some(f) => {
-                    shared.count(|c| c.fault(&f.name));
-                    drain(req.into_body()).await;
-                    status_fault(f.status, f.retry_after).into_response()
-                }
-                None => {
-                    let resp = next.run(req).await;
-                    match route {
-                        Some(r) if r.commits() && resp.status().is_success() => {
-                            apply_commit_fault(&shared, r, resp).await
-                        }
-                        _ => resp,
-                    }
-                }
-            }
-        }
-    };
-    let status = resp.status().as_u16().to_string();
-    shared.count(|c| *c.responses.entry(status).or_default() += 1);
+    let (resp, request_no) = counted_route(
+        &shared,
+        req,
+        next,
+        route_of,
+        |shared, req, _| {
+            check_headers(shared, req)
+                .err()
+                .map(IntoResponse::into_response)
+        },
+        |status, retry_after| status_fault(status, retry_after).into_response(),
+        |route, resp| apply_commit_fault(&shared, route, resp),
+    )
+    .await;
     let rid = derived_b62_id(
         "req_01",
         22,

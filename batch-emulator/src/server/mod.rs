@@ -233,8 +233,25 @@ fn check_auth(shared: &Shared, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Counting, auth, request-level faults and commit faults for `/v1` routes.
-async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+/// What every provider's routes layer does around a route: advances the
+/// clock by `step_per_request`, counts the request, answers `refuse`'s
+/// refusal (the provider's auth check) or a request-level fault (shaped by
+/// `status_fault`), else runs the route and, on a committing route's
+/// success, `commit_fault`; then counts the answer's status. Returns the
+/// answer and the request's number (for its request id).
+pub(crate) async fn counted_route<F, Fut>(
+    shared: &Shared,
+    req: Request,
+    next: Next,
+    route_of: fn(&Method, &str) -> Option<Route>,
+    refuse: impl FnOnce(&Shared, &Request, &str) -> Option<Response>,
+    status_fault: fn(u16, u64) -> Response,
+    commit_fault: F,
+) -> (Response, u64)
+where
+    F: FnOnce(Route, Response) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let path = req
         .extensions()
         .get::<MatchedPath>()
@@ -253,14 +270,7 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
         *c.requests.entry(route_name.to_owned()).or_default() += 1;
         c.requests_total
     };
-    let refused = if shared.cfg.provider == ProviderMode::Azure {
-        check_azure(&shared, &req, &path)
-    } else {
-        check_auth(&shared, &req)
-            .err()
-            .map(IntoResponse::into_response)
-    };
-    let mut resp = match refused {
+    let resp = match refuse(shared, &req, &path) {
         Some(refused) => {
             drain(req.into_body()).await;
             refused
@@ -271,13 +281,13 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
                 Some(f) => {
                     shared.count(|c| c.fault(&f.name));
                     drain(req.into_body()).await;
-                    status_fault(f.status, f.retry_after).into_response()
+                    status_fault(f.status, f.retry_after)
                 }
                 None => {
                     let resp = next.run(req).await;
                     match route {
                         Some(r) if r.commits() && resp.status().is_success() => {
-                            apply_commit_fault(&shared, r, resp).await
+                            commit_fault(r, resp).await
                         }
                         _ => resp,
                     }
@@ -287,6 +297,30 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
     };
     let status = resp.status().as_u16().to_string();
     shared.count(|c| *c.responses.entry(status).or_default() += 1);
+    (resp, request_no)
+}
+
+/// Counting, auth, request-level faults and commit faults for `/v1` routes.
+async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let azure = shared.cfg.provider == ProviderMode::Azure;
+    let (mut resp, request_no) = counted_route(
+        &shared,
+        req,
+        next,
+        route_of,
+        |shared, req, path| {
+            if azure {
+                check_azure(shared, req, path)
+            } else {
+                check_auth(shared, req)
+                    .err()
+                    .map(IntoResponse::into_response)
+            }
+        },
+        |status, retry_after| status_fault(status, retry_after).into_response(),
+        |route, resp| apply_commit_fault(&shared, route, resp),
+    )
+    .await;
     let rid = derived_hex_id(
         "req_",
         &["http", &shared.seed().to_string(), &request_no.to_string()],
