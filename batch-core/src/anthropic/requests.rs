@@ -15,7 +15,7 @@
 //! <https://docs.anthropic.com/en/api/deleting-message-batches>.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RANGE};
+use http::header::{CONTENT_TYPE, RANGE};
 use http::{HeaderValue, Method, Request, Uri};
 
 use crate::api::requests::{JSON, push_param, request};
@@ -94,14 +94,7 @@ pub fn create_batch_bytes(
 /// # Errors
 /// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
 pub fn retrieve_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>, RequestError> {
-    validate_id("batch id", batch_id)?;
-    request(
-        api,
-        Method::GET,
-        &format!("{BATCHES_PATH}/{batch_id}"),
-        JSON,
-        Outgoing::Empty,
-    )
+    crate::api::requests::retrieve_batch_at(api, BATCHES_PATH, batch_id)
 }
 
 /// `POST /v1/messages/batches/{batch_id}/cancel`: no body, `Content-Length: 0`.
@@ -109,17 +102,7 @@ pub fn retrieve_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>
 /// # Errors
 /// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
 pub fn cancel_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>, RequestError> {
-    validate_id("batch id", batch_id)?;
-    let mut req = request(
-        api,
-        Method::POST,
-        &format!("{BATCHES_PATH}/{batch_id}/cancel"),
-        JSON,
-        Outgoing::Empty,
-    )?;
-    req.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-    Ok(req)
+    crate::api::requests::cancel_batch_at(api, BATCHES_PATH, batch_id)
 }
 
 /// `DELETE /v1/messages/batches/{batch_id}` (only an ended batch can be deleted).

@@ -1042,11 +1042,21 @@ pub fn create_batch(api: &ApiBase, body: &CreateBatch) -> Result<Request<Outgoin
 /// # Errors
 /// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
 pub fn retrieve_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>, RequestError> {
+    retrieve_batch_at(api, "/batches", batch_id)
+}
+
+/// `GET {batches}/{batch_id}`: a batch read under a protocol's batches
+/// path (`/batches`, or Anthropic's `/v1/messages/batches`).
+pub(crate) fn retrieve_batch_at(
+    api: &ApiBase,
+    batches: &str,
+    batch_id: &str,
+) -> Result<Request<Outgoing>, RequestError> {
     validate_id("batch id", batch_id)?;
     request(
         api,
         Method::GET,
-        &format!("/batches/{batch_id}"),
+        &format!("{batches}/{batch_id}"),
         JSON,
         Outgoing::Empty,
     )
@@ -1058,11 +1068,21 @@ pub fn retrieve_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>
 /// # Errors
 /// [`RequestError::InvalidId`] if `batch_id` is not a plain path segment.
 pub fn cancel_batch(api: &ApiBase, batch_id: &str) -> Result<Request<Outgoing>, RequestError> {
+    cancel_batch_at(api, "/batches", batch_id)
+}
+
+/// `POST {batches}/{batch_id}/cancel`, no body, `Content-Length: 0`: a
+/// cancel under a protocol's batches path.
+pub(crate) fn cancel_batch_at(
+    api: &ApiBase,
+    batches: &str,
+    batch_id: &str,
+) -> Result<Request<Outgoing>, RequestError> {
     validate_id("batch id", batch_id)?;
     let mut req = request(
         api,
         Method::POST,
-        &format!("/batches/{batch_id}/cancel"),
+        &format!("{batches}/{batch_id}/cancel"),
         JSON,
         Outgoing::Empty,
     )?;

@@ -6,17 +6,11 @@
 //! <https://docs.anthropic.com/en/api/retrieving-message-batch-results>).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::error::AnthError;
 use super::lifecycle::results_path;
@@ -24,9 +18,8 @@ use super::model::{ListPage, MessageBatchRecord, Processing};
 use crate::error::ok_json;
 use crate::lifecycle::advance_all;
 use crate::server::AppState;
+use crate::server::content::faulted_body;
 use crate::state::lock;
-
-const CHUNK: usize = 8 * 1024;
 
 /// The `{message_batch_id}` path segment.
 pub(super) struct BatchId(String);
@@ -261,41 +254,7 @@ pub(super) async fn results(State(shared): State<AppState>, BatchId(id): BatchId
         Ok(m) => m.len(),
         Err(e) => return AnthError::internal(e).into_response(),
     };
-    let faults = lock(&shared.faults).on_content();
-    if faults.cut {
-        shared.count(|c| c.fault("cut-content"));
-    }
-    if faults.slow_ms > 0 {
-        shared.count(|c| c.fault("slow-body"));
-    }
-    // The cut fault sends half of the declared length, then aborts.
-    let send = if faults.cut { len / 2 } else { len };
-    let counter = shared.clone();
-    let slow = Duration::from_millis(faults.slow_ms);
-    let stream = ReaderStream::with_capacity(f.take(send), CHUNK).then(move |chunk| {
-        let counter = counter.clone();
-        async move {
-            if !slow.is_zero() {
-                tokio::time::sleep(slow).await;
-            }
-            if let Ok(c) = &chunk {
-                counter.count(|k| k.bytes_served += c.len() as u64);
-            }
-            chunk
-        }
-    });
-    let body = if faults.cut {
-        let tail = futures_util::stream::once(async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Err::<Bytes, _>(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "emulated connection cut",
-            ))
-        });
-        Body::from_stream(stream.chain(tail))
-    } else {
-        Body::from_stream(stream)
-    };
+    let body = faulted_body(&shared, f, len);
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -182,6 +182,24 @@ pub(super) async fn download(
             return ApiError::internal(e).into_response();
         }
     }
+    let body = faulted_body(&shared, f, len);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().extend(resp_headers);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    resp
+}
+
+/// The body of a content download: `len` bytes of `f` from where it
+/// stands, in `CHUNK`s, counted in `bytes_served`, under the content faults
+/// armed (`slow-body` waits before each chunk; `cut-content` sends half the
+/// bytes, then aborts the connection).
+pub(crate) fn faulted_body(shared: &AppState, f: tokio::fs::File, len: u64) -> Body {
     let faults = lock(&shared.faults).on_content();
     if faults.cut {
         shared.count(|c| c.fault("cut-content"));
@@ -205,7 +223,7 @@ pub(super) async fn download(
             chunk
         }
     });
-    let body = if faults.cut {
+    if faults.cut {
         let tail = futures_util::stream::once(async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Err::<Bytes, _>(std::io::Error::new(
@@ -216,17 +234,7 @@ pub(super) async fn download(
         Body::from_stream(stream.chain(tail))
     } else {
         Body::from_stream(stream)
-    };
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().extend(resp_headers);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
-        resp.headers_mut().insert(header::CONTENT_LENGTH, v);
     }
-    resp
 }
 
 #[cfg(test)]

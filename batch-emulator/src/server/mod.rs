@@ -1,7 +1,7 @@
 //! The HTTP surface: routes, the auth and fault layer, and the fallbacks.
 
 mod batches;
-mod content;
+pub(crate) mod content;
 mod control;
 mod files;
 
