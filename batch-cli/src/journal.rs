@@ -107,21 +107,37 @@ struct JobApp {
     emulator: bool,
 }
 
-/// `plan.json` of a journal of an earlier version.
+/// `plan.json` of a journal of an earlier version: its version and job id,
+/// then the same fields as [`JobApp`].
 #[derive(Deserialize)]
 struct LegacyPlanFile {
     version: u32,
     job_id: String,
-    input: PathBuf,
-    input_len: u64,
-    input_hash: String,
-    options: PlanOptions,
-    digest: PlanDigest,
-    model: Option<String>,
-    round: u32,
-    created_at: u64,
-    base_url: String,
-    emulator: bool,
+    #[serde(flatten)]
+    app: JobApp,
+}
+
+impl PlanFile {
+    /// The plan of job `job_id` from the CLI's data, with no shard files or
+    /// provider yet (a legacy plan has neither).
+    fn of_app(job_id: String, app: JobApp, seed: u64) -> PlanFile {
+        PlanFile {
+            job_id,
+            input: app.input,
+            input_len: app.input_len,
+            input_hash: app.input_hash,
+            options: app.options,
+            digest: app.digest,
+            model: app.model,
+            round: app.round,
+            created_at: app.created_at,
+            base_url: app.base_url,
+            emulator: app.emulator,
+            seed,
+            shards: Vec::new(),
+            provider: None,
+        }
+    }
 }
 
 /// The options that shape the plan; a resumed run must use the same.
@@ -371,22 +387,7 @@ impl Journal {
                 legacy.version
             )));
         }
-        Ok(Some(PlanFile {
-            job_id: legacy.job_id,
-            input: legacy.input,
-            input_len: legacy.input_len,
-            input_hash: legacy.input_hash,
-            options: legacy.options,
-            digest: legacy.digest,
-            model: legacy.model,
-            round: legacy.round,
-            created_at: legacy.created_at,
-            base_url: legacy.base_url,
-            emulator: legacy.emulator,
-            seed: 0,
-            shards: Vec::new(),
-            provider: None,
-        }))
+        Ok(Some(PlanFile::of_app(legacy.job_id, legacy.app, 0)))
     }
 
     fn plan_of(&self, job: StoredJob) -> Result<PlanFile, CliError> {
@@ -407,20 +408,9 @@ impl Journal {
             return Err(damaged("names no shard files"));
         };
         Ok(PlanFile {
-            job_id: job.job_id,
-            input: app.input,
-            input_len: app.input_len,
-            input_hash: app.input_hash,
-            options: app.options,
-            digest: app.digest,
-            model: app.model,
-            round: app.round,
-            created_at: app.created_at,
-            base_url: app.base_url,
-            emulator: app.emulator,
-            seed: job.seed,
             shards,
             provider: job.provider,
+            ..PlanFile::of_app(job.job_id, app, job.seed)
         })
     }
 
