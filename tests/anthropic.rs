@@ -63,30 +63,6 @@ fn now() -> batch_core::UnixMillis {
     batch_blocking::SystemClock.now()
 }
 
-/// Runs `job` to its stop with the transport `blocking` (else async).
-fn run(blocking: bool, api: &ApiConfig, job: &mut Job, io: &mut Recorder<'_>) -> JobSummary {
-    let mut client_config = batch_core::job::ClientConfig::new(api.clone());
-    client_config.retry = fast_retry();
-    client_config.io_timeout = Duration::from_secs(20);
-    if blocking {
-        let client = batch_blocking::Client::new(client_config).expect("client");
-        batch_blocking::run(job, &client, &batch_blocking::SystemClock, io).expect("blocking run")
-    } else {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let client = batch_async::Client::new(client_config).expect("client");
-        rt.block_on(batch_async::run(
-            job,
-            &client,
-            &batch_async::SystemClock,
-            io,
-        ))
-        .expect("async run")
-    }
-}
-
 struct Outcome {
     who: &'static str,
     results: Vec<JobResult>,
@@ -118,7 +94,7 @@ fn plain(blocking: bool, handle: &BatchJob, faults: &str, speed: f64, timings: T
     let api = config(&emu);
     let mut job = Job::new(job_config(&api, 3), handle.plan().clone(), now());
     let mut io = Recorder::new(handle.shard_bytes());
-    let summary = run(blocking, &api, &mut job, &mut io);
+    let summary = run_with_api(blocking, &api, &mut job, &mut io);
     Outcome {
         who: who(blocking),
         results: io.results,
@@ -266,7 +242,7 @@ fn a_stopped_job_resumes_from_its_checkpoint_with_a_new_client() {
         cfg.stop_after = StopAfter::Submitted;
         let mut job = Job::new(cfg, handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        run(blocking, &api, &mut job, &mut io);
+        run_with_api(blocking, &api, &mut job, &mut io);
         assert!(io.results.is_empty());
         let checkpoint: Checkpoint = io.checkpoints.last().cloned().expect("a checkpoint");
         assert!(checkpoint.shards.iter().all(|s| s.batch_id.is_some()));
@@ -279,7 +255,7 @@ fn a_stopped_job_resumes_from_its_checkpoint_with_a_new_client() {
         )
         .expect("resume");
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(blocking),
             results: io.results,
@@ -305,7 +281,7 @@ fn a_job_killed_after_arming_a_create_finds_the_batch_it_made() {
         let api = config(&emu);
         let mut job = Job::new(job_config(&api, 1), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        run(blocking, &api, &mut job, &mut io);
+        run_with_api(blocking, &api, &mut job, &mut io);
         assert_eq!(io.results.len(), 30);
         let armed = io
             .checkpoints
@@ -316,7 +292,7 @@ fn a_job_killed_after_arming_a_create_finds_the_batch_it_made() {
         let mut job =
             Job::resume(job_config(&api, 1), handle.plan().clone(), armed, now()).expect("resume");
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(blocking),
             results: io.results,
@@ -374,7 +350,7 @@ fn a_cancelled_job_returns_what_ran_and_marks_the_rest() {
         cfg.stop_after = StopAfter::Submitted;
         let mut job = Job::new(cfg, handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        run(blocking, &api, &mut job, &mut io);
+        run_with_api(blocking, &api, &mut job, &mut io);
         let checkpoint = io.checkpoints.last().cloned().expect("a checkpoint");
         let mut job = Job::resume(
             job_config(&api, 1),
@@ -385,7 +361,7 @@ fn a_cancelled_job_returns_what_ran_and_marks_the_rest() {
         .expect("resume");
         job.cancel(now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(blocking),
             results: io.results,

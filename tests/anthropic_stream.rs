@@ -152,24 +152,7 @@ fn a_message_batch_is_created_from_the_streamed_shard_and_its_results_read() {
             events: Vec::new(),
             checkpoint: None,
         };
-        let summary: JobSummary = if who == "blocking" {
-            let client = batch_blocking::Client::new(config).expect("client");
-            batch_blocking::run(&mut job, &client, &SystemClock, &mut io).expect("run")
-        } else {
-            let client = batch_async::Client::new(config).expect("client");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(batch_async::run(
-                &mut job,
-                &client,
-                &batch_async::SystemClock,
-                &mut io,
-            ))
-            .expect("run")
-        };
+        let summary = crate::common::run_on(who == "blocking", config, &mut job, &mut io);
         check(who, &summary, &io, &rx, &shard);
     }
 }

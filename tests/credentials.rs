@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use batch_core::credential::{Credential, CredentialError, CredentialSource};
-use batch_core::job::{ClientConfig, ClientSettings, Job, JobConfig, JobOutcome, JobSummary};
+use batch_core::job::{ClientConfig, ClientSettings, Job, JobConfig, JobOutcome};
 use batch_emulator::{Emulator, EmulatorHandle, EntraIssuer, ProviderMode, Timings};
 
 use crate::common::*;
@@ -79,26 +79,6 @@ fn job_config(config: &ClientConfig) -> JobConfig {
     cfg
 }
 
-fn run(blocking: bool, config: ClientConfig, job: &mut Job, io: &mut Recorder<'_>) -> JobSummary {
-    if blocking {
-        let client = batch_blocking::Client::new(config).expect("client");
-        batch_blocking::run(job, &client, &batch_blocking::SystemClock, io).expect("blocking run")
-    } else {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let client = batch_async::Client::new(config).expect("client");
-        rt.block_on(batch_async::run(
-            job,
-            &client,
-            &batch_async::SystemClock,
-            io,
-        ))
-        .expect("async run")
-    }
-}
-
 fn now() -> batch_core::UnixMillis {
     use batch_blocking::Clock;
     batch_blocking::SystemClock.now()
@@ -129,7 +109,7 @@ fn a_token_that_expires_mid_job_is_refreshed_and_the_job_goes_on() {
         let config = client_config(&emu, dated, source(emu.entra_issuer(), calls.clone(), None));
         let mut job = Job::new(job_config(&config), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, config, &mut job, &mut io);
+        let summary = run_on(blocking, config, &mut job, &mut io);
 
         assert!(summary.complete, "{who}: {summary:?} {:?}", emu.counters());
         assert_eq!(summary.succeeded, 20, "{who}: {summary:?}");
@@ -165,7 +145,7 @@ fn a_failing_credential_source_stops_the_job_with_its_error_and_a_resume_finishe
         let config = client_config(&emu, dated, source(emu.entra_issuer(), calls, Some(2)));
         let mut job = Job::new(job_config(&config), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, config, &mut job, &mut io);
+        let summary = run_on(blocking, config, &mut job, &mut io);
 
         assert!(!summary.complete, "{who}: {summary:?}");
         let error = summary.error.clone().unwrap_or_default();
@@ -200,7 +180,7 @@ fn a_failing_credential_source_stops_the_job_with_its_error_and_a_resume_finishe
         )
         .expect("resume");
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, config, &mut job, &mut io);
+        let summary = run_on(blocking, config, &mut job, &mut io);
         assert!(summary.complete, "{who}: {summary:?}");
         assert_eq!(summary.succeeded, 20, "{who}: {summary:?}");
         assert_each_once(&who, &io.results, &items);

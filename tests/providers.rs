@@ -66,30 +66,6 @@ fn job_config(api: &ApiConfig, parallel: usize) -> JobConfig {
     cfg
 }
 
-/// Runs `job` to its stop with the transport `blocking` (else async).
-fn run(blocking: bool, api: &ApiConfig, job: &mut Job, io: &mut Recorder<'_>) -> JobSummary {
-    let mut client_config = batch_core::job::ClientConfig::new(api.clone());
-    client_config.retry = fast_retry();
-    client_config.io_timeout = Duration::from_secs(20);
-    if blocking {
-        let client = batch_blocking::Client::new(client_config).expect("client");
-        batch_blocking::run(job, &client, &batch_blocking::SystemClock, io).expect("blocking run")
-    } else {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let client = batch_async::Client::new(client_config).expect("client");
-        rt.block_on(batch_async::run(
-            job,
-            &client,
-            &batch_async::SystemClock,
-            io,
-        ))
-        .expect("async run")
-    }
-}
-
 struct Outcome {
     who: String,
     results: Vec<batch_core::job::JobResult>,
@@ -145,7 +121,7 @@ fn clean_jobs_finish_on_every_provider() {
         let api = mode.config(&emu);
         let mut job = Job::new(job_config(&api, 2), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(mode, blocking),
             results: io.results,
@@ -175,7 +151,7 @@ fn faults_are_retried_on_every_provider() {
         let api = mode.config(&emu);
         let mut job = Job::new(job_config(&api, 3), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(mode, blocking),
             results: io.results,
@@ -204,7 +180,7 @@ fn a_stopped_job_resumes_with_a_new_client_on_every_provider() {
         cfg.stop_after = StopAfter::Submitted;
         let mut job = Job::new(cfg, handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        run(blocking, &api, &mut job, &mut io);
+        run_with_api(blocking, &api, &mut job, &mut io);
         let checkpoint: Checkpoint = io.checkpoints.last().cloned().expect("a checkpoint");
         assert!(io.results.is_empty());
         // Second process: the same plan and checkpoint, a new client.
@@ -216,7 +192,7 @@ fn a_stopped_job_resumes_with_a_new_client_on_every_provider() {
         )
         .expect("resume");
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(mode, blocking),
             results: io.results,
@@ -249,7 +225,7 @@ fn past_24h_groq_expires_azure_does_not_and_7d_finishes() {
         let api = mode.config(&emu);
         let mut job = Job::new(job_config(&api, 1), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         Outcome {
             who: who(mode, blocking),
             results: io.results,
@@ -291,7 +267,7 @@ fn past_24h_groq_expires_azure_does_not_and_7d_finishes() {
         assert_eq!(cfg.validate_settings(), Ok(()));
         let mut job = Job::new(cfg, handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         assert_eq!(summary.succeeded, 40, "7d/{blocking}: {summary:?}");
         assert_eq!(summary.shards[0].status, Some(BatchStatus::Completed));
     }
@@ -361,7 +337,7 @@ fn dated_azure_jobs_write_request_lines_without_v1() {
         let api = Mode::AzureDated.config(&emu);
         let mut job = Job::new(job_config(&api, 2), handle.plan().clone(), now());
         let mut io = Recorder::new(handle.shard_bytes());
-        let summary = run(blocking, &api, &mut job, &mut io);
+        let summary = run_with_api(blocking, &api, &mut job, &mut io);
         assert_each_once("dated", &io.results, &items);
         assert_eq!(summary.succeeded, 6, "{summary:?}");
         assert_eq!(emu.counters().batches_created, 2);

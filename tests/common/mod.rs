@@ -782,3 +782,43 @@ pub fn assert_same(reports: &[Report; 2]) {
 pub fn on(c: &Counters, route: &str) -> u64 {
     c.requests_on(route)
 }
+
+/// Runs `job` to its stop on a client built from `config`: the blocking
+/// transport when `blocking`, else the async one on a runtime of its own.
+pub fn run_on(
+    blocking: bool,
+    config: batch_core::job::ClientConfig,
+    job: &mut Job,
+    io: &mut impl JobIo,
+) -> JobSummary {
+    if blocking {
+        let client = batch_blocking::Client::new(config).expect("client");
+        batch_blocking::run(job, &client, &batch_blocking::SystemClock, io).expect("blocking run")
+    } else {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = batch_async::Client::new(config).expect("client");
+        rt.block_on(batch_async::run(
+            job,
+            &client,
+            &batch_async::SystemClock,
+            io,
+        ))
+        .expect("async run")
+    }
+}
+
+/// [`run_on`] with a client of `api`, fast retries and a 20 s read timeout.
+pub fn run_with_api(
+    blocking: bool,
+    api: &ApiConfig,
+    job: &mut Job,
+    io: &mut impl JobIo,
+) -> JobSummary {
+    let mut config = batch_core::job::ClientConfig::new(api.clone());
+    config.retry = fast_retry();
+    config.io_timeout = Duration::from_secs(20);
+    run_on(blocking, config, job, io)
+}
