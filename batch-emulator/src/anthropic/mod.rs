@@ -43,9 +43,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use crate::faults::{CommitFault, Route};
-use crate::server::{AppState, counted_route, cut_body, drain};
-use crate::state::{Shared, lock};
+use crate::faults::Route;
+use crate::server::{AppState, counted_route, drain};
+use crate::state::Shared;
 use crate::util::derived_b62_id;
 
 pub(crate) use error::AnthError;
@@ -187,7 +187,7 @@ async fn layer(State(shared): State<AppState>, req: Request, next: Next) -> Resp
                 .map(IntoResponse::into_response)
         },
         |status, retry_after| status_fault(status, retry_after).into_response(),
-        |route, resp| apply_commit_fault(&shared, route, resp),
+        || AnthError::api_error().into_response(),
     )
     .await;
     let rid = derived_b62_id(
@@ -222,27 +222,4 @@ async fn with_request_id(resp: Response, rid: &str) -> Response {
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(bytes))
-}
-
-async fn apply_commit_fault(shared: &Shared, route: Route, resp: Response) -> Response {
-    let fault = lock(&shared.faults).on_commit(route);
-    match fault {
-        None => resp,
-        Some(CommitFault::Answer500) => {
-            shared.count(|c| c.fault("commit-then-500"));
-            AnthError::api_error().into_response()
-        }
-        Some(CommitFault::Cut) => {
-            shared.count(|c| c.fault("commit-then-cut"));
-            let (parts, body) = resp.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let mut resp = Response::from_parts(parts, cut_body(bytes.clone(), bytes.len() / 2));
-            if let Ok(v) = HeaderValue::from_str(&bytes.len().to_string()) {
-                resp.headers_mut().insert(header::CONTENT_LENGTH, v);
-            }
-            resp
-        }
-    }
 }

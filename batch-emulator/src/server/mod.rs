@@ -237,21 +237,18 @@ fn check_auth(shared: &Shared, req: &Request) -> Result<(), ApiError> {
 /// clock by `step_per_request`, counts the request, answers `refuse`'s
 /// refusal (the provider's auth check) or a request-level fault (shaped by
 /// `status_fault`), else runs the route and, on a committing route's
-/// success, `commit_fault`; then counts the answer's status. Returns the
+/// success, the commit fault armed (a 500 shaped by `server_error`, or a
+/// cut answer); then counts the answer's status. Returns the
 /// answer and the request's number (for its request id).
-pub(crate) async fn counted_route<F, Fut>(
+pub(crate) async fn counted_route(
     shared: &Shared,
     req: Request,
     next: Next,
     route_of: fn(&Method, &str) -> Option<Route>,
     refuse: impl FnOnce(&Shared, &Request, &str) -> Option<Response>,
     status_fault: fn(u16, u64) -> Response,
-    commit_fault: F,
-) -> (Response, u64)
-where
-    F: FnOnce(Route, Response) -> Fut,
-    Fut: std::future::Future<Output = Response>,
-{
+    server_error: fn() -> Response,
+) -> (Response, u64) {
     let path = req
         .extensions()
         .get::<MatchedPath>()
@@ -287,7 +284,7 @@ where
                     let resp = next.run(req).await;
                     match route {
                         Some(r) if r.commits() && resp.status().is_success() => {
-                            commit_fault(r, resp).await
+                            apply_commit_fault(shared, r, resp, server_error).await
                         }
                         _ => resp,
                     }
@@ -318,7 +315,7 @@ async fn api_layer(State(shared): State<AppState>, req: Request, next: Next) -> 
             }
         },
         |status, retry_after| status_fault(status, retry_after).into_response(),
-        |route, resp| apply_commit_fault(&shared, route, resp),
+        || ApiError::server_error().into_response(),
     )
     .await;
     let rid = derived_hex_id(
@@ -363,13 +360,18 @@ fn status_fault(status: u16, retry_after: u64) -> ApiError {
     }
 }
 
-async fn apply_commit_fault(shared: &Shared, route: Route, resp: Response) -> Response {
+async fn apply_commit_fault(
+    shared: &Shared,
+    route: Route,
+    resp: Response,
+    server_error: fn() -> Response,
+) -> Response {
     let fault = lock(&shared.faults).on_commit(route);
     match fault {
         None => resp,
         Some(CommitFault::Answer500) => {
             shared.count(|c| c.fault("commit-then-500"));
-            ApiError::server_error().into_response()
+            server_error()
         }
         Some(CommitFault::Cut) => {
             shared.count(|c| c.fault("commit-then-cut"));
