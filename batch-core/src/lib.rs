@@ -188,4 +188,4 @@ pub mod fuzzing;
 
 pub use api::Endpoint;
 pub use error::{InputError, Problem};
-pub use time::UnixMillis;
+pub use time::{UnixMillis, civil_from_days, days_from_civil};

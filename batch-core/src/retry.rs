@@ -219,7 +219,7 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = crate::time::days_from_civil(year, i64::from(month), i64::from(day));
     let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(se);
     u64::try_from(secs).ok()
 }
@@ -233,17 +233,6 @@ fn month_of(m: &str) -> Option<u32> {
         .iter()
         .position(|x| *x == m)
         .and_then(|i| u32::try_from(i + 1).ok())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
